@@ -1,0 +1,81 @@
+"""Who is acting: passed into every write so that the audit log can say who, from where and through what."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controlplane.choices import Interface
+
+if TYPE_CHECKING:
+    from controlplane.models import ApiToken, User
+
+_request_meta: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("request_meta", default=None)
+
+
+def client_ip(request: Any) -> str | None:
+    """The client address. REMOTE_ADDR only: X-Forwarded-For is trusted solely when a proxy is declared."""
+    from django.conf import settings
+
+    meta = request.META
+    if getattr(settings, "TRUSTED_PROXY_COUNT", 0):
+        forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= settings.TRUSTED_PROXY_COUNT:
+            return forwarded[-settings.TRUSTED_PROXY_COUNT]
+    return meta.get("REMOTE_ADDR") or None
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: User | None = None
+    token: ApiToken | None = None
+    interface: str = Interface.SYSTEM
+    ip: str | None = None
+    user_agent: str = ""
+    label: str = ""  # for system and connector actors, e.g. "connector 3f2a…"
+
+    @classmethod
+    def from_request(cls, request: Any, *, interface: str | None = None) -> Actor:
+        from controlplane.models import ApiToken
+
+        auth = getattr(request, "auth", None)
+        token = auth if isinstance(auth, ApiToken) else None
+        user = getattr(request, "user", None)
+        if user is not None and not getattr(user, "is_authenticated", False):
+            user = None
+        if interface is None:
+            interface = Interface.API if request.path.startswith("/client/v4/") else Interface.UI
+        return cls(
+            user=user,
+            token=token,
+            interface=interface,
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+        )
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        return cls(interface=Interface.SYSTEM, label=label)
+
+    @classmethod
+    def cli(cls, label: str = "manage.py") -> Actor:
+        return cls(interface=Interface.CLI, label=label)
+
+    @property
+    def actor_type(self) -> str:
+        if self.token is not None:
+            return "token"
+        if self.user is not None:
+            return "user"
+        if self.interface == Interface.CONNECTOR:
+            return "connector"
+        return "system"
+
+    @property
+    def display(self) -> str:
+        if self.token is not None:
+            return f"API token “{self.token.name}”"
+        if self.user is not None:
+            return self.user.email
+        return self.label or self.interface

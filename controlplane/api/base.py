@@ -1,0 +1,105 @@
+"""Base classes every organisation-scoped API view inherits. The organisation and the caller's scopes are
+resolved in `initial()`, before any handler runs; querysets come from the model's scoped manager."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import models
+from rest_framework import mixins, viewsets
+from rest_framework.exceptions import MethodNotAllowed
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from controlplane.access import OrgAccess, accessible_organisations, resolve_org_access
+from controlplane.actors import Actor
+from controlplane.api.permissions import IsAuthenticatedPrincipal
+from controlplane.choices import Level
+from controlplane.models import ApiToken, Organisation
+
+
+def request_token(request: Request) -> ApiToken | None:
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
+def request_user(request: Request) -> Any:
+    return None if request_token(request) is not None else request.user
+
+
+class PrincipalView(APIView):
+    """Any authenticated caller (token or signed-in user); no organisation in the URL."""
+
+    permission_classes: ClassVar[list[Any]] = [IsAuthenticatedPrincipal]
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.from_request(self.request)
+
+    def accessible_organisations(self) -> list[Organisation]:
+        return accessible_organisations(user=request_user(self.request), token=request_token(self.request))
+
+
+class OrgScopedMixin:
+    """Resolve `account_id` from the URL into `self.organisation` and `self.access`, then check the scope
+    `<resource>:read` for safe methods and `<resource>:edit` otherwise (or `scope_map` per action)."""
+
+    resource: ClassVar[str]
+    account_kwarg: ClassVar[str] = "account_id"
+    # action name -> (resource, level), for actions whose need differs from the method's default.
+    scope_map: ClassVar[dict[str, tuple[str, str]]] = {}
+    organisation: Organisation
+    access: OrgAccess
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        self.access = self.resolve_access(request, **kwargs)
+        self.organisation = self.access.organisation
+        resource, level = self.required_scope(request)
+        self.access.require(resource, level)
+
+    def resolve_access(self, request: Request, **kwargs: Any) -> OrgAccess:
+        return resolve_org_access(
+            user=request_user(request), token=request_token(request), account_id=kwargs.get(self.account_kwarg)
+        )
+
+    def required_scope(self, request: Request) -> tuple[str, str]:
+        action = getattr(self, "action", None)
+        if action and action in self.scope_map:
+            return self.scope_map[action]
+        return self.resource, (Level.READ if request.method in SAFE_METHODS else Level.EDIT)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.from_request(self.request)  # type: ignore[attr-defined]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()  # type: ignore[misc]
+        context["organisation"] = getattr(self, "organisation", None)
+        return context
+
+
+class OrgScopedAPIView(OrgScopedMixin, APIView):
+    permission_classes: ClassVar[list[Any]] = [IsAuthenticatedPrincipal]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {"request": self.request, "view": self, "organisation": getattr(self, "organisation", None)}
+
+
+class OrgScopedViewSet(OrgScopedMixin, viewsets.GenericViewSet):
+    """Declare `resource`, `model` (or override `get_queryset` with a selector), serializers, and mix in
+    the actions needed. `get_queryset` can only see this organisation's rows."""
+
+    permission_classes: ClassVar[list[Any]] = [IsAuthenticatedPrincipal]
+    model: ClassVar[type[models.Model]]
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> models.QuerySet:
+        return self.model.objects.for_org(self.organisation)  # type: ignore[attr-defined]
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        raise MethodNotAllowed(request.method)
+
+
+class ListRetrieveMixins(mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    pass

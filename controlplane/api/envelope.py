@@ -1,0 +1,117 @@
+"""The Cloudflare v4 envelope: {success, errors, messages, result, result_info}, for results and errors alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from controlplane.access import NotSignedIn, SecondFactorRequired
+
+# Error codes, in the spirit of Cloudflare's: clients match on them, so they never change meaning.
+CODE_VALIDATION = 1004
+CODE_NOT_FOUND = 7003
+CODE_METHOD = 7001
+CODE_AUTH = 10000
+CODE_FORBIDDEN = 9109
+CODE_THROTTLED = 971
+CODE_CONFLICT = 1061
+CODE_PARSE = 1003
+CODE_SERVER = 1000
+
+
+def envelope(result: Any = None, *, errors: list[dict[str, Any]] | None = None, result_info: Any = None) -> dict:
+    body: dict[str, Any] = {"success": not errors, "errors": errors or [], "messages": [], "result": result}
+    if result_info is not None:
+        body["result_info"] = result_info
+    return body
+
+
+class EnvelopeRenderer(JSONRenderer):
+    """Wraps successful results; error bodies are already enveloped by `exception_handler`."""
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        response = (renderer_context or {}).get("response")
+        if response is not None and not getattr(response, "enveloped", False):
+            data = envelope(data, result_info=getattr(response, "result_info", None))
+        return super().render(data, accepted_media_type, renderer_context)
+
+
+def _flatten(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(detail, dict):
+        items: list[tuple[str, str]] = []
+        for key, value in detail.items():
+            field = key if key != "non_field_errors" and key != "__all__" else ""
+            items.extend(_flatten(value, f"{prefix}.{field}" if prefix and field else (field or prefix)))
+        return items
+    if isinstance(detail, list):
+        items = []
+        for index, value in enumerate(detail):
+            if isinstance(value, (dict, list)):
+                items.extend(_flatten(value, f"{prefix}[{index}]" if prefix else f"[{index}]"))
+            else:
+                items.extend(_flatten(value, prefix))
+        return items
+    return [(prefix, str(detail))]
+
+
+def validation_errors(detail: Any) -> list[dict[str, Any]]:
+    errors = []
+    for field, message in _flatten(detail):
+        entry: dict[str, Any] = {"code": CODE_VALIDATION, "message": f"{field}: {message}" if field else message}
+        if field:
+            entry["source"] = {"pointer": "/" + field.replace(".", "/")}
+        errors.append(entry)
+    return errors or [{"code": CODE_VALIDATION, "message": "Invalid request."}]
+
+
+def error_response(status_code: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None) -> Response:
+    response = Response(envelope(None, errors=errors), status=status_code, headers=headers)
+    response.enveloped = True
+    return response
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error the API can produce, as a v4 envelope with a proper status. Unknown exceptions propagate
+    (and become a logged 500 through Django), but every expected failure is mapped here."""
+    if isinstance(exc, NotSignedIn):
+        exc = exceptions.NotAuthenticated()
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        return error_response(status.HTTP_400_BAD_REQUEST, validation_errors(detail))
+    if isinstance(exc, Http404):
+        message = str(exc) if str(exc) else "Not found."
+        path = context["request"].path if context.get("request") is not None else ""
+        return error_response(404, [{"code": CODE_NOT_FOUND, "message": f"{message} ({path})" if path else message}])
+    if isinstance(exc, (DjangoPermissionDenied, SecondFactorRequired)):
+        return error_response(403, [{"code": CODE_FORBIDDEN, "message": str(exc) or "Forbidden."}])
+    if isinstance(exc, exceptions.ValidationError):
+        return error_response(400, validation_errors(exc.detail))
+    if isinstance(exc, exceptions.ParseError):
+        return error_response(400, [{"code": CODE_PARSE, "message": f"Invalid request body: {exc.detail}"}])
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        return error_response(
+            401, [{"code": CODE_AUTH, "message": str(exc.detail)}], headers={"WWW-Authenticate": 'Bearer realm="api"'}
+        )
+    if isinstance(exc, exceptions.PermissionDenied):
+        return error_response(403, [{"code": CODE_FORBIDDEN, "message": str(exc.detail)}])
+    if isinstance(exc, exceptions.NotFound):
+        return error_response(404, [{"code": CODE_NOT_FOUND, "message": str(exc.detail)}])
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return error_response(405, [{"code": CODE_METHOD, "message": str(exc.detail)}])
+    if isinstance(exc, exceptions.Throttled):
+        headers = {"Retry-After": str(int(exc.wait))} if exc.wait else None
+        return error_response(429, [{"code": CODE_THROTTLED, "message": str(exc.detail)}], headers=headers)
+    if isinstance(exc, exceptions.APIException):
+        return error_response(
+            exc.status_code,
+            validation_errors(exc.detail)
+            if exc.status_code == 400
+            else [{"code": CODE_SERVER, "message": str(exc.detail)}],
+        )
+    return None

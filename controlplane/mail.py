@@ -1,0 +1,83 @@
+"""Mail delivery: the outbox backend of embedded mode and the SMTP backend, plus the one way services send mail."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
+from django.db import transaction
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+
+ORGANISATION_HEADER = "X-ZT-Organisation"
+
+
+class OutboxEmailBackend(BaseEmailBackend):
+    """Keeps each message as an OutboxMessage instead of sending it."""
+
+    def send_messages(self, email_messages: Sequence[Any]) -> int:
+        from controlplane.models import OutboxMessage
+
+        count = 0
+        for message in email_messages:
+            headers = dict(message.extra_headers)
+            organisation_id = headers.pop(ORGANISATION_HEADER, None)
+            html = ""
+            for content, mimetype in getattr(message, "alternatives", []):
+                if mimetype == "text/html":
+                    html = content
+            OutboxMessage.objects.create(
+                organisation_id=organisation_id or None,
+                from_email=message.from_email,
+                to=list(message.to) + list(message.cc) + list(message.bcc),
+                subject=message.subject,
+                body=message.body,
+                html_body=html,
+            )
+            logger.info(
+                "mail to %s kept in the outbox (read it in the UI or with `manage.py outbox`): %s",
+                ", ".join(message.to),
+                message.subject,
+            )
+            count += 1
+        return count
+
+
+class SmtpEmailBackend(DjangoSmtpBackend):
+    """Django's SMTP backend, without our internal routing header."""
+
+    def send_messages(self, email_messages: Sequence[Any]) -> int:
+        for message in email_messages:
+            message.extra_headers.pop(ORGANISATION_HEADER, None)
+        return super().send_messages(email_messages) or 0
+
+
+def build_message(
+    *, to: list[str], subject: str, template: str, context: dict[str, Any], organisation_id: str | None
+) -> EmailMultiAlternatives:
+    body = render_to_string(f"{template}.txt", context)
+    message = EmailMultiAlternatives(subject=subject.strip(), body=body, to=to)
+    if organisation_id:
+        message.extra_headers[ORGANISATION_HEADER] = organisation_id
+    return message
+
+
+def email_send(
+    *, to: list[str], subject: str, template: str, context: dict[str, Any], organisation_id: str | None = None
+) -> None:
+    """Queue a templated email (text template `<template>.txt`) once the current transaction commits."""
+    from controlplane.tasks import send_email
+
+    payload = {
+        "to": to,
+        "subject": subject,
+        "template": template,
+        "context": context,
+        "organisation_id": organisation_id,
+    }
+    transaction.on_commit(lambda: send_email.delay(**payload))

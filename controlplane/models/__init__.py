@@ -1,0 +1,20 @@
+"""Core tenancy models: users, organisations and what belongs to them."""
+
+from .audit import AppendOnlyError, AuditEvent
+from .organisations import Invitation, Membership, Organisation
+from .outbox import OutboxMessage
+from .tokens import ApiToken
+from .users import User
+from .zones import Zone
+
+__all__ = [
+    "ApiToken",
+    "AppendOnlyError",
+    "AuditEvent",
+    "Invitation",
+    "Membership",
+    "Organisation",
+    "OutboxMessage",
+    "User",
+    "Zone",
+]

@@ -1,0 +1,49 @@
+"""The append-only audit log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from controlplane.choices import AuditAction, Interface
+from controlplane.scoping import OrgOwnedModel
+
+
+class AppendOnlyError(RuntimeError):
+    pass
+
+
+class AuditEvent(OrgOwnedModel):
+    """Who did what to which object of an organisation, from where. Rows are never updated or deleted."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    resource_type = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=64, blank=True)
+    resource_name = models.CharField(max_length=255, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    actor_email = models.CharField(max_length=254, blank=True)
+    actor_type = models.CharField(max_length=16, default="user")  # user | token | system | connector
+    actor_token_id = models.UUIDField(null=True, blank=True)
+    interface = models.CharField(max_length=16, choices=Interface.choices, default=Interface.SYSTEM)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organisation", "-created_at"], name="controlplane_audit_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_email or self.actor_type} {self.action} {self.resource_type} {self.resource_name}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Audit events cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Audit events cannot be deleted.")

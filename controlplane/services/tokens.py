@@ -1,0 +1,163 @@
+"""API tokens: create (the secret is returned once), authenticate, revoke."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.actors import Actor
+from controlplane.choices import TOKEN_RESOURCES, AuditAction, Level, Role, scope
+from controlplane.models import ApiToken, Membership, Organisation
+from controlplane.models.tokens import generate_token_secret, hash_token
+from controlplane.services.audit import audit_record
+
+LAST_USED_RESOLUTION = datetime.timedelta(seconds=60)
+
+
+def clean_grants(grants: Any) -> dict[str, str]:
+    if not isinstance(grants, dict) or not grants:
+        raise ValidationError({"permissions": 'Grant at least one permission, e.g. {"tunnels": "edit"}.'})
+    allowed = {resource.value for resource in TOKEN_RESOURCES}
+    cleaned: dict[str, str] = {}
+    for resource, level in grants.items():
+        if resource not in allowed:
+            raise ValidationError(
+                {"permissions": f"Unknown resource group “{resource}”; use {', '.join(sorted(allowed))}."}
+            )
+        if level not in Level.values:
+            raise ValidationError({"permissions": f"“{resource}” must be “read” or “edit”, not “{level}”."})
+        cleaned[resource] = level
+    return cleaned
+
+
+def clean_networks(networks: Any) -> list[str]:
+    if networks in (None, ""):
+        return []
+    if isinstance(networks, str):
+        networks = [item for item in networks.replace("\n", ",").split(",")]
+    if not isinstance(networks, list):
+        raise ValidationError({"allowed_networks": "Give a list of IP addresses or CIDR ranges."})
+    cleaned = []
+    for item in networks:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            cleaned.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ValidationError({"allowed_networks": f"“{text}” is not an IP address or CIDR range."}) from None
+    return cleaned
+
+
+def _cap_to_actor(organisation: Organisation, actor: Actor, grants: dict[str, str]) -> None:
+    """Nobody creates a token that can do more than they can."""
+    if actor.user is None:
+        return  # the operator's CLI
+    membership = Membership.objects.for_org(organisation).filter(user=actor.user).first()
+    if membership is None:
+        raise PermissionDenied("Only members create tokens.")
+    for resource, level in grants.items():
+        if scope(resource, level) not in membership.scopes:
+            role = Role(membership.role).label
+            raise PermissionDenied(f"Your role ({role}) cannot grant {level} on {resource}.")
+
+
+@transaction.atomic
+def api_token_create(
+    *,
+    organisation: Organisation,
+    name: str,
+    grants: Any,
+    actor: Actor,
+    allowed_networks: Any = None,
+    expires_at: datetime.datetime | None = None,
+    not_before: datetime.datetime | None = None,
+) -> tuple[ApiToken, str]:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the token a name."})
+    if len(name) > 120:
+        raise ValidationError({"name": "At most 120 characters."})
+    grants = clean_grants(grants)
+    networks = clean_networks(allowed_networks)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_on": "The expiry must be in the future."})
+    if expires_at is not None and not_before is not None and not_before >= expires_at:
+        raise ValidationError({"not_before": "must be before the expiry."})
+    _cap_to_actor(organisation, actor, grants)
+    raw = generate_token_secret()
+    token = ApiToken.objects.create(
+        organisation=organisation,
+        name=name,
+        token_hash=hash_token(raw),
+        hint=raw[-4:],
+        grants=grants,
+        allowed_networks=networks,
+        expires_at=expires_at,
+        not_before=not_before,
+        created_by=actor.user,
+    )
+    audit_record(
+        organisation=organisation,
+        actor=actor,
+        action=AuditAction.CREATE,
+        resource_type="api_token",
+        resource_id=token.id,
+        resource_name=name,
+        changes={"grants": [None, grants], "allowed_networks": [None, networks], "expires_at": [None, expires_at]},
+    )
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
+    updated = (
+        ApiToken.objects.for_org(token.organisation)
+        .filter(pk=token.pk, revoked_at__isnull=True)
+        .update(revoked_at=timezone.now())
+    )
+    token.refresh_from_db()
+    if updated:
+        audit_record(
+            organisation=token.organisation,
+            actor=actor,
+            action=AuditAction.DELETE,
+            resource_type="api_token",
+            resource_id=token.id,
+            resource_name=token.name,
+            changes={"status": ["active", "disabled"]},
+        )
+    return token
+
+
+class TokenRejected(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def api_token_authenticate(raw: str, *, ip: str | None) -> ApiToken:
+    """The live token for a bearer secret, or TokenRejected saying why (never which part of a secret matched)."""
+    token = (
+        ApiToken.objects.unscoped("a bearer secret identifies its organisation")
+        .select_related("organisation")
+        .filter(token_hash=hash_token(raw))
+        .first()
+    )
+    if token is None:
+        raise TokenRejected("Invalid API Token")
+    status = token.status
+    if status != "active":
+        raise TokenRejected(f"This API Token is {status}")
+    if not token.allows_ip(ip):
+        raise TokenRejected("This API Token cannot be used from this IP address")
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.for_org(token.organisation).filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

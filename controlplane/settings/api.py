@@ -1,0 +1,39 @@
+"""Django REST framework and the OpenAPI schema."""
+
+from __future__ import annotations
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.api.authentication.ApiTokenAuthentication",
+        "controlplane.api.authentication.SessionOtpAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["controlplane.api.permissions.DenyAll"],
+    "DEFAULT_RENDERER_CLASSES": ["controlplane.api.envelope.EnvelopeRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "controlplane.api.pagination.V4Pagination",
+    "EXCEPTION_HANDLER": "controlplane.api.envelope.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "controlplane.api.schema.EnvelopeAutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_RATES": {},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Zero Trust control plane API",
+    "DESCRIPTION": (
+        "Cloudflare v4-shaped API for tunnels, Access and origin certificates. Every response is wrapped in the "
+        "v4 envelope {success, errors, messages, result, result_info}. Authenticate with `Authorization: Bearer "
+        "<API token>`."
+    ),
+    "VERSION": "4",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/client/v4",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SECURITY": [{"bearerAuth": []}],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.api.schema.postprocess_add_envelope_components",
+    ],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "API token"}}
+    },
+}

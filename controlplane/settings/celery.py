@@ -1,0 +1,19 @@
+"""Celery: tasks run in-process without REDIS_URL; with it, a Redis broker and separate workers."""
+
+from __future__ import annotations
+
+from .env import env_str
+
+_redis = env_str("REDIS_URL")
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", _redis) or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = _redis is None and env_str("CELERY_BROKER_URL") is None
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -1,0 +1,20 @@
+"""DATABASE_URL, defaulting to a SQLite file in the data dir."""
+
+from __future__ import annotations
+
+import dj_database_url
+
+from .env import data_dir, env_str
+
+_url = env_str("DATABASE_URL") or f"sqlite:///{data_dir() / 'controlplane.sqlite3'}"
+_default = dj_database_url.parse(_url, conn_max_age=0)
+if _default["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock up front, so check-then-insert sequences (zone ownership,
+    # hostname uniqueness) cannot interleave between processes; WAL lets readers run beside one writer.
+    _default.setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+    # A file (not :memory:) so that servers started by the tests in subprocesses see the test database.
+    _default["TEST"] = {"NAME": str(data_dir() / "test.sqlite3")}
+
+DATABASES = {"default": _default}

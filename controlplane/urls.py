@@ -1,0 +1,6 @@
+from django.urls import include, path
+
+urlpatterns = [
+    path("client/v4/", include("controlplane.api.urls")),
+    path("", include("controlplane.ui.urls")),
+]
