@@ -15,6 +15,8 @@ if _default["ENGINE"] == "django.db.backends.sqlite3":
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
     # A file (not :memory:) so that servers started by the tests in subprocesses see the test database.
-    _default["TEST"] = {"NAME": str(data_dir() / "test.sqlite3")}
+    _default["TEST"] = {"NAME": env_str("TEST_DB_NAME") or str(data_dir() / "test.sqlite3")}
+elif env_str("TEST_DB_NAME"):
+    _default["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
 
 DATABASES = {"default": _default}

@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint venv deps dev-deps worker clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.deps
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+## Set up and serve the control plane (UI, API, websockets) with daphne on http://$(HOST):$(PORT)
+run: deps
+	$(BIN)/python manage.py migrate --no-input -v0
+	$(BIN)/python manage.py bootstrap
+	$(BIN)/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=4096 controlplane.asgi:application
+
+## Run the whole test suite (installs what it needs; Chromium from Debian if missing)
+test: dev-deps
+	./scripts/ensure-chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: dev-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## A Celery worker (production topology: set REDIS_URL)
+worker: deps
+	$(BIN)/celery -A controlplane worker -B -l info
+
+clean:
+	rm -rf $(VENV) staticfiles
