@@ -1,1 +1,127 @@
-"""Filled by a later issue; see docs/architecture.md."""
+"""Tunnels, their versioned configuration, and the connectors and connections that serve them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from controlplane.scoping import OrgOwnedModel
+
+
+class Tunnel(OrgOwnedModel):
+    """An outbound-only link from a private network to the edge. The 32-byte secret is stored encrypted
+    (Fernet, settings.DATA_ENCRYPTION_KEYS) so that the token can be shown again."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255)
+    config_src = models.CharField(max_length=16, default="cloudflare")
+    secret_ciphertext = models.TextField(editable=False)
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    config_version = models.IntegerField(default=0)
+    config = models.JSONField(default=dict, blank=True)
+    conns_active_at = models.DateTimeField(null=True, blank=True)
+    conns_inactive_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "name"],
+                condition=models.Q(deleted_at__isnull=True),
+                name="tunnels_tunnel_unique_live_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def cname_target(self) -> str:
+        return f"{self.id}.{settings.TUNNEL_DOMAIN}"
+
+
+class TunnelConfiguration(OrgOwnedModel):
+    """One version of a tunnel's remote-managed configuration; the newest is mirrored on Tunnel.config."""
+
+    tunnel = models.ForeignKey(Tunnel, on_delete=models.CASCADE, related_name="configurations")
+    version = models.IntegerField()
+    config = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by_email = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["tunnel", "version"], name="tunnels_configuration_unique_version")
+        ]
+
+
+class Connector(OrgOwnedModel):
+    """One run of a connector process (its id is a fresh UUID per start, chosen by the connector)."""
+
+    tunnel = models.ForeignKey(Tunnel, on_delete=models.CASCADE, related_name="connectors")
+    connector_id = models.UUIDField()
+    version = models.CharField(max_length=64, blank=True)
+    arch = models.CharField(max_length=64, blank=True)
+    platform = models.CharField(max_length=128, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    local_ip = models.CharField(max_length=64, blank=True)
+    origin_ip = models.CharField(max_length=64, blank=True)
+    features = models.JSONField(default=list, blank=True)
+    expected_connections = models.PositiveSmallIntegerField(default=1)
+    config_version = models.IntegerField(default=-1)
+    config_error = models.CharField(max_length=1000, blank=True)
+    run_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-run_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tunnel", "connector_id"], name="tunnels_connector_unique_per_tunnel")
+        ]
+
+    def __str__(self) -> str:
+        return str(self.connector_id)
+
+
+class Connection(OrgOwnedModel):
+    """One websocket between a connector and a server instance."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tunnel = models.ForeignKey(Tunnel, on_delete=models.CASCADE, related_name="connections")
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="connections")
+    conn_index = models.PositiveSmallIntegerField(default=0)
+    origin_ip = models.CharField(max_length=64, blank=True)
+    server_id = models.CharField(max_length=64)
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["conn_index", "-opened_at"]
+        indexes = [
+            models.Index(fields=["tunnel", "closed_at"], name="tunnels_connection_live"),
+            models.Index(fields=["server_id", "closed_at"], name="tunnels_connection_server"),
+        ]
+
+
+class ServerInstance(models.Model):
+    """A running server process that holds connector connections. Installation-wide, not organisation data."""
+
+    server_id = models.CharField(max_length=64, primary_key=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)

@@ -1,6 +1,7 @@
 """Core tenancy models: users, organisations and what belongs to them."""
 
 from .audit import AppendOnlyError, AuditEvent
+from .dns import DnsRecord
 from .organisations import Invitation, Membership, Organisation
 from .outbox import OutboxMessage
 from .tokens import ApiToken
@@ -11,6 +12,7 @@ __all__ = [
     "ApiToken",
     "AppendOnlyError",
     "AuditEvent",
+    "DnsRecord",
     "Invitation",
     "Membership",
     "Organisation",

@@ -9,4 +9,5 @@ from .database import *  # noqa: F403
 from .email import *  # noqa: F403
 from .env import DATA_DIR, MODE, PRODUCTION  # noqa: F401
 from .otp import *  # noqa: F403
+from .tunnels import *  # noqa: F403
 from .zones import *  # noqa: F403

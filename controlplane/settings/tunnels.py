@@ -1,0 +1,34 @@
+"""Tunnels, connectors and the edge."""
+
+from __future__ import annotations
+
+from .env import env_int, env_list, env_str, persistent_secret
+
+
+def _generate_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+# Keys that encrypt tunnel secrets at rest (Fernet). The first encrypts; all decrypt, so keys can be rotated by
+# prepending a new one. Embedded mode generates one into the data dir; production requires it.
+DATA_ENCRYPTION_KEYS = env_list(
+    "DATA_ENCRYPTION_KEYS", [persistent_secret("DATA_ENCRYPTION_KEY", "encryption_key", _generate_fernet_key)]
+)
+
+# CNAME target of public hostnames: <tunnel id>.<TUNNEL_DOMAIN>
+TUNNEL_DOMAIN = env_str("TUNNEL_DOMAIN", "cfargotunnel.localhost")
+# Address connectors dial (put into tunnel tokens as "e"); defaults to PUBLIC_URL.
+CONNECTOR_EDGE_URL = env_str("CONNECTOR_EDGE_URL", "")
+
+# Heartbeats on connector connections: sent every interval; a connection silent for 3 intervals is dead.
+CONNECTOR_HEARTBEAT_SECONDS = env_int("CONNECTOR_HEARTBEAT_SECONDS", 10)
+# Server instances report themselves alive this often; connections held by an instance silent for
+# CONNECTOR_INSTANCE_DEADLINE seconds are closed by whichever instance sweeps first.
+SERVER_INSTANCE_HEARTBEAT_SECONDS = env_int("SERVER_INSTANCE_HEARTBEAT_SECONDS", 10)
+SERVER_INSTANCE_DEADLINE_SECONDS = env_int("SERVER_INSTANCE_DEADLINE_SECONDS", 45)
+# Largest websocket frame a connector may send.
+CONNECTOR_MAX_FRAME_BYTES = env_int("CONNECTOR_MAX_FRAME_BYTES", 1024 * 1024 + 64)
+# Notifications: a health change must hold this long before it is announced (flap damping).
+TUNNEL_HEALTH_NOTIFY_DELAY_SECONDS = env_int("TUNNEL_HEALTH_NOTIFY_DELAY_SECONDS", 60)
