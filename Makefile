@@ -23,8 +23,10 @@ deps: $(VENV)/.deps
 dev-deps: $(VENV)/.dev-deps
 
 ## Set up and serve the control plane (UI, API, websockets) with daphne on http://$(HOST):$(PORT)
+run: export PUBLIC_URL ?= http://$(HOST):$(PORT)
 run: deps
 	$(BIN)/python manage.py migrate --no-input -v0
+	$(BIN)/python manage.py collectstatic --no-input -v0
 	$(BIN)/python manage.py bootstrap
 	$(BIN)/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=4096 controlplane.asgi:application
 

@@ -6,9 +6,11 @@ organisations, inside a transaction that holds the write lock (SQLite IMMEDIATE,
 from __future__ import annotations
 
 import dns.exception
+import dns.inet
+import dns.nameserver
 import dns.resolver
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -82,18 +84,28 @@ def zone_create(*, organisation: Organisation, name: str, actor: Actor) -> Zone:
     return zone
 
 
+def parse_nameserver(entry: str) -> tuple[str, int]:
+    """("ip", port) from "ip", "ip:port", "v6" or "[v6]:port" (ZONE_VERIFICATION_NAMESERVERS)."""
+    text = entry.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("53" if not rest else "invalid")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not dns.inet.is_address(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImproperlyConfigured(
+            f"ZONE_VERIFICATION_NAMESERVERS: {entry!r} is not an IP address with an optional port "
+            "(1.2.3.4, 1.2.3.4:5353, 2001:db8::1 or [2001:db8::1]:5353)."
+        )
+    return host, int(port)
+
+
 def _resolver() -> dns.resolver.Resolver:
     nameservers = settings.ZONE_VERIFICATION_NAMESERVERS
     resolver = dns.resolver.Resolver(configure=not nameservers)
     if nameservers:
-        resolver.nameservers = []
-        ports = {}
-        for entry in nameservers:
-            host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
-            resolver.nameservers.append(host)
-            if port:
-                ports[host] = int(port)
-        resolver.nameserver_ports = ports
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_nameserver(entry)) for entry in nameservers]
     resolver.lifetime = 5.0
     resolver.timeout = 2.0
     return resolver
