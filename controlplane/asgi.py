@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels routing."""
+"""ASGI entry point.
+
+HTTP goes to Django. Websockets: the connector endpoint is routed before any session or origin middleware (it
+authenticates with its token and sends no Origin), browser sockets go through the origin check and the session.
+"""
 
 import os
 
@@ -11,11 +15,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from connector.protocol import WEBSOCKET_PATH  # noqa: E402
 from controlplane.routing import websocket_urlpatterns  # noqa: E402
+from tunnels.endpoints import connector_app  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
-)
+browser_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+
+
+async def websocket_router(scope, receive, send):
+    if scope["path"] == WEBSOCKET_PATH:
+        return await connector_app(scope, receive, send)
+    return await browser_websockets(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_router})

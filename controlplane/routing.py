@@ -1,3 +1,5 @@
 """Websocket routes of every app (each app exports `websocket_urlpatterns`)."""
 
-websocket_urlpatterns: list = []
+from tunnels.routing import websocket_urlpatterns as tunnel_patterns
+
+websocket_urlpatterns: list = [*tunnel_patterns]

@@ -125,3 +125,36 @@ class ServerInstance(models.Model):
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+
+
+class NotificationDestination(OrgOwnedModel):
+    """Where tunnel alerts go: email addresses, or a webhook signed with HMAC-SHA256 over the body."""
+
+    KIND_EMAIL = "email"
+    KIND_WEBHOOK = "webhook"
+    ALERT_HEALTH = "tunnel_health_event"
+    ALERT_UPDATE = "tunnel_update_event"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=16, choices=[(KIND_EMAIL, "Email"), (KIND_WEBHOOK, "Webhook")])
+    emails = models.JSONField(default=list, blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    secret_ciphertext = models.TextField(blank=True, editable=False)
+    alert_types = models.JSONField(default=list)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TunnelAlertState(OrgOwnedModel):
+    """The last health status announced for a tunnel, so that an alert is sent once per real change."""
+
+    tunnel = models.OneToOneField(Tunnel, on_delete=models.CASCADE, related_name="alert_state")
+    notified_status = models.CharField(max_length=16, default="inactive")
+    notified_at = models.DateTimeField(null=True, blank=True)

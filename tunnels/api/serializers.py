@@ -1,0 +1,142 @@
+"""Input and output shapes of the tunnel API (Cloudflare's CloudflareTunnel, Client, configuration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from tunnels.logic.status import ConnectionView, ConnectorHealth, TunnelHealth
+from tunnels.models import Tunnel
+
+
+class TunnelCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=255, trim_whitespace=True)
+    config_src = serializers.ChoiceField(choices=["cloudflare", "local"], required=False, default="cloudflare")
+    tunnel_secret = serializers.CharField(required=False, allow_blank=False)
+
+
+class TunnelEditInput(serializers.Serializer):
+    name = serializers.CharField(max_length=255, required=False)
+    tunnel_secret = serializers.CharField(required=False)
+
+
+class ConfigurationInput(serializers.Serializer):
+    config = serializers.JSONField()
+
+
+class ConnectionOutput(serializers.Serializer):
+    id = serializers.CharField()
+    uuid = serializers.CharField()
+    client_id = serializers.CharField()
+    client_version = serializers.CharField()
+    colo_name = serializers.CharField()
+    origin_ip = serializers.CharField()
+    opened_at = serializers.DateTimeField()
+    is_pending_reconnect = serializers.BooleanField()
+    conn_index = serializers.IntegerField()
+
+
+def connection_data(conn: ConnectionView, version: str) -> dict[str, Any]:
+    return {
+        "id": conn.id,
+        "uuid": conn.id,
+        "client_id": conn.connector_id,
+        "client_version": version,
+        "colo_name": conn.server_id,
+        "origin_ip": conn.origin_ip,
+        "opened_at": conn.opened_at,
+        "is_pending_reconnect": False,
+        "conn_index": conn.conn_index,
+    }
+
+
+def connector_data(health: ConnectorHealth, current_version: int) -> dict[str, Any]:
+    c = health.connector
+    return {
+        "id": c.connector_id,
+        "arch": c.arch,
+        "version": c.version,
+        "platform": c.platform,
+        "hostname": c.hostname,
+        "origin_ip": c.origin_ip,
+        "config_version": c.config_version,
+        "config_outdated": c.config_version < current_version,
+        "config_error": c.config_error,
+        "features": [],
+        "run_at": c.run_at,
+        "expected_connections": c.expected_connections,
+        "missing_connections": [{"conn_index": i, "reason": why} for i, why in health.missing],
+        "conns": [connection_data(conn, c.version) for conn in health.connections],
+    }
+
+
+class ConnectorOutput(serializers.Serializer):
+    id = serializers.CharField()
+    arch = serializers.CharField()
+    version = serializers.CharField()
+    config_version = serializers.IntegerField()
+    config_outdated = serializers.BooleanField()
+    run_at = serializers.DateTimeField()
+    conns = ConnectionOutput(many=True)
+
+
+class TunnelOutput(serializers.Serializer):
+    """The v4 CloudflareTunnel, plus `status_explanation`."""
+
+    id = serializers.UUIDField()
+    account_tag = serializers.CharField()
+    name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    deleted_at = serializers.DateTimeField(allow_null=True)
+    conns_active_at = serializers.DateTimeField(allow_null=True)
+    conns_inactive_at = serializers.DateTimeField(allow_null=True)
+    status = serializers.CharField()
+    status_explanation = serializers.CharField()
+    tun_type = serializers.CharField()
+    config_src = serializers.CharField()
+    remote_config = serializers.BooleanField()
+    config_version = serializers.IntegerField()
+    metadata = serializers.DictField()
+    connections = ConnectionOutput(many=True)
+
+
+def tunnel_data(tunnel: Tunnel, health: TunnelHealth) -> dict[str, Any]:
+    connections = [connection_data(conn, h.connector.version) for h in health.connectors for conn in h.connections]
+    return {
+        "id": tunnel.id,
+        "account_tag": tunnel.organisation_id.hex,
+        "name": tunnel.name,
+        "created_at": tunnel.created_at,
+        "deleted_at": tunnel.deleted_at,
+        "conns_active_at": tunnel.conns_active_at if connections else None,
+        "conns_inactive_at": None if connections else tunnel.conns_inactive_at,
+        "status": health.status,
+        "status_explanation": health.explanation,
+        "tun_type": "cfd_tunnel",
+        "config_src": tunnel.config_src,
+        "remote_config": tunnel.config_src == "cloudflare",
+        "config_version": tunnel.config_version,
+        "metadata": {},
+        "connections": connections,
+    }
+
+
+class ConfigurationOutput(serializers.Serializer):
+    account_id = serializers.CharField()
+    tunnel_id = serializers.UUIDField()
+    version = serializers.IntegerField()
+    source = serializers.CharField()
+    created_at = serializers.DateTimeField(allow_null=True)
+    config = serializers.DictField()
+
+
+def configuration_data(tunnel: Tunnel, created_at: Any) -> dict[str, Any]:
+    return {
+        "account_id": tunnel.organisation_id.hex,
+        "tunnel_id": tunnel.id,
+        "version": tunnel.config_version,
+        "source": tunnel.config_src,
+        "created_at": created_at,
+        "config": tunnel.config or {},
+    }

@@ -1,0 +1,224 @@
+"""/client/v4/accounts/{account_id}/cfd_tunnel… — Cloudflare's tunnel API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlplane.api.base import OrgScopedAPIView
+from controlplane.api.pagination import V4Pagination
+from controlplane.choices import Resource
+from tunnels import selectors, services
+from tunnels.api.serializers import (
+    ConfigurationInput,
+    ConfigurationOutput,
+    ConnectorOutput,
+    TunnelCreateInput,
+    TunnelEditInput,
+    TunnelOutput,
+    configuration_data,
+    connector_data,
+    tunnel_data,
+)
+from tunnels.choices import TunnelStatus
+from tunnels.models import TunnelConfiguration
+
+LIST_FILTERS = [
+    OpenApiParameter("name", str),
+    OpenApiParameter("uuid", str),
+    OpenApiParameter("is_deleted", bool),
+    OpenApiParameter("status", str, enum=TunnelStatus.values),
+    OpenApiParameter("include_prefix", str),
+    OpenApiParameter("exclude_prefix", str),
+    OpenApiParameter("existed_at", OpenApiTypes.DATETIME),
+    OpenApiParameter("was_active_at", OpenApiTypes.DATETIME),
+    OpenApiParameter("was_inactive_at", OpenApiTypes.DATETIME),
+]
+
+
+def _bool(value: str | None, name: str) -> bool | None:
+    if value in (None, ""):
+        return None
+    if value.lower() in {"true", "1"}:
+        return True
+    if value.lower() in {"false", "0"}:
+        return False
+    raise ValidationError({name: "must be true or false."})
+
+
+def _when(value: str | None, name: str) -> Any:
+    if value in (None, ""):
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValidationError({name: "must be an ISO 8601 date-time."})
+    return parsed
+
+
+class TunnelBase(OrgScopedAPIView):
+    resource = Resource.TUNNELS
+
+    def tunnel(self, tunnel_id: str, include_deleted: bool = False):
+        return selectors.tunnel_get(
+            organisation=self.organisation, tunnel_id=tunnel_id, include_deleted=include_deleted
+        )
+
+    def tunnel_response(self, tunnel) -> Response:
+        return Response(tunnel_data(tunnel, selectors.tunnel_health(tunnel=tunnel)))
+
+
+class TunnelListView(TunnelBase):
+    @extend_schema(parameters=LIST_FILTERS, responses=TunnelOutput(many=True), summary="List tunnels")
+    def get(self, request: Request, account_id: str) -> Response:
+        params = request.query_params
+        is_deleted = _bool(params.get("is_deleted"), "is_deleted")
+        qs = selectors.tunnel_list(organisation=self.organisation, is_deleted=is_deleted)
+        if params.get("name"):
+            qs = qs.filter(name=params["name"])
+        if params.get("uuid"):
+            qs = qs.filter(pk__in=[u for u in [params["uuid"]] if _is_uuid(u)])
+        if params.get("include_prefix"):
+            qs = qs.filter(name__startswith=params["include_prefix"])
+        if params.get("exclude_prefix"):
+            qs = qs.exclude(name__startswith=params["exclude_prefix"])
+        existed_at = _when(params.get("existed_at"), "existed_at")
+        if existed_at:
+            qs = qs.filter(created_at__lte=existed_at)
+        was_active_at = _when(params.get("was_active_at"), "was_active_at")
+        if was_active_at:
+            qs = qs.filter(conns_active_at__lte=was_active_at)
+        was_inactive_at = _when(params.get("was_inactive_at"), "was_inactive_at")
+        if was_inactive_at:
+            qs = qs.filter(conns_inactive_at__lte=was_inactive_at)
+        status = params.get("status")
+        if status and status not in TunnelStatus.values:
+            raise ValidationError({"status": f"must be one of {', '.join(TunnelStatus.values)}."})
+        tunnels = list(qs)
+        health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
+        if status:
+            tunnels = [t for t in tunnels if health[t.pk].status == status]
+        paginator = V4Pagination()
+        page = paginator.paginate_queryset(tunnels, request, view=self)
+        return paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page])
+
+    @extend_schema(request=TunnelCreateInput, responses=TunnelOutput, summary="Create a tunnel")
+    def post(self, request: Request, account_id: str) -> Response:
+        data = _valid(TunnelCreateInput, request.data)
+        tunnel = services.tunnel_create(organisation=self.organisation, actor=self.actor, **data)
+        response = self.tunnel_response(tunnel)
+        response.data["token"] = services.tunnel_token(tunnel)
+        return response
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid(serializer_class: Any, data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class TunnelDetailView(TunnelBase):
+    @extend_schema(responses=TunnelOutput, summary="Get a tunnel")
+    def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        return self.tunnel_response(self.tunnel(tunnel_id, include_deleted=True))
+
+    @extend_schema(request=TunnelEditInput, responses=TunnelOutput, summary="Rename a tunnel or set its secret")
+    def patch(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        data = _valid(TunnelEditInput, request.data)
+        tunnel = services.tunnel_update(tunnel=self.tunnel(tunnel_id), actor=self.actor, **data)
+        return self.tunnel_response(tunnel)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("cascade", bool, description="Disconnect live connectors and delete anyway.")],
+        responses=TunnelOutput,
+        summary="Delete a tunnel (refused while connectors are connected, unless cascade=true)",
+    )
+    def delete(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        cascade = bool(_bool(request.query_params.get("cascade"), "cascade"))
+        tunnel = services.tunnel_delete(tunnel=self.tunnel(tunnel_id), actor=self.actor, cascade=cascade)
+        return self.tunnel_response(tunnel)
+
+
+class TunnelTokenView(TunnelBase):
+    @extend_schema(responses={200: OpenApiTypes.STR}, summary="Get the tunnel's token (treat as a secret)")
+    def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        return Response(services.tunnel_token(self.tunnel(tunnel_id)))
+
+
+class TunnelRotateView(TunnelBase):
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("disconnect", bool, description="Also close connections using the old token.")],
+        responses={200: OpenApiTypes.STR},
+        summary="Rotate the tunnel secret; returns the new token",
+    )
+    def post(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        disconnect = bool(_bool(request.query_params.get("disconnect"), "disconnect"))
+        tunnel = services.tunnel_rotate_secret(tunnel=self.tunnel(tunnel_id), actor=self.actor, disconnect=disconnect)
+        return Response(services.tunnel_token(tunnel))
+
+
+class TunnelConfigurationView(TunnelBase):
+    def _data(self, tunnel) -> dict[str, Any]:
+        latest = (
+            TunnelConfiguration.objects.for_org(self.organisation)
+            .filter(tunnel=tunnel, version=tunnel.config_version)
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        return configuration_data(tunnel, latest or tunnel.created_at)
+
+    @extend_schema(responses=ConfigurationOutput, summary="Get the remote-managed configuration")
+    def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        return Response(self._data(self.tunnel(tunnel_id)))
+
+    @extend_schema(request=ConfigurationInput, responses=ConfigurationOutput, summary="Replace the configuration")
+    def put(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        data = _valid(ConfigurationInput, request.data)
+        tunnel = self.tunnel(tunnel_id)
+        services.tunnel_config_update(tunnel=tunnel, config=data["config"], actor=self.actor)
+        tunnel.refresh_from_db()
+        return Response(self._data(tunnel))
+
+
+class TunnelConnectionsView(TunnelBase):
+    @extend_schema(responses=ConnectorOutput(many=True), summary="List the tunnel's connectors and connections")
+    def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        tunnel = self.tunnel(tunnel_id, include_deleted=True)
+        health = selectors.tunnel_health(tunnel=tunnel)
+        return Response([connector_data(h, tunnel.config_version) for h in health.connectors])
+
+    @extend_schema(
+        parameters=[OpenApiParameter("client_id", str, description="Only this connector's connections.")],
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Force-disconnect connections",
+    )
+    def delete(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        tunnel = self.tunnel(tunnel_id, include_deleted=True)
+        services.connections_disconnect(
+            tunnel=tunnel, actor=self.actor, connector_id=request.query_params.get("client_id")
+        )
+        return Response({"id": str(tunnel.id)})
+
+
+class TunnelConnectorView(TunnelBase):
+    @extend_schema(responses=ConnectorOutput, summary="Get one connector")
+    def get(self, request: Request, account_id: str, tunnel_id: str, connector_id: str) -> Response:
+        tunnel = self.tunnel(tunnel_id, include_deleted=True)
+        health = selectors.connector_health(tunnel=tunnel, connector_id=connector_id)
+        return Response(connector_data(health, tunnel.config_version))

@@ -1,0 +1,300 @@
+"""Batched database writes for connector connections.
+
+A reconnect storm opens thousands of connections a second; writing each one in its own transaction would make
+the database the bottleneck. The hub queues opens, closes and config acks here, and one flush every
+FLUSH_INTERVAL writes them all in one transaction (bulk inserts, grouped updates), then reports which tunnels
+changed so their status can be pushed."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import close_old_connections, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from controlplane.choices import AuditAction, Interface
+from controlplane.models import AuditEvent
+from tunnels.models import Connection, Connector, ServerInstance, Tunnel
+
+
+@dataclass
+class ConnOpen:
+    connection_id: uuid.UUID
+    organisation_id: uuid.UUID
+    tunnel_id: uuid.UUID
+    connector_id: uuid.UUID
+    conn_index: int
+    expected_connections: int
+    version: str
+    arch: str
+    platform: str
+    hostname: str
+    local_ip: str
+    origin_ip: str
+    features: list[str]
+    config_version: int
+    opened_at: datetime.datetime
+
+
+@dataclass
+class ConnClose:
+    connection_id: uuid.UUID
+    organisation_id: uuid.UUID
+    tunnel_id: uuid.UUID
+    connector_id: uuid.UUID
+    reason: str
+    closed_at: datetime.datetime
+
+
+@dataclass
+class ConfigAck:
+    organisation_id: uuid.UUID
+    tunnel_id: uuid.UUID
+    connector_id: uuid.UUID
+    version: int
+    error: str
+
+
+@dataclass
+class Batch:
+    opens: list[ConnOpen] = field(default_factory=list)
+    closes: list[ConnClose] = field(default_factory=list)
+    acks: list[ConfigAck] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.opens or self.closes or self.acks)
+
+
+def _audit(org_id: uuid.UUID, action: str, tunnel_id: uuid.UUID, name: str, changes: dict) -> AuditEvent:
+    return AuditEvent(
+        organisation_id=org_id,
+        action=action,
+        resource_type="connector",
+        resource_id=str(tunnel_id.hex),
+        resource_name=name,
+        changes=changes,
+        actor_type="connector",
+        interface=Interface.CONNECTOR,
+        user_agent=name,
+    )
+
+
+def flush(batch: Batch, server_id: str) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """Write the batch; return the (organisation_id, tunnel_id) pairs whose live state changed."""
+    close_old_connections()
+    try:
+        with transaction.atomic():
+            return _flush(batch, server_id)
+    finally:
+        close_old_connections()
+
+
+def _flush(batch: Batch, server_id: str) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    now = timezone.now()
+    changed: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    orgs = (
+        {o.organisation_id for o in batch.opens}
+        | {c.organisation_id for c in batch.closes}
+        | {a.organisation_id for a in batch.acks}
+    )
+    audits: list[AuditEvent] = []
+
+    # Connectors: one row per (tunnel, connector run); created on their first connection.
+    wanted = {(o.tunnel_id, o.connector_id): o for o in batch.opens}
+    connector_pk: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    if wanted:
+        existing = Connector.objects.filter(
+            organisation_id__in=orgs,
+            tunnel_id__in={k[0] for k in wanted},
+            connector_id__in={k[1] for k in wanted},
+        )
+        for connector in existing:
+            connector_pk[(connector.tunnel_id, connector.connector_id)] = connector.pk
+        new = [
+            Connector(
+                organisation_id=o.organisation_id,
+                tunnel_id=o.tunnel_id,
+                connector_id=o.connector_id,
+                version=o.version[:64],
+                arch=o.arch[:64],
+                platform=o.platform[:128],
+                hostname=o.hostname[:255],
+                local_ip=o.local_ip[:64],
+                origin_ip=o.origin_ip[:64],
+                features=o.features,
+                expected_connections=o.expected_connections,
+                config_version=o.config_version,
+                run_at=o.opened_at,
+                last_seen_at=now,
+            )
+            for key, o in wanted.items()
+            if key not in connector_pk
+        ]
+        if new:
+            Connector.objects.bulk_create(new)
+            for connector in Connector.objects.filter(
+                organisation_id__in=orgs,
+                tunnel_id__in={c.tunnel_id for c in new},
+                connector_id__in={c.connector_id for c in new},
+            ):
+                connector_pk[(connector.tunnel_id, connector.connector_id)] = connector.pk
+            for c in new:
+                audits.append(
+                    _audit(
+                        c.organisation_id,
+                        AuditAction.REGISTER,
+                        c.tunnel_id,
+                        f"connector {c.connector_id}",
+                        {
+                            "version": [None, c.version],
+                            "arch": [None, c.arch],
+                            "origin_ip": [None, c.origin_ip],
+                            "hostname": [None, c.hostname],
+                        },
+                    )
+                )
+        reconnected = [pk for key, pk in connector_pk.items() if key in wanted]
+        Connector.objects.filter(organisation_id__in=orgs, pk__in=reconnected).update(
+            last_seen_at=now, disconnected_at=None
+        )
+        Connection.objects.bulk_create(
+            [
+                Connection(
+                    id=o.connection_id,
+                    organisation_id=o.organisation_id,
+                    tunnel_id=o.tunnel_id,
+                    connector_id=connector_pk[(o.tunnel_id, o.connector_id)],
+                    conn_index=o.conn_index,
+                    origin_ip=o.origin_ip[:64],
+                    server_id=server_id,
+                    opened_at=o.opened_at,
+                )
+                for o in batch.opens
+            ]
+        )
+        changed |= {(o.organisation_id, o.tunnel_id) for o in batch.opens}
+
+    if batch.closes:
+        by_reason: dict[tuple[str, datetime.datetime], list[uuid.UUID]] = defaultdict(list)
+        for c in batch.closes:
+            by_reason[(c.reason[:300], c.closed_at)].append(c.connection_id)
+        for (reason, closed_at), ids in by_reason.items():
+            Connection.objects.filter(organisation_id__in=orgs, pk__in=ids, closed_at__isnull=True).update(
+                closed_at=closed_at, close_reason=reason
+            )
+        changed |= {(c.organisation_id, c.tunnel_id) for c in batch.closes}
+
+    for ack in batch.acks:
+        connector = Connector.objects.filter(
+            organisation_id=ack.organisation_id, tunnel_id=ack.tunnel_id, connector_id=ack.connector_id
+        )
+        if ack.error:
+            connector.update(config_error=f"version {ack.version}: {ack.error}"[:1000])
+        else:
+            connector.filter(config_version__lte=ack.version).update(config_version=ack.version, config_error="")
+        changed.add((ack.organisation_id, ack.tunnel_id))
+
+    if batch.closes:
+        audits.extend(_mark_stopped_connectors(orgs, {c.connector_id for c in batch.closes}, now))
+    _update_tunnel_activity(orgs, {t for _, t in changed}, now)
+    if audits:
+        AuditEvent.objects.bulk_create(audits)
+    return changed
+
+
+def _mark_stopped_connectors(orgs: set[uuid.UUID], connector_ids: set[uuid.UUID], now) -> list[AuditEvent]:
+    """Connectors whose last connection just closed are no longer running: say so once."""
+    stopped = (
+        Connector.objects.filter(organisation_id__in=orgs, connector_id__in=connector_ids, disconnected_at__isnull=True)
+        .annotate(live=Count("connections", filter=Q(connections__closed_at__isnull=True)))
+        .filter(live=0)
+    )
+    audits = []
+    pks = []
+    for connector in stopped:
+        pks.append(connector.pk)
+        audits.append(
+            _audit(
+                connector.organisation_id,
+                AuditAction.UNREGISTER,
+                connector.tunnel_id,
+                f"connector {connector.connector_id}",
+                {"status": ["connected", "disconnected"]},
+            )
+        )
+    if pks:
+        Connector.objects.filter(organisation_id__in=orgs, pk__in=pks).update(disconnected_at=now)
+    return audits
+
+
+def _update_tunnel_activity(orgs: set[uuid.UUID], tunnel_ids: set[uuid.UUID], now) -> None:
+    """conns_active_at / conns_inactive_at as Cloudflare keeps them: when the tunnel last gained its first live
+    connection, and when it last lost its last one."""
+    if not tunnel_ids:
+        return
+    tunnels = Tunnel.objects.filter(organisation_id__in=orgs, pk__in=tunnel_ids).annotate(
+        live=Count("connections", filter=Q(connections__closed_at__isnull=True))
+    )
+    for tunnel in tunnels:
+        if tunnel.live and (tunnel.conns_active_at is None or tunnel.conns_inactive_at is not None):
+            Tunnel.objects.filter(organisation_id=tunnel.organisation_id, pk=tunnel.pk).update(
+                conns_active_at=now, conns_inactive_at=None
+            )
+        elif not tunnel.live and tunnel.conns_active_at is not None and tunnel.conns_inactive_at is None:
+            Tunnel.objects.filter(organisation_id=tunnel.organisation_id, pk=tunnel.pk).update(conns_inactive_at=now)
+
+
+def heartbeat_instance(server_id: str, hostname: str, pid: int, started_at) -> None:
+    close_old_connections()
+    now = timezone.now()
+    ServerInstance.objects.update_or_create(
+        server_id=server_id,
+        defaults={"hostname": hostname, "pid": pid, "started_at": started_at, "last_seen_at": now, "stopped_at": None},
+    )
+
+
+def reconcile_lost_instances(server_id: str, deadline: datetime.timedelta, *, all_others: bool = False):
+    """Close connections held by server instances that stopped heartbeating (or, in single-process mode, by any
+    other instance), so a crashed server never leaves a tunnel looking healthy. Returns changed (org, tunnel)."""
+    close_old_connections()
+    now = timezone.now()
+    with transaction.atomic():
+        alive = set(
+            ServerInstance.objects.filter(last_seen_at__gte=now - deadline, stopped_at__isnull=True).values_list(
+                "server_id", flat=True
+            )
+        )
+        alive.add(server_id)
+        if all_others:
+            alive = {server_id}
+        lost = (
+            Connection.objects.unscoped("reconciling connections of lost server instances")
+            .filter(closed_at__isnull=True)
+            .exclude(server_id__in=alive)
+        )
+        rows = list(lost.values_list("pk", "organisation_id", "tunnel_id", "connector__connector_id", "server_id"))
+        if not rows:
+            return set()
+        batch = Batch(
+            closes=[
+                ConnClose(
+                    connection_id=pk,
+                    organisation_id=org,
+                    tunnel_id=tunnel,
+                    connector_id=connector,
+                    reason=f"server instance {server} stopped responding",
+                    closed_at=now,
+                )
+                for pk, org, tunnel, connector, server in rows
+            ]
+        )
+        return _flush(batch, server_id)
+
+
+def mark_instance_stopped(server_id: str) -> None:
+    close_old_connections()
+    ServerInstance.objects.filter(server_id=server_id).update(stopped_at=timezone.now())

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from tunnels.endpoints import status_app
+
+websocket_urlpatterns = [
+    path("ws/accounts/<str:account_id>/tunnels/status", status_app),
+]

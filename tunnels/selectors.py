@@ -1,0 +1,134 @@
+"""Reads of tunnels and their live state. Each selector owns its queries; lists run a constant number."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from django.db.models import Max, QuerySet
+
+from controlplane.errors import NotFound
+from controlplane.models import Organisation
+from tunnels.logic.status import ConnectionView, ConnectorHealth, ConnectorView, TunnelHealth, compute_health
+from tunnels.models import Connection, Connector, Tunnel
+
+
+def tunnel_list(*, organisation: Organisation, is_deleted: bool | None = False) -> QuerySet[Tunnel]:
+    qs = Tunnel.objects.for_org(organisation)
+    if is_deleted is True:
+        qs = qs.filter(deleted_at__isnull=False)
+    elif is_deleted is False:
+        qs = qs.filter(deleted_at__isnull=True)
+    return qs.order_by("-created_at")
+
+
+def tunnel_get(*, organisation: Organisation, tunnel_id: object, include_deleted: bool = False) -> Tunnel:
+    """The organisation's tunnel, or NotFound for a missing id, a malformed id and another tenant's tunnel alike."""
+    try:
+        pk = uuid.UUID(str(tunnel_id))
+    except ValueError:
+        raise NotFound("Tunnel not found.") from None
+    qs = Tunnel.objects.for_org(organisation).filter(pk=pk)
+    if not include_deleted:
+        qs = qs.filter(deleted_at__isnull=True)
+    tunnel = qs.first()
+    if tunnel is None:
+        raise NotFound("Tunnel not found.")
+    return tunnel
+
+
+def _connector_view(connector: Connector) -> ConnectorView:
+    return ConnectorView(
+        connector_id=str(connector.connector_id),
+        version=connector.version,
+        arch=connector.arch,
+        platform=connector.platform,
+        hostname=connector.hostname,
+        origin_ip=connector.origin_ip,
+        expected_connections=connector.expected_connections,
+        config_version=connector.config_version,
+        config_error=connector.config_error,
+        run_at=connector.run_at,
+    )
+
+
+def _connection_view(conn: Connection, connector_id: str) -> ConnectionView:
+    return ConnectionView(
+        id=str(conn.id),
+        connector_id=connector_id,
+        conn_index=conn.conn_index,
+        origin_ip=conn.origin_ip,
+        opened_at=conn.opened_at,
+        server_id=conn.server_id,
+        closed_at=conn.closed_at,
+        close_reason=conn.close_reason,
+    )
+
+
+def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) -> dict[uuid.UUID, TunnelHealth]:
+    """Health of each tunnel, in three queries whatever the number of tunnels."""
+    ids = [t.pk for t in tunnels]
+    live = list(
+        Connection.objects.for_org(organisation)
+        .filter(tunnel_id__in=ids, closed_at__isnull=True)
+        .select_related("connector")
+    )
+    live_connector_pks = {c.connector_id for c in live}
+    connectors = {c.pk: c for c in (conn.connector for conn in live)}
+    last_closed: list[Connection] = []
+    if live_connector_pks:
+        newest = (
+            Connection.objects.for_org(organisation)
+            .filter(connector_id__in=live_connector_pks, closed_at__isnull=False)
+            .values("connector_id", "conn_index")
+            .annotate(latest=Max("closed_at"))
+        )
+        keys = {(row["connector_id"], row["conn_index"], row["latest"]) for row in newest}
+        if keys:
+            candidates = Connection.objects.for_org(organisation).filter(
+                connector_id__in={k[0] for k in keys}, closed_at__in={k[2] for k in keys}
+            )
+            last_closed = [c for c in candidates if (c.connector_id, c.conn_index, c.closed_at) in keys]
+    result: dict[uuid.UUID, TunnelHealth] = {}
+    for tunnel in tunnels:
+        tunnel_connectors = [_connector_view(c) for c in connectors.values() if c.tunnel_id == tunnel.pk]
+        cid = {c.pk: str(c.connector_id) for c in connectors.values()}
+        result[tunnel.pk] = compute_health(
+            ever_connected=tunnel.conns_active_at is not None,
+            config_version=tunnel.config_version,
+            connectors=tunnel_connectors,
+            live=[_connection_view(c, cid[c.connector_id]) for c in live if c.tunnel_id == tunnel.pk],
+            last_closed=[_connection_view(c, cid[c.connector_id]) for c in last_closed if c.tunnel_id == tunnel.pk],
+        )
+    return result
+
+
+def tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:
+    return tunnel_health_map(organisation=tunnel.organisation, tunnels=[tunnel])[tunnel.pk]
+
+
+def connector_list(*, tunnel: Tunnel, live_only: bool = True) -> QuerySet[Connector]:
+    qs = Connector.objects.for_org(tunnel.organisation).filter(tunnel=tunnel)
+    if live_only:
+        qs = qs.filter(connections__closed_at__isnull=True).distinct()
+    return qs.order_by("-run_at")
+
+
+def connector_get(*, tunnel: Tunnel, connector_id: object) -> Connector:
+    try:
+        cid = uuid.UUID(str(connector_id))
+    except ValueError:
+        raise NotFound("Connector not found.") from None
+    connector = Connector.objects.for_org(tunnel.organisation).filter(tunnel=tunnel, connector_id=cid).first()
+    if connector is None:
+        raise NotFound("Connector not found.")
+    return connector
+
+
+def connector_health(*, tunnel: Tunnel, connector_id: object) -> ConnectorHealth:
+    """One connector with its live connections (none if it is no longer running)."""
+    connector = connector_get(tunnel=tunnel, connector_id=connector_id)
+    for health in tunnel_health(tunnel=tunnel).connectors:
+        if health.connector.connector_id == str(connector.connector_id):
+            return health
+    return ConnectorHealth(connector=_connector_view(connector), connections=[])
