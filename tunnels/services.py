@@ -380,12 +380,18 @@ def _rules_with_catch_all(config: dict[str, Any]) -> tuple[list[dict[str, Any]],
     return rules, {"service": "http_status:404"}
 
 
+def _locked(tunnel: Tunnel) -> Tunnel:
+    return Tunnel.objects.for_org(tunnel.organisation).select_for_update().get(pk=tunnel.pk)
+
+
+@transaction.atomic
 def public_hostname_save(
     *, tunnel: Tunnel, actor: Actor, rule: dict[str, Any], index: int | None = None
 ) -> TunnelConfiguration:
     """Add (index None) or replace (index) one public hostname rule, keeping every other rule as it is."""
     if not isinstance(rule, dict) or not rule.get("hostname"):
         raise ValidationError({"hostname": "A public hostname needs a hostname."})
+    tunnel = _locked(tunnel)
     rules, catch_all = _rules_with_catch_all(tunnel.config or {})
     if index is None:
         rules.append(rule)
@@ -397,7 +403,9 @@ def public_hostname_save(
     return tunnel_config_update(tunnel=tunnel, config=config, actor=actor)
 
 
+@transaction.atomic
 def public_hostname_delete(*, tunnel: Tunnel, actor: Actor, index: int) -> TunnelConfiguration:
+    tunnel = _locked(tunnel)
     rules, catch_all = _rules_with_catch_all(tunnel.config or {})
     if not 0 <= index < len(rules):
         raise ValidationError({"index": "No such public hostname."})

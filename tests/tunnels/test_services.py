@@ -1,0 +1,203 @@
+"""Tunnel rules: names, secrets, configuration validation, public hostnames and their DNS routes, deletion."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from controlplane.actors import Actor
+from controlplane.models import AuditEvent, DnsRecord
+from controlplane.services.zones import zone_create, zone_mark_verified
+from tunnels.models import Connection, Connector, Tunnel, TunnelConfiguration
+from tunnels.secrets import decrypt_secret, parse_token
+from tunnels.services import (
+    public_hostname_delete,
+    public_hostname_save,
+    tunnel_config_update,
+    tunnel_create,
+    tunnel_delete,
+    tunnel_rotate_secret,
+    tunnel_token,
+    tunnel_update,
+)
+
+ACTOR = Actor.cli()
+
+
+def config(*rules):
+    return {"ingress": [*rules, {"service": "http_status:404"}]}
+
+
+def test_names_are_unique_among_live_tunnels_and_not_uuids(org_a, org_b):
+    tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    with pytest.raises(ValidationError, match="already exists"):
+        tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    tunnel_create(organisation=org_b, name="lab", actor=ACTOR)  # another organisation may reuse it
+    with pytest.raises(ValidationError, match="UUID"):
+        tunnel_create(organisation=org_a, name="8c6a1bd4-55ae-4cfb-9d3b-a5c2b7c1b0f1", actor=ACTOR)
+    with pytest.raises(ValidationError, match="needs a name"):
+        tunnel_create(organisation=org_a, name="  ", actor=ACTOR)
+
+
+def test_a_deleted_tunnels_name_can_be_reused(org_a):
+    first = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    tunnel_delete(tunnel=first, actor=ACTOR)
+    second = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    assert second.pk != first.pk
+
+
+def test_secret_is_encrypted_at_rest_and_token_has_cloudflared_format(org_a):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    secret = decrypt_secret(tunnel.secret_ciphertext)
+    assert len(secret) == 32
+    assert base64.b64encode(secret).decode() not in tunnel.secret_ciphertext
+    token = tunnel_token(tunnel)
+    assert token.startswith("eyJhIjoi")
+    parsed = parse_token(token)
+    assert parsed.account_tag == org_a.id.hex and parsed.tunnel_id == tunnel.id and parsed.secret == secret
+    assert parsed.endpoint.startswith("http")
+
+
+def test_user_supplied_secret_must_be_32_bytes_of_base64(org_a):
+    with pytest.raises(ValidationError, match="32 bytes"):
+        tunnel_create(organisation=org_a, name="a", actor=ACTOR, tunnel_secret=base64.b64encode(b"short").decode())
+    with pytest.raises(ValidationError, match="base64"):
+        tunnel_create(organisation=org_a, name="a", actor=ACTOR, tunnel_secret="***")
+    tunnel = tunnel_create(organisation=org_a, name="a", actor=ACTOR, tunnel_secret=base64.b64encode(b"k" * 32).decode())
+    assert decrypt_secret(tunnel.secret_ciphertext) == b"k" * 32
+
+
+def test_rotation_changes_the_token_and_is_audited(org_a):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    before = tunnel_token(tunnel)
+    rotated = tunnel_rotate_secret(tunnel=tunnel, actor=ACTOR)
+    assert tunnel_token(rotated) != before
+    assert AuditEvent.objects.for_org(org_a).filter(resource_type="tunnel", action="rotate").count() == 1
+
+
+@pytest.fixture
+def zone(org_a):
+    return zone_mark_verified(zone=zone_create(organisation=org_a, name="example.com", actor=ACTOR), actor=ACTOR)
+
+
+def test_config_versions_increment_and_are_kept(org_a, zone):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "a.example.com", "service": "http://localhost:1"}), actor=ACTOR)
+    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "b.example.com", "service": "http://localhost:2"}), actor=ACTOR)
+    tunnel.refresh_from_db()
+    assert tunnel.config_version == 2
+    assert list(TunnelConfiguration.objects.for_org(org_a).values_list("version", flat=True)) == [2, 1]
+    event = AuditEvent.objects.for_org(org_a).filter(resource_type="tunnel_configuration").first()
+    assert event.changes["version"] == [1, 2]
+    assert event.changes["ingress[0]"][0]["hostname"] == "a.example.com"
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"ingress": []}, "doesn't contain any ingress rules"),
+        (config({"hostname": "a.example.com:8080", "service": "http://x"}), "cannot contain a port"),
+        ({"ingress": [{"hostname": "a.example.com", "service": "http://x"}]}, "must match all URLs"),
+        (config({"hostname": "a.example.com", "service": "http://localhost:1/path"}), "different path"),
+        (config({"hostname": "a.example.com", "service": "http_status:99"}), "invalid HTTP status code"),
+        (config({"hostname": "a.*.example.com", "service": "http://x"}), "at most one wildcard"),
+        (config({"hostname": "a.example.com", "path": "(", "service": "http://x"}), "invalid regex"),
+    ],
+)
+def test_invalid_configs_are_refused_with_cloudflared_texts(org_a, zone, bad, message):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    with pytest.raises(ValidationError) as excinfo:
+        tunnel_config_update(tunnel=tunnel, config=bad, actor=ACTOR)
+    assert message in str(excinfo.value)
+    tunnel.refresh_from_db()
+    assert tunnel.config_version == 0
+
+
+def test_public_hostnames_must_be_under_an_active_zone_of_the_organisation(org_a, org_b, zone):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    with pytest.raises(ValidationError, match="not under one of this account's active zones"):
+        tunnel_config_update(tunnel=tunnel, config=config({"hostname": "a.other.org", "service": "http://x"}), actor=ACTOR)
+    pending = zone_create(organisation=org_a, name="pending.org", actor=ACTOR)
+    assert pending.status == "pending"
+    with pytest.raises(ValidationError, match="active zones"):
+        tunnel_config_update(tunnel=tunnel, config=config({"hostname": "a.pending.org", "service": "http://x"}), actor=ACTOR)
+    # Another organisation cannot route a hostname under our zone.
+    theirs = tunnel_create(organisation=org_b, name="lab", actor=ACTOR)
+    with pytest.raises(ValidationError, match="active zones"):
+        tunnel_config_update(tunnel=theirs, config=config({"hostname": "a.example.com", "service": "http://x"}), actor=ACTOR)
+
+
+def test_hostnames_get_cname_routes_that_follow_the_config(org_a, zone):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    tunnel_config_update(
+        tunnel=tunnel,
+        config=config(
+            {"hostname": "app.example.com", "service": "http://localhost:3001"},
+            {"hostname": "app.example.com", "path": "^/api", "service": "http://localhost:3002"},
+            {"hostname": "*.example.com", "service": "http://localhost:3003"},
+        ),
+        actor=ACTOR,
+    )
+    records = {r.name: r for r in DnsRecord.objects.for_org(org_a)}
+    assert set(records) == {"app.example.com", "*.example.com"}
+    assert records["app.example.com"].content == f"{tunnel.id}.cfargotunnel.localhost"
+    assert records["app.example.com"].tunnel_id == tunnel.id
+    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
+    assert set(DnsRecord.objects.for_org(org_a).values_list("name", flat=True)) == {"app.example.com"}
+
+
+def test_a_hostname_routed_to_another_tunnel_is_a_clear_conflict(org_a, zone):
+    first = tunnel_create(organisation=org_a, name="one", actor=ACTOR)
+    second = tunnel_create(organisation=org_a, name="two", actor=ACTOR)
+    tunnel_config_update(tunnel=first, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
+    with pytest.raises(ValidationError, match="already routes to tunnel “one”"):
+        tunnel_config_update(tunnel=second, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
+    assert DnsRecord.objects.for_org(org_a).get().tunnel_id == first.id
+
+
+def test_single_hostnames_are_added_edited_and_removed_alone(org_a, zone):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    public_hostname_save(tunnel=tunnel, actor=ACTOR, rule={"hostname": "a.example.com", "service": "http://localhost:1"})
+    public_hostname_save(tunnel=tunnel, actor=ACTOR, rule={"hostname": "b.example.com", "service": "http://localhost:2"})
+    tunnel.refresh_from_db()
+    assert [r.get("hostname") for r in tunnel.config["ingress"]] == ["a.example.com", "b.example.com", None]
+    public_hostname_save(
+        tunnel=tunnel, actor=ACTOR, index=0,
+        rule={"hostname": "a.example.com", "service": "https://localhost:9443", "originRequest": {"noTLSVerify": True}},
+    )
+    tunnel.refresh_from_db()
+    assert tunnel.config["ingress"][0]["originRequest"] == {"noTLSVerify": True}
+    public_hostname_delete(tunnel=tunnel, actor=ACTOR, index=1)
+    tunnel.refresh_from_db()
+    assert [r.get("hostname") for r in tunnel.config["ingress"]] == ["a.example.com", None]
+    assert set(DnsRecord.objects.for_org(org_a).values_list("name", flat=True)) == {"a.example.com"}
+    with pytest.raises(ValidationError, match="No such public hostname"):
+        public_hostname_delete(tunnel=tunnel, actor=ACTOR, index=5)
+
+
+def test_delete_is_refused_while_connected_unless_cascade(org_a, zone):
+    from django.utils import timezone
+
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
+    connector = Connector.objects.create(
+        organisation=org_a, tunnel=tunnel, connector_id="8c6a1bd4-55ae-4cfb-9d3b-a5c2b7c1b0f1",
+        run_at=timezone.now(), last_seen_at=timezone.now(),
+    )
+    Connection.objects.create(organisation=org_a, tunnel=tunnel, connector=connector, server_id="s", opened_at=timezone.now())
+    with pytest.raises(ValidationError, match="1 active connection"):
+        tunnel_delete(tunnel=tunnel, actor=ACTOR)
+    deleted = tunnel_delete(tunnel=tunnel, actor=ACTOR, cascade=True)
+    assert deleted.deleted_at is not None
+    assert not DnsRecord.objects.for_org(org_a).exists()
+    assert Tunnel.objects.for_org(org_a).filter(deleted_at__isnull=True).count() == 0
+
+
+def test_rename(org_a):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    tunnel_create(organisation=org_a, name="other", actor=ACTOR)
+    with pytest.raises(ValidationError, match="already exists"):
+        tunnel_update(tunnel=tunnel, actor=ACTOR, name="other")
+    assert tunnel_update(tunnel=tunnel, actor=ACTOR, name="renamed").name == "renamed"
