@@ -84,6 +84,7 @@ def test_create_organisation_reuses_an_existing_user_and_keeps_their_password(db
         ("admin", "ops@acme.test", "reserved"),
         ("x" * 64, "ops@acme.test", "63"),
         ("acme", "not-an-email", "not a valid email"),
+        (" ", "ops@acme.test", "Give a team name"),
     ],
 )
 def test_create_organisation_refuses_bad_input_and_creates_nothing(db, team_name, email, message):

@@ -45,6 +45,8 @@ class Command(ServiceCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         team_name = options["team_name"].strip()
+        if not team_name:
+            raise CommandError("Give a team name (lower-case letters, digits and hyphens).")
         if Organisation.objects.filter(team_name__iexact=team_name).exists():
             raise CommandError(f"The team name “{team_name}” is already taken.")
         with transaction.atomic():
