@@ -1,0 +1,590 @@
+"""The connector wire protocol: the single source of truth shared by the connector and the server.
+
+Every websocket *binary* message is exactly one frame::
+
+    +---------+--------+-----------+---------------+-----------------+
+    | version | kind   | flags     | stream_id     | payload ...     |
+    | u8 = 1  | u8     | u16       | u32           |                 |
+    +---------+--------+-----------+---------------+-----------------+
+                      (network byte order, struct "!BBHI", 8 bytes)
+
+Control kinds travel on stream 0 with a UTF-8 JSON object as payload, decoded into one dataclass per kind and
+validated on receipt (types and required fields; unknown fields are ignored for forward compatibility).
+Data-plane kinds travel on streams >= 1 with compact binary payloads. Anything malformed raises
+`ProtocolError`, which the receiver turns into a close with `CloseCode.PROTOCOL_VIOLATION` (4008).
+
+This module is imported by the Django server too: it has no dependencies and no import-time side effects, and it
+stays compatible with Python 3.9. docs/protocol.md describes the sequencing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import struct
+import uuid
+from typing import Any, ClassVar, Union
+
+PROTOCOL_VERSION = 1
+# The websocket path the server serves; the tunnel token travels in `Authorization: Bearer <token>`.
+WEBSOCKET_PATH = "/connector/v1"
+
+HEADER = struct.Struct("!BBHI")
+HEADER_SIZE = HEADER.size
+# Largest websocket message either side accepts (header included). Bigger messages are refused by the websocket
+# layer (close 1009) before they are buffered.
+MAX_FRAME_SIZE = 1024 * 1024
+MAX_PAYLOAD_SIZE = MAX_FRAME_SIZE - HEADER_SIZE
+# Bodies are sent in DATA frames of at most this many bytes, so that one large body never delays the frames of
+# other streams by more than one chunk on the shared connection.
+MAX_DATA_CHUNK = 64 * 1024
+# Per-stream flow control: each side may send this many DATA/WS_MESSAGE payload bytes on a new stream before it
+# must wait for WINDOW credit from the receiver.
+INITIAL_WINDOW = 256 * 1024
+MAX_WINDOW = 2**31 - 1
+MAX_STREAM_ID = 2**32 - 1
+
+# Seconds between heartbeats unless WELCOME says otherwise; a peer silent for HEARTBEAT_MISSES intervals is dead.
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+HEARTBEAT_MISSES = 3
+
+
+class Kind(enum.IntEnum):
+    """Message kinds. 1-15 are control messages (stream 0, JSON); 16-31 are the data plane (stream >= 1)."""
+
+    HELLO = 1  # connector -> server, first frame on every connection
+    WELCOME = 2  # server -> connector, answer to HELLO: the connection is registered
+    CONFIG = 3  # server -> connector: a configuration version to apply
+    CONFIG_ACK = 4  # connector -> server: outcome of a CONFIG
+    PING = 5  # either way; answered by PONG
+    PONG = 6
+    DRAIN = 7  # either way: open no new streams on this connection; it closes once in-flight streams finish
+    ERROR = 8  # either way: a non-fatal error report (fatal ones are a close code + reason)
+
+    REQUEST = 16  # edge -> connector: opens a stream with an HTTP request head
+    RESPONSE = 17  # connector -> edge: the response head of a stream
+    DATA = 18  # either way: body bytes of a stream
+    RESET = 19  # either way: abort a stream
+    WINDOW = 20  # either way: flow-control credit for a stream
+    WS_MESSAGE = 21  # either way: one websocket message on an upgraded stream
+
+
+CONTROL_KINDS = frozenset(kind for kind in Kind if kind < 16)
+DATA_KINDS = frozenset(kind for kind in Kind if kind >= 16)
+
+
+class Flags(enum.IntFlag):
+    NONE = 0
+    END_STREAM = 0x1  # REQUEST/RESPONSE/DATA/WS_MESSAGE: the sender sends nothing more on this stream
+    WS_BINARY = 0x2  # WS_MESSAGE: binary message (text otherwise)
+    WEBSOCKET = 0x4  # REQUEST: a websocket upgrade; RESPONSE 101 switches the stream to WS_MESSAGE frames
+
+
+KNOWN_FLAGS = int(Flags.END_STREAM | Flags.WS_BINARY | Flags.WEBSOCKET)
+
+
+class CloseCode(enum.IntEnum):
+    """Websocket close codes. 4xxx are ours; the reason text carries a human-readable explanation."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # drained shutdown (either side), or server restarting
+    PROTOCOL_ERROR = 1002  # websocket-level violation (bad framing)
+    INVALID_DATA = 1007  # e.g. a text message that is not UTF-8
+    MESSAGE_TOO_BIG = 1009  # a message larger than MAX_FRAME_SIZE
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    INVALID_TOKEN = 4001  # malformed token, unknown tunnel, or wrong secret
+    TOKEN_REFUSED = 4003  # the token was rotated (or the tunnel may no longer connect)
+    PROTOCOL_VIOLATION = 4008  # garbled frame, unknown kind, invalid payload, wrong sequencing
+    DISCONNECTED = 4009  # superseded by a newer connection with the same connector id + index, or forced
+    TUNNEL_DELETED = 4010
+    TOO_MANY_CONNECTIONS = 4029  # replica/connection limit reached
+
+
+# Close codes after which reconnecting soon cannot help: the connector still retries (forever), at its longest
+# backoff, so that fixing the server side (e.g. restoring a tunnel) heals it without a restart.
+REFUSAL_CLOSE_CODES = frozenset({CloseCode.INVALID_TOKEN, CloseCode.TOKEN_REFUSED, CloseCode.TUNNEL_DELETED})
+
+
+class ResetCode(enum.IntEnum):
+    NO_ERROR = 0
+    CANCEL = 1  # the sender no longer wants the stream (e.g. the visitor went away)
+    REFUSED_STREAM = 2  # not processed at all: the edge may retry it on another connection
+    PROTOCOL_ERROR = 3
+    FLOW_CONTROL_ERROR = 4  # the peer sent more than its window
+    INTERNAL_ERROR = 5
+    ORIGIN_ERROR = 6  # the origin failed after the response head was sent
+    TIMEOUT = 7
+
+
+class ProtocolError(ValueError):
+    """A frame or message that breaks the protocol. The receiver closes with `close_code` and `reason`."""
+
+    close_code = CloseCode.PROTOCOL_VIOLATION
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:120]  # websocket close reasons are limited to 123 bytes
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Control messages: one dataclass per kind, JSON payloads.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _check_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_float(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Field annotations are strings (postponed evaluation keeps Python 3.9 happy); these are the ones we use.
+_TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": _check_int,
+    "float": _check_float,
+    "bool": lambda v: isinstance(v, bool),
+    "dict": lambda v: isinstance(v, dict),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlMessage:
+    KIND: ClassVar[Kind]
+
+    def validate(self) -> None:
+        """Semantic checks beyond types; raise ProtocolError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ControlMessage:
+        name = cls.KIND.name
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{name} payload must be a JSON object")
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in data:
+                if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                    raise ProtocolError(f"{name} is missing {field.name!r}")
+                continue
+            value = data[field.name]
+            if not _TYPE_CHECKS[field.type](value):  # type: ignore[index]
+                raise ProtocolError(f"{name}.{field.name} must be {field.type}")
+            values[field.name] = float(value) if field.type == "float" else value
+        message = cls(**values)
+        message.validate()
+        return message
+
+
+def _check_length(name: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise ProtocolError(f"{name} is longer than {limit} characters")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hello(ControlMessage):
+    """First frame of every connection: who is connecting. Each connection of one run registers separately."""
+
+    KIND: ClassVar[Kind] = Kind.HELLO
+    connector_id: str  # a fresh UUID per process start, shared by its connections
+    version: str
+    protocol: int = PROTOCOL_VERSION
+    conn_index: int = 0  # 0 .. ha_connections-1
+    ha_connections: int = 1  # how many connections this connector holds when healthy
+    arch: str = ""  # GOOS_GOARCH style, e.g. "linux_amd64"
+    platform: str = ""
+    hostname: str = ""
+    local_ip: str = ""  # the connector's side of this connection; the server sees the public one itself
+    features: list[str] = dataclasses.field(default_factory=list)
+    config_version: int = -1  # the version already applied (-1: none), so the server can skip a resend
+
+    def validate(self) -> None:
+        try:
+            uuid.UUID(self.connector_id)
+        except ValueError:
+            raise ProtocolError("HELLO.connector_id must be a UUID")
+        if self.protocol != PROTOCOL_VERSION:
+            raise ProtocolError(f"unsupported protocol version {self.protocol}")
+        if not 1 <= self.ha_connections <= 64 or not 0 <= self.conn_index < self.ha_connections:
+            raise ProtocolError("HELLO.conn_index/ha_connections out of range")
+        for name in ("version", "arch", "platform", "hostname", "local_ip"):
+            _check_length(f"HELLO.{name}", getattr(self, name), 255)
+        if len(self.features) > 64:
+            raise ProtocolError("HELLO.features has too many entries")
+
+
+@dataclasses.dataclass(frozen=True)
+class Welcome(ControlMessage):
+    """The server registered the connection. It is the first frame the server sends."""
+
+    KIND: ClassVar[Kind] = Kind.WELCOME
+    connection_id: str
+    server_id: str = ""
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    location: str = ""
+
+    def validate(self) -> None:
+        if not 0.01 <= self.heartbeat_interval <= 3600:
+            raise ProtocolError("WELCOME.heartbeat_interval out of range")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(ControlMessage):
+    """A configuration version ({"ingress": [...], "originRequest": {...}}). Versions <= the applied one are
+    ignored; an invalid one leaves the old configuration running."""
+
+    KIND: ClassVar[Kind] = Kind.CONFIG
+    version: int
+    config: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigAck(ControlMessage):
+    """Answer to every CONFIG. `applied` is false both for an invalid config (`error` says why) and for a stale
+    one (version <= running_version, `error` empty). `running_version` is what the connector runs now."""
+
+    KIND: ClassVar[Kind] = Kind.CONFIG_ACK
+    version: int
+    applied: bool
+    error: str = ""
+    running_version: int = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Ping(ControlMessage):
+    KIND: ClassVar[Kind] = Kind.PING
+    nonce: int = 0
+    ts: float = 0.0  # the sender's clock; echoed so that the sender measures the round trip
+
+
+@dataclasses.dataclass(frozen=True)
+class Pong(ControlMessage):
+    KIND: ClassVar[Kind] = Kind.PONG
+    nonce: int = 0
+    ts: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Drain(ControlMessage):
+    KIND: ClassVar[Kind] = Kind.DRAIN
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Error(ControlMessage):
+    KIND: ClassVar[Kind] = Kind.ERROR
+    code: str
+    message: str = ""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data-plane messages: binary payloads (not used before the edge issue, but the format is fixed here).
+#
+# Strings are length-prefixed: u8 for method and scheme, u16 for the others; headers are a u16 count of
+# (u16 name length, name, u16 value length, value). Header names and values are bytes (ASGI style); method,
+# scheme, authority and target travel as latin-1 so that they round-trip any byte.
+# --------------------------------------------------------------------------------------------------------------
+
+_U8 = struct.Struct("!B")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+
+def _pack_headers(headers: list[tuple[bytes, bytes]], parts: list[bytes]) -> None:
+    if len(headers) > 0xFFFF:
+        raise ProtocolError("too many headers")
+    parts.append(_U16.pack(len(headers)))
+    for name, value in headers:
+        if len(name) > 0xFFFF or len(value) > 0xFFFF:
+            raise ProtocolError("header too long")
+        parts.append(_U16.pack(len(name)))
+        parts.append(name)
+        parts.append(_U16.pack(len(value)))
+        parts.append(value)
+
+
+class _Reader:
+    """Bounds-checked sequential reads from a payload."""
+
+    __slots__ = ("data", "name", "pos")
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self.data = data
+        self.name = name
+        self.pos = 0
+
+    def take(self, size: int) -> bytes:
+        end = self.pos + size
+        if end > len(self.data):
+            raise ProtocolError(f"{self.name} payload is truncated")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def number(self, fmt: struct.Struct) -> int:
+        return fmt.unpack(self.take(fmt.size))[0]
+
+    def string(self, fmt: struct.Struct) -> bytes:
+        return self.take(self.number(fmt))
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(self.string(_U16), self.string(_U16)) for _ in range(self.number(_U16))]
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ProtocolError(f"{self.name} payload has trailing bytes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """Opens stream `stream_id` (odd, increasing, chosen by the edge) with an HTTP request head. The body follows
+    in DATA frames unless END_STREAM is set. `target` is the path with its query string."""
+
+    KIND: ClassVar[Kind] = Kind.REQUEST
+    stream_id: int
+    method: str
+    scheme: str
+    authority: str
+    target: str
+    headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)
+    end_stream: bool = False
+    websocket: bool = False
+
+    def payload(self) -> bytes:
+        method, scheme = self.method.encode("latin-1"), self.scheme.encode("latin-1")
+        authority, target = self.authority.encode("latin-1"), self.target.encode("latin-1")
+        if len(method) > 0xFF or len(scheme) > 0xFF or len(authority) > 0xFFFF or len(target) > 0xFFFF:
+            raise ProtocolError("REQUEST field too long")
+        parts = [_U8.pack(len(method)), method, _U8.pack(len(scheme)), scheme]
+        parts += [_U16.pack(len(authority)), authority, _U16.pack(len(target)), target]
+        _pack_headers(self.headers, parts)
+        return b"".join(parts)
+
+    def flags(self) -> int:
+        return (Flags.END_STREAM if self.end_stream else 0) | (Flags.WEBSOCKET if self.websocket else 0)
+
+    @classmethod
+    def parse(cls, stream_id: int, flags: int, payload: bytes) -> Request:
+        reader = _Reader(payload, "REQUEST")
+        method = reader.string(_U8).decode("latin-1")
+        scheme = reader.string(_U8).decode("latin-1")
+        authority = reader.string(_U16).decode("latin-1")
+        target = reader.string(_U16).decode("latin-1")
+        headers = reader.headers()
+        reader.end()
+        if not method:
+            raise ProtocolError("REQUEST without a method")
+        return cls(
+            stream_id,
+            method,
+            scheme,
+            authority,
+            target,
+            headers,
+            end_stream=bool(flags & Flags.END_STREAM),
+            websocket=bool(flags & Flags.WEBSOCKET),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    """The response head of a stream (status u16, headers). 101 accepts a WEBSOCKET request."""
+
+    KIND: ClassVar[Kind] = Kind.RESPONSE
+    stream_id: int
+    status: int
+    headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)
+    end_stream: bool = False
+
+    def payload(self) -> bytes:
+        if not 100 <= self.status <= 999:
+            raise ProtocolError("RESPONSE status out of range")
+        parts = [_U16.pack(self.status)]
+        _pack_headers(self.headers, parts)
+        return b"".join(parts)
+
+    def flags(self) -> int:
+        return Flags.END_STREAM if self.end_stream else 0
+
+    @classmethod
+    def parse(cls, stream_id: int, flags: int, payload: bytes) -> Response:
+        reader = _Reader(payload, "RESPONSE")
+        status = reader.number(_U16)
+        headers = reader.headers()
+        reader.end()
+        if not 100 <= status <= 999:
+            raise ProtocolError("RESPONSE status out of range")
+        return cls(stream_id, status, headers, end_stream=bool(flags & Flags.END_STREAM))
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Body bytes (the raw payload; at most MAX_DATA_CHUNK per frame is recommended). Counts against the window."""
+
+    KIND: ClassVar[Kind] = Kind.DATA
+    stream_id: int
+    data: bytes
+    end_stream: bool = False
+
+    def payload(self) -> bytes:
+        return self.data
+
+    def flags(self) -> int:
+        return Flags.END_STREAM if self.end_stream else 0
+
+    @classmethod
+    def parse(cls, stream_id: int, flags: int, payload: bytes) -> Data:
+        return cls(stream_id, payload, end_stream=bool(flags & Flags.END_STREAM))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reset:
+    """Aborts a stream in both directions: u32 ResetCode, then an optional UTF-8 message."""
+
+    KIND: ClassVar[Kind] = Kind.RESET
+    stream_id: int
+    code: int
+    message: str = ""
+
+    def payload(self) -> bytes:
+        return _U32.pack(self.code) + self.message.encode("utf-8")[:1024]
+
+    def flags(self) -> int:
+        return 0
+
+    @classmethod
+    def parse(cls, stream_id: int, flags: int, payload: bytes) -> Reset:
+        reader = _Reader(payload, "RESET")
+        code = reader.number(_U32)
+        try:
+            message = payload[reader.pos :].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("RESET message is not UTF-8")
+        return cls(stream_id, code, message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Grants the peer `increment` more payload bytes on a stream (u32, 1 .. MAX_WINDOW)."""
+
+    KIND: ClassVar[Kind] = Kind.WINDOW
+    stream_id: int
+    increment: int
+
+    def payload(self) -> bytes:
+        if not 1 <= self.increment <= MAX_WINDOW:
+            raise ProtocolError("WINDOW increment out of range")
+        return _U32.pack(self.increment)
+
+    def flags(self) -> int:
+        return 0
+
+    @classmethod
+    def parse(cls, stream_id: int, flags: int, payload: bytes) -> Window:
+        reader = _Reader(payload, "WINDOW")
+        increment = reader.number(_U32)
+        reader.end()
+        if not 1 <= increment <= MAX_WINDOW:
+            raise ProtocolError("WINDOW increment out of range")
+        return cls(stream_id, increment)
+
+
+@dataclasses.dataclass(frozen=True)
+class WsMessage:
+    """One websocket message on an upgraded stream (WS_BINARY: binary, else text). With END_STREAM the payload
+    is instead the websocket close: u16 close code and a UTF-8 reason, or empty."""
+
+    KIND: ClassVar[Kind] = Kind.WS_MESSAGE
+    stream_id: int
+    data: bytes
+    binary: bool = True
+    end_stream: bool = False
+
+    def payload(self) -> bytes:
+        return self.data
+
+    def flags(self) -> int:
+        return (Flags.WS_BINARY if self.binary else 0) | (Flags.END_STREAM if self.end_stream else 0)
+
+    @classmethod
+    def parse(cls, stream_id: int, flags: int, payload: bytes) -> WsMessage:
+        if flags & Flags.END_STREAM and len(payload) == 1:
+            raise ProtocolError("WS_MESSAGE close payload is truncated")
+        return cls(stream_id, payload, binary=bool(flags & Flags.WS_BINARY), end_stream=bool(flags & Flags.END_STREAM))
+
+    @classmethod
+    def close(cls, stream_id: int, code: int = 1000, reason: str = "") -> WsMessage:
+        return cls(stream_id, _U16.pack(code) + reason.encode("utf-8")[:123], end_stream=True)
+
+    def close_code(self) -> tuple[int, str]:
+        """(code, reason) of a closing message; (1005, "") when it carries none, as RFC 6455 says."""
+        if len(self.data) < 2:
+            return 1005, ""
+        return _U16.unpack_from(self.data)[0], self.data[2:].decode("utf-8", "replace")
+
+
+CONTROL_MESSAGES: dict[Kind, type[ControlMessage]] = {
+    cls.KIND: cls for cls in (Hello, Welcome, Config, ConfigAck, Ping, Pong, Drain, Error)
+}
+DATA_MESSAGES = {cls.KIND: cls for cls in (Request, Response, Data, Reset, Window, WsMessage)}
+StreamMessage = Union[Request, Response, Data, Reset, Window, WsMessage]
+Message = Union[ControlMessage, StreamMessage]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Encoding and decoding.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def encode_frame(kind: int, payload: bytes = b"", *, stream_id: int = 0, flags: int = 0) -> bytes:
+    if len(payload) > MAX_PAYLOAD_SIZE:
+        raise ProtocolError(f"{Kind(kind).name} payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_SIZE}")
+    return HEADER.pack(PROTOCOL_VERSION, kind, flags, stream_id) + payload
+
+
+def encode(message: Message) -> bytes:
+    """The websocket binary message for `message`."""
+    if isinstance(message, ControlMessage):
+        payload = json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return encode_frame(message.KIND, payload.encode("utf-8"))
+    return encode_frame(message.KIND, message.payload(), stream_id=message.stream_id, flags=message.flags())
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(frame: bytes | bytearray | memoryview) -> Message:
+    """One websocket binary message -> its typed message. Raises ProtocolError for anything malformed."""
+    if len(frame) < HEADER_SIZE:
+        raise ProtocolError(f"frame of {len(frame)} bytes is shorter than the {HEADER_SIZE}-byte header")
+    if len(frame) > MAX_FRAME_SIZE:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_SIZE}")
+    version, kind_value, flags, stream_id = HEADER.unpack_from(frame)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {version}")
+    try:
+        kind = Kind(kind_value)
+    except ValueError:
+        raise ProtocolError(f"unknown message kind {kind_value}")
+    if flags & ~KNOWN_FLAGS:
+        raise ProtocolError(f"{kind.name} has unknown flags {flags:#06x}")
+    payload = bytes(frame[HEADER_SIZE:])
+    if kind in CONTROL_KINDS:
+        if stream_id != 0 or flags:
+            raise ProtocolError(f"{kind.name} must travel on stream 0 without flags")
+        try:
+            data = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise ProtocolError(f"{kind.name} payload is not valid UTF-8 JSON")
+        return CONTROL_MESSAGES[kind].from_dict(data)
+    if stream_id == 0:
+        raise ProtocolError(f"{kind.name} must travel on a stream >= 1")
+    return DATA_MESSAGES[kind].parse(stream_id, flags, payload)
