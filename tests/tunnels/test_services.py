@@ -65,7 +65,9 @@ def test_user_supplied_secret_must_be_32_bytes_of_base64(org_a):
         tunnel_create(organisation=org_a, name="a", actor=ACTOR, tunnel_secret=base64.b64encode(b"short").decode())
     with pytest.raises(ValidationError, match="base64"):
         tunnel_create(organisation=org_a, name="a", actor=ACTOR, tunnel_secret="***")
-    tunnel = tunnel_create(organisation=org_a, name="a", actor=ACTOR, tunnel_secret=base64.b64encode(b"k" * 32).decode())
+    tunnel = tunnel_create(
+        organisation=org_a, name="a", actor=ACTOR, tunnel_secret=base64.b64encode(b"k" * 32).decode()
+    )
     assert decrypt_secret(tunnel.secret_ciphertext) == b"k" * 32
 
 
@@ -84,8 +86,12 @@ def zone(org_a):
 
 def test_config_versions_increment_and_are_kept(org_a, zone):
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
-    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "a.example.com", "service": "http://localhost:1"}), actor=ACTOR)
-    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "b.example.com", "service": "http://localhost:2"}), actor=ACTOR)
+    tunnel_config_update(
+        tunnel=tunnel, config=config({"hostname": "a.example.com", "service": "http://localhost:1"}), actor=ACTOR
+    )
+    tunnel_config_update(
+        tunnel=tunnel, config=config({"hostname": "b.example.com", "service": "http://localhost:2"}), actor=ACTOR
+    )
     tunnel.refresh_from_db()
     assert tunnel.config_version == 2
     assert list(TunnelConfiguration.objects.for_org(org_a).values_list("version", flat=True)) == [2, 1]
@@ -118,15 +124,21 @@ def test_invalid_configs_are_refused_with_cloudflared_texts(org_a, zone, bad, me
 def test_public_hostnames_must_be_under_an_active_zone_of_the_organisation(org_a, org_b, zone):
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
     with pytest.raises(ValidationError, match="not under one of this account's active zones"):
-        tunnel_config_update(tunnel=tunnel, config=config({"hostname": "a.other.org", "service": "http://x"}), actor=ACTOR)
+        tunnel_config_update(
+            tunnel=tunnel, config=config({"hostname": "a.other.org", "service": "http://x"}), actor=ACTOR
+        )
     pending = zone_create(organisation=org_a, name="pending.org", actor=ACTOR)
     assert pending.status == "pending"
     with pytest.raises(ValidationError, match="active zones"):
-        tunnel_config_update(tunnel=tunnel, config=config({"hostname": "a.pending.org", "service": "http://x"}), actor=ACTOR)
+        tunnel_config_update(
+            tunnel=tunnel, config=config({"hostname": "a.pending.org", "service": "http://x"}), actor=ACTOR
+        )
     # Another organisation cannot route a hostname under our zone.
     theirs = tunnel_create(organisation=org_b, name="lab", actor=ACTOR)
     with pytest.raises(ValidationError, match="active zones"):
-        tunnel_config_update(tunnel=theirs, config=config({"hostname": "a.example.com", "service": "http://x"}), actor=ACTOR)
+        tunnel_config_update(
+            tunnel=theirs, config=config({"hostname": "a.example.com", "service": "http://x"}), actor=ACTOR
+        )
 
 
 def test_hostnames_get_cname_routes_that_follow_the_config(org_a, zone):
@@ -144,27 +156,39 @@ def test_hostnames_get_cname_routes_that_follow_the_config(org_a, zone):
     assert set(records) == {"app.example.com", "*.example.com"}
     assert records["app.example.com"].content == f"{tunnel.id}.cfargotunnel.localhost"
     assert records["app.example.com"].tunnel_id == tunnel.id
-    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
+    tunnel_config_update(
+        tunnel=tunnel, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR
+    )
     assert set(DnsRecord.objects.for_org(org_a).values_list("name", flat=True)) == {"app.example.com"}
 
 
 def test_a_hostname_routed_to_another_tunnel_is_a_clear_conflict(org_a, zone):
     first = tunnel_create(organisation=org_a, name="one", actor=ACTOR)
     second = tunnel_create(organisation=org_a, name="two", actor=ACTOR)
-    tunnel_config_update(tunnel=first, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
+    tunnel_config_update(
+        tunnel=first, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR
+    )
     with pytest.raises(ValidationError, match="already routes to tunnel “one”"):
-        tunnel_config_update(tunnel=second, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
+        tunnel_config_update(
+            tunnel=second, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR
+        )
     assert DnsRecord.objects.for_org(org_a).get().tunnel_id == first.id
 
 
 def test_single_hostnames_are_added_edited_and_removed_alone(org_a, zone):
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
-    public_hostname_save(tunnel=tunnel, actor=ACTOR, rule={"hostname": "a.example.com", "service": "http://localhost:1"})
-    public_hostname_save(tunnel=tunnel, actor=ACTOR, rule={"hostname": "b.example.com", "service": "http://localhost:2"})
+    public_hostname_save(
+        tunnel=tunnel, actor=ACTOR, rule={"hostname": "a.example.com", "service": "http://localhost:1"}
+    )
+    public_hostname_save(
+        tunnel=tunnel, actor=ACTOR, rule={"hostname": "b.example.com", "service": "http://localhost:2"}
+    )
     tunnel.refresh_from_db()
     assert [r.get("hostname") for r in tunnel.config["ingress"]] == ["a.example.com", "b.example.com", None]
     public_hostname_save(
-        tunnel=tunnel, actor=ACTOR, index=0,
+        tunnel=tunnel,
+        actor=ACTOR,
+        index=0,
         rule={"hostname": "a.example.com", "service": "https://localhost:9443", "originRequest": {"noTLSVerify": True}},
     )
     tunnel.refresh_from_db()
@@ -181,12 +205,19 @@ def test_delete_is_refused_while_connected_unless_cascade(org_a, zone):
     from django.utils import timezone
 
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
-    tunnel_config_update(tunnel=tunnel, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR)
-    connector = Connector.objects.create(
-        organisation=org_a, tunnel=tunnel, connector_id="8c6a1bd4-55ae-4cfb-9d3b-a5c2b7c1b0f1",
-        run_at=timezone.now(), last_seen_at=timezone.now(),
+    tunnel_config_update(
+        tunnel=tunnel, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR
     )
-    Connection.objects.create(organisation=org_a, tunnel=tunnel, connector=connector, server_id="s", opened_at=timezone.now())
+    connector = Connector.objects.create(
+        organisation=org_a,
+        tunnel=tunnel,
+        connector_id="8c6a1bd4-55ae-4cfb-9d3b-a5c2b7c1b0f1",
+        run_at=timezone.now(),
+        last_seen_at=timezone.now(),
+    )
+    Connection.objects.create(
+        organisation=org_a, tunnel=tunnel, connector=connector, server_id="s", opened_at=timezone.now()
+    )
     with pytest.raises(ValidationError, match="1 active connection"):
         tunnel_delete(tunnel=tunnel, actor=ACTOR)
     deleted = tunnel_delete(tunnel=tunnel, actor=ACTOR, cascade=True)

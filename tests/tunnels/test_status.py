@@ -54,7 +54,9 @@ def test_a_missing_connection_is_degraded_and_says_which_and_why():
 
 def test_a_stopped_connector_does_not_degrade_a_running_one():
     health = compute_health(
-        ever_connected=True, config_version=1, connectors=[connector("a"), connector("b")],
+        ever_connected=True,
+        config_version=1,
+        connectors=[connector("a"), connector("b")],
         live=[conn("b", 0), conn("b", 1)],
     )
     assert health.status == TunnelStatus.HEALTHY
@@ -63,7 +65,9 @@ def test_a_stopped_connector_does_not_degrade_a_running_one():
 
 def test_outdated_config_is_flagged_per_connector():
     health = compute_health(
-        ever_connected=True, config_version=3, connectors=[connector("a", expected=1, config_version=2)],
+        ever_connected=True,
+        config_version=3,
+        connectors=[connector("a", expected=1, config_version=2)],
         live=[conn("a", 0)],
     )
     assert health.connectors[0].config_outdated
