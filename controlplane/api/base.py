@@ -3,6 +3,7 @@ resolved in `initial()`, before any handler runs; querysets come from the model'
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 from django.db import models
@@ -15,8 +16,9 @@ from rest_framework.views import APIView
 from controlplane.access import OrgAccess, accessible_organisations, resolve_org_access
 from controlplane.actors import Actor
 from controlplane.api.permissions import IsAuthenticatedPrincipal
-from controlplane.choices import Level
-from controlplane.models import ApiToken, Organisation
+from controlplane.choices import Level, Resource
+from controlplane.models import ApiToken, Organisation, Zone
+from controlplane.selectors import zone_get
 
 
 def request_token(request: Request) -> ApiToken | None:
@@ -27,6 +29,12 @@ def request_user(request: Request) -> Any:
     return None if request_token(request) is not None else request.user
 
 
+def request_actor(request: Request) -> Actor:
+    """Who acts, for the audit log. A token call's `request.user` is a TokenPrincipal, not a person."""
+    actor = Actor.from_request(request)
+    return dataclasses.replace(actor, user=None) if actor.token is not None else actor
+
+
 class PrincipalView(APIView):
     """Any authenticated caller (token or signed-in user); no organisation in the URL."""
 
@@ -34,7 +42,7 @@ class PrincipalView(APIView):
 
     @property
     def actor(self) -> Actor:
-        return Actor.from_request(self.request)
+        return request_actor(self.request)
 
     def accessible_organisations(self) -> list[Organisation]:
         return accessible_organisations(user=request_user(self.request), token=request_token(self.request))
@@ -42,12 +50,16 @@ class PrincipalView(APIView):
 
 class OrgScopedMixin:
     """Resolve `account_id` from the URL into `self.organisation` and `self.access`, then check the scope
-    `<resource>:read` for safe methods and `<resource>:edit` otherwise (or `scope_map` per action)."""
+    `<resource>:read` for safe methods and `<resource>:edit` otherwise (or `scope_map` per action or method).
+
+    This runs in `initial()`, before DRF looks for a handler: a caller outside the organisation gets 404 for
+    every method, even one the view does not implement."""
 
     resource: ClassVar[str]
     account_kwarg: ClassVar[str] = "account_id"
-    # action name -> (resource, level), for actions whose need differs from the method's default.
-    scope_map: ClassVar[dict[str, tuple[str, str]]] = {}
+    # action or lower-case method -> (resource, level), for those whose need differs from the method's default;
+    # None means membership of the organisation is enough (reading the account itself, verifying a token).
+    scope_map: ClassVar[dict[str, tuple[str, str] | None]] = {}
     organisation: Organisation
     access: OrgAccess
 
@@ -55,23 +67,27 @@ class OrgScopedMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         self.access = self.resolve_access(request, **kwargs)
         self.organisation = self.access.organisation
-        resource, level = self.required_scope(request)
-        self.access.require(resource, level)
+        required = self.required_scope(request)
+        if required is not None:
+            self.access.require(*required)
 
     def resolve_access(self, request: Request, **kwargs: Any) -> OrgAccess:
         return resolve_org_access(
             user=request_user(request), token=request_token(request), account_id=kwargs.get(self.account_kwarg)
         )
 
-    def required_scope(self, request: Request) -> tuple[str, str]:
+    def required_scope(self, request: Request) -> tuple[str, str] | None:
         action = getattr(self, "action", None)
         if action and action in self.scope_map:
             return self.scope_map[action]
+        method = (request.method or "").lower()
+        if method in self.scope_map:
+            return self.scope_map[method]
         return self.resource, (Level.READ if request.method in SAFE_METHODS else Level.EDIT)
 
     @property
     def actor(self) -> Actor:
-        return Actor.from_request(self.request)  # type: ignore[attr-defined]
+        return request_actor(self.request)  # type: ignore[attr-defined]
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()  # type: ignore[misc]
@@ -80,6 +96,32 @@ class OrgScopedMixin:
 
 
 class OrgScopedAPIView(OrgScopedMixin, APIView):
+    permission_classes: ClassVar[list[Any]] = [IsAuthenticatedPrincipal]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {"request": self.request, "view": self, "organisation": getattr(self, "organisation", None)}
+
+
+class ZoneScopedMixin(OrgScopedMixin):
+    """For `/zones/{zone_id}…`, whose URL names no account: find the zone among the organisations the caller can
+    act in (404 otherwise, whether it is missing or another tenant's), then resolve and check access to the zone's
+    organisation exactly as `OrgScopedMixin` does. The zone is `self.zone`."""
+
+    resource: ClassVar[str] = Resource.ZONES
+    zone_kwarg: ClassVar[str] = "zone_id"
+    zone: Zone
+
+    def resolve_access(self, request: Request, **kwargs: Any) -> OrgAccess:
+        user, token = request_user(request), request_token(request)
+        organisations = accessible_organisations(user=user, token=token)
+        zone = zone_get(organisations=organisations, zone_id=kwargs.get(self.zone_kwarg))
+        access = resolve_org_access(user=user, token=token, account_id=zone.organisation_id.hex)
+        zone.organisation = access.organisation
+        self.zone = zone
+        return access
+
+
+class ZoneScopedAPIView(ZoneScopedMixin, APIView):
     permission_classes: ClassVar[list[Any]] = [IsAuthenticatedPrincipal]
 
     def get_serializer_context(self) -> dict[str, Any]:

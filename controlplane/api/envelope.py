@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -12,6 +15,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from controlplane.access import NotSignedIn, SecondFactorRequired
+from controlplane.errors import Conflict
+
+logger = logging.getLogger(__name__)
 
 # Error codes, in the spirit of Cloudflare's: clients match on them, so they never change meaning.
 CODE_VALIDATION = 1004
@@ -42,32 +48,56 @@ class EnvelopeRenderer(JSONRenderer):
         return super().render(data, accepted_media_type, renderer_context)
 
 
-def _flatten(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
+def _flatten(detail: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """(path, message) for every leaf of a DRF/Django error tree; `non_field_errors` and `__all__` add no segment."""
     if isinstance(detail, dict):
-        items: list[tuple[str, str]] = []
+        items: list[tuple[tuple[str, ...], str]] = []
         for key, value in detail.items():
-            field = key if key != "non_field_errors" and key != "__all__" else ""
-            items.extend(_flatten(value, f"{prefix}.{field}" if prefix and field else (field or prefix)))
+            segment = () if key in ("non_field_errors", "__all__") else (str(key),)
+            items.extend(_flatten(value, path + segment))
         return items
     if isinstance(detail, list):
         items = []
         for index, value in enumerate(detail):
-            if isinstance(value, (dict, list)):
-                items.extend(_flatten(value, f"{prefix}[{index}]" if prefix else f"[{index}]"))
-            else:
-                items.extend(_flatten(value, prefix))
+            # A list of messages belongs to its field; a list of objects (or of lists) is indexed.
+            items.extend(
+                _flatten(value, path + (str(index),)) if isinstance(value, (dict, list)) else [(path, str(value))]
+            )
         return items
-    return [(prefix, str(detail))]
+    return [(path, str(detail))]
 
 
 def validation_errors(detail: Any) -> list[dict[str, Any]]:
+    """One v4 error per invalid field, its JSON pointer in `source.pointer` (`/policies/0/effect`)."""
     errors = []
-    for field, message in _flatten(detail):
-        entry: dict[str, Any] = {"code": CODE_VALIDATION, "message": f"{field}: {message}" if field else message}
-        if field:
-            entry["source"] = {"pointer": "/" + field.replace(".", "/")}
+    for path, message in _flatten(detail):
+        entry: dict[str, Any] = {
+            "code": CODE_VALIDATION,
+            "message": f"{'.'.join(path)}: {message}" if path else message,
+        }
+        if path:
+            entry["source"] = {"pointer": "/" + "/".join(path)}
         errors.append(entry)
     return errors or [{"code": CODE_VALIDATION, "message": "Invalid request."}]
+
+
+@contextlib.contextmanager
+def fields_as_sent(paths: dict[str, tuple[str, ...]]) -> Iterator[None]:
+    """Report a service's field errors under the request's names: services speak of `role` or `allowed_networks`,
+    while the caller sent `roles` or `condition.request_ip.in`."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        if not hasattr(exc, "error_dict") or not set(exc.error_dict) & set(paths):
+            raise
+        detail: dict[str, Any] = {}
+        for field, messages in exc.message_dict.items():
+            *parents, leaf = paths.get(field, (field,))
+            node = detail
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = messages
+        raise exceptions.ValidationError(detail) from None
 
 
 def error_response(status_code: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None) -> Response:
@@ -76,14 +106,22 @@ def error_response(status_code: int, errors: list[dict[str, Any]], headers: dict
     return response
 
 
+def _detail(exc: DjangoValidationError) -> Any:
+    return exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Every error the API can produce, as a v4 envelope with a proper status. Unknown exceptions propagate
-    (and become a logged 500 through Django), but every expected failure is mapped here."""
+    """Every error the API can produce, as a v4 envelope with a proper status. An unexpected exception is logged
+    with its traceback and answered as an enveloped 500, so that clients always get JSON."""
     if isinstance(exc, NotSignedIn):
         exc = exceptions.NotAuthenticated()
+    if isinstance(exc, Conflict):
+        # 400, not 409: the SDK retries 409s, and a clash with existing state does not clear by itself.
+        response = error_response(400, [{**error, "code": CODE_CONFLICT} for error in validation_errors(_detail(exc))])
+        response.headers["x-should-retry"] = "false"
+        return response
     if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        return error_response(status.HTTP_400_BAD_REQUEST, validation_errors(detail))
+        return error_response(status.HTTP_400_BAD_REQUEST, validation_errors(_detail(exc)))
     if isinstance(exc, Http404):
         message = str(exc) if str(exc) else "Not found."
         path = context["request"].path if context.get("request") is not None else ""
@@ -114,4 +152,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             if exc.status_code == 400
             else [{"code": CODE_SERVER, "message": str(exc.detail)}],
         )
-    return None
+    logger.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+    return error_response(500, [{"code": CODE_SERVER, "message": "Internal error; it has been logged."}])

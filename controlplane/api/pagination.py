@@ -69,3 +69,11 @@ class V4Pagination(BasePagination):
                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
             },
         ]
+
+
+def paginated_response(request: Any, items: Any, serializer_class: Any, *, view: Any = None) -> Response:
+    """One page of `items` (a queryset or a list), serialized, with its v4 `result_info`."""
+    paginator = V4Pagination()
+    page = paginator.paginate_queryset(items, request, view=view)
+    context = {"request": request, "view": view}
+    return paginator.get_paginated_response(serializer_class(page, many=True, context=context).data)

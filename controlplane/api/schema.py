@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request: one error per invalid field, each naming it in `source.pointer`.",
+    401: "No credentials, or an invalid, expired or revoked API token.",
+    403: "The caller's role or token does not grant this.",
+    404: "No such object in an account the caller belongs to (another tenant's objects look missing too).",
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """The error responses of an operation, for `@extend_schema(responses={200: …, **errors(401, 404)})`."""
+    return {code: OpenApiResponse(description=ERROR_DESCRIPTIONS[code]) for code in codes}
 
 
 def _enveloped(schema: dict[str, Any], paginated: bool) -> dict[str, Any]:
@@ -23,6 +37,12 @@ class EnvelopeAutoSchema(AutoSchema):
     def _get_response_for_code(
         self, serializer: Any, status_code: Any, media_types: Any = None, direction: str = "response"
     ) -> dict[str, Any]:
+        if str(status_code).isdigit() and int(status_code) >= 400:
+            description = serializer.description if isinstance(serializer, OpenApiResponse) else ""
+            return {
+                "description": description or ERROR_DESCRIPTIONS.get(int(status_code), "Error"),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V4Error"}}},
+            }
         response = super()._get_response_for_code(serializer, status_code, media_types, direction)
         paginated = self._is_list_view(serializer) and self._get_paginator() is not None
         for content in response.get("content", {}).values():
@@ -42,6 +62,16 @@ def postprocess_add_envelope_components(result: dict[str, Any], generator: Any, 
             "source": {"type": "object", "properties": {"pointer": {"type": "string"}}},
         },
     }
+    schemas["V4Error"] = {
+        "type": "object",
+        "required": ["success", "errors", "messages", "result"],
+        "properties": {
+            "success": {"type": "boolean", "enum": [False]},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/V4Message"}},
+            "messages": {"type": "array", "items": {"$ref": "#/components/schemas/V4Message"}},
+            "result": {"type": "object", "nullable": True},
+        },
+    }
     schemas["V4ResultInfo"] = {
         "type": "object",
         "properties": {
@@ -49,3 +79,25 @@ def postprocess_add_envelope_components(result: dict[str, Any], generator: Any, 
         },
     }
     return result
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "controlplane.api.authentication.ApiTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "bearer", "description": "An API token: `Authorization: Bearer <token>`."}
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    target_class = "controlplane.api.authentication.SessionOtpAuthentication"
+    name = "sessionAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "The web UI's session (writes need the `X-CSRFToken` header). API tokens cannot manage "
+            "tokens, so token management uses this.",
+        }

@@ -26,7 +26,17 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "4",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's assets come from drf-spectacular-sidecar, served by this installation (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/client/v4",
+    # Several resources have a `status` or `type` field with different choices: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "MemberStatusEnum": ["accepted", "pending"],
+        "TokenStatusEnum": ["active", "disabled", "expired"],
+        "ZoneTypeEnum": ["full", "partial", "secondary", "internal"],
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"bearerAuth": []}],
     "POSTPROCESSING_HOOKS": [

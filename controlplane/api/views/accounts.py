@@ -2,47 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.base import OrgScopedAPIView, PrincipalView
-from controlplane.api.pagination import V4Pagination
-from controlplane.api.serializers.accounts import AccountSerializer
-from controlplane.choices import Resource
+from controlplane.api.pagination import V4Pagination, paginated_response
+from controlplane.api.schema import errors
+from controlplane.api.serializers.accounts import AccountListQuery, AccountSerializer, AccountUpdateSerializer
+from controlplane.choices import Resource, Role
 from controlplane.services.organisations import organisation_update
 
 
 class AccountListView(PrincipalView):
-    @extend_schema(responses=AccountSerializer(many=True), summary="List the accounts (organisations) you can act in")
+    pagination_class = V4Pagination
+
+    @extend_schema(
+        summary="List the accounts (organisations) you can act in",
+        description="A token sees its own account; a signed-in user every organisation they are a member of.",
+        parameters=[AccountListQuery],
+        responses={200: AccountSerializer(many=True), **errors(400, 401)},
+    )
     def get(self, request: Request) -> Response:
-        organisations = sorted(self.accessible_organisations(), key=lambda org: (org.display_name, org.team_name))
-        paginator = V4Pagination()
-        page = paginator.paginate_queryset(organisations, request, view=self)
-        return paginator.get_paginated_response(AccountSerializer(page, many=True).data)
+        query = AccountListQuery.parse(request)
+        organisations = sorted(
+            self.accessible_organisations(),
+            key=lambda org: (org.display_name.lower(), org.team_name),
+            reverse=query["direction"] == "desc",
+        )
+        if query.get("name"):
+            organisations = [org for org in organisations if query["name"].lower() in org.display_name.lower()]
+        return paginated_response(request, organisations, AccountSerializer, view=self)
 
 
 class AccountDetailView(OrgScopedAPIView):
     resource = Resource.SETTINGS
+    # Every member and token of the account may read it (the list shows the same); changing it needs settings.
+    scope_map: ClassVar[dict[str, tuple[str, str] | None]] = {"get": None}
 
-    @extend_schema(responses=AccountSerializer, summary="Account details")
+    @extend_schema(summary="Account details", responses={200: AccountSerializer, **errors(401, 404)})
     def get(self, request: Request, account_id: str) -> Response:
         return Response(AccountSerializer(self.organisation).data)
 
-    @extend_schema(request=AccountSerializer, responses=AccountSerializer, summary="Rename the account or team")
+    @extend_schema(
+        summary="Rename the account or team, or require two-factor sign-in",
+        request=AccountUpdateSerializer,
+        responses={200: AccountSerializer, **errors(400, 401, 403, 404)},
+    )
     def put(self, request: Request, account_id: str) -> Response:
-        serializer = AccountSerializer(data=request.data, partial=True)
+        serializer = AccountUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data: dict[str, Any] = serializer.validated_data
-        fields: dict[str, Any] = {}
-        if "display_name" in data:
-            fields["display_name"] = data["display_name"]
-        if "team_name" in data:
-            fields["team_name"] = data["team_name"]
-        settings = request.data.get("settings") if isinstance(request.data, dict) else None
-        if isinstance(settings, dict) and "enforce_twofactor" in settings:
-            fields["require_2fa"] = bool(settings["enforce_twofactor"])
+        fields: dict[str, Any] = serializer.validated_data
+        if fields.get("team_name", self.organisation.team_name) != self.organisation.team_name:
+            if self.access.role != Role.SUPER_ADMIN:
+                raise PermissionDenied("Only a Super Administrator can rename the team.")
         organisation = organisation_update(organisation=self.organisation, actor=self.actor, **fields)
         return Response(AccountSerializer(organisation).data)

@@ -1,0 +1,209 @@
+"""Account API tokens. Tokens are never granted `tokens`, so they are managed by signed-in members (session);
+verifying works with the bearer token alone."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError as InvalidRequest
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlplane.api.base import OrgScopedAPIView, PrincipalView, request_token
+from controlplane.api.envelope import fields_as_sent
+from controlplane.api.pagination import V4Pagination, paginated_response
+from controlplane.api.schema import errors
+from controlplane.api.serializers.common import IdResultSerializer, QueryParams, direction_field
+from controlplane.api.serializers.tokens import (
+    PermissionGroupQuery,
+    PermissionGroupSerializer,
+    TokenCreatedSerializer,
+    TokenSerializer,
+    TokenUpdateSerializer,
+    TokenVerifySerializer,
+    TokenWriteSerializer,
+    permission_groups,
+    same_moment,
+)
+from controlplane.choices import Resource
+from controlplane.models import ApiToken
+from controlplane.selectors import api_token_get, api_token_list
+from controlplane.services.tokens import api_token_create, api_token_revoke, clean_networks
+
+
+def as_sent(body: Any) -> dict[str, tuple[str, ...]]:
+    """Where the caller put what the token service calls `permissions` and `allowed_networks`."""
+    paths = {"allowed_networks": ("condition", "request_ip", "in")}
+    if isinstance(body, dict) and "policies" in body:
+        paths["permissions"] = ("policies",)
+    return paths
+
+
+class TokenListQuery(QueryParams):
+    def params(self) -> dict[str, Any]:
+        return {
+            "include_expired": serializers.BooleanField(required=False, default=False),
+            "direction": direction_field("desc"),
+        }
+
+
+class TokenListView(OrgScopedAPIView):
+    resource = Resource.TOKENS
+    pagination_class = V4Pagination
+
+    @extend_schema(
+        summary="List API tokens",
+        description="Revoked tokens show as `disabled`; expired ones only with `include_expired=true`.",
+        parameters=[TokenListQuery],
+        responses={200: TokenSerializer(many=True), **errors(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        tokens = api_token_list(organisation=self.organisation, **TokenListQuery.parse(request))
+        return paginated_response(request, tokens, TokenSerializer, view=self)
+
+    @extend_schema(
+        summary="Create an API token",
+        description="The secret is returned once, as `value`. Grants are capped to the creator's role.",
+        request=TokenWriteSerializer,
+        responses={200: TokenCreatedSerializer, **errors(400, 401, 403, 404)},
+    )
+    def post(self, request: Request, account_id: str) -> Response:
+        serializer = TokenWriteSerializer(data=request.data, context={"organisation": self.organisation})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        with fields_as_sent(as_sent(request.data)):
+            token, raw = api_token_create(
+                organisation=self.organisation,
+                name=data["name"],
+                grants=data["grants"],
+                allowed_networks=data.get("allowed_networks"),
+                expires_at=data.get("expires_on"),
+                not_before=data.get("not_before"),
+                actor=self.actor,
+            )
+        token = api_token_get(organisation=self.organisation, token_id=token.id)
+        token.value = raw  # type: ignore[attr-defined]
+        return Response(TokenCreatedSerializer(token).data)
+
+
+def _unsupported_changes(token: ApiToken, data: dict[str, Any]) -> dict[str, str]:
+    """The fields a PUT would change other than `status`: tokens are immutable apart from being revoked."""
+    message = "A token's {} cannot be changed: create a new token and revoke this one."
+    changed: dict[str, Any] = {}
+    if data["name"].strip() != token.name:
+        changed["name"] = message.format("name")
+    if "grants" in data and data["grants"] != token.grants:
+        changed["policies"] = message.format("permissions")
+    if "allowed_networks" in data:
+        with fields_as_sent(as_sent({})):
+            networks = clean_networks(data["allowed_networks"])
+        if networks != token.allowed_networks:
+            changed["condition"] = {"request_ip": {"in": message.format("allowed IP ranges")}}
+    for field, current in (("expires_on", token.expires_at), ("not_before", token.not_before)):
+        if field in data and not same_moment(data[field], current):
+            changed[field] = message.format(field)
+    return changed
+
+
+class TokenDetailView(OrgScopedAPIView):
+    resource = Resource.TOKENS
+
+    def token(self, token_id: str) -> ApiToken:
+        return api_token_get(organisation=self.organisation, token_id=token_id)
+
+    @extend_schema(summary="API token details", responses={200: TokenSerializer, **errors(401, 403, 404)})
+    def get(self, request: Request, account_id: str, token_id: str) -> Response:
+        return Response(TokenSerializer(self.token(token_id)).data)
+
+    @extend_schema(
+        summary="Update an API token",
+        description="Tokens are immutable apart from their status: send the token's current name, policies and "
+        "condition with `status: disabled` to revoke it. Any other change is refused naming the field.",
+        request=TokenUpdateSerializer,
+        responses={200: TokenSerializer, **errors(400, 401, 403, 404)},
+    )
+    def put(self, request: Request, account_id: str, token_id: str) -> Response:
+        token = self.token(token_id)
+        serializer = TokenUpdateSerializer(data=request.data, context={"organisation": self.organisation})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        changed = _unsupported_changes(token, data)
+        if changed:
+            raise InvalidRequest(changed)
+        status = data.get("status")
+        if status == "disabled":
+            token = api_token_revoke(token=token, actor=self.actor)
+        elif status is not None and status != token.status:
+            raise InvalidRequest({"status": f"The token is {token.status}; it can only be disabled (revoked)."})
+        return Response(TokenSerializer(self.token(token_id)).data)
+
+    @extend_schema(
+        summary="Revoke an API token",
+        description="The token stops working at once; it stays listed as `disabled`.",
+        responses={200: IdResultSerializer, **errors(401, 403, 404)},
+    )
+    def delete(self, request: Request, account_id: str, token_id: str) -> Response:
+        token = api_token_revoke(token=self.token(token_id), actor=self.actor)
+        return Response({"id": token.id.hex})
+
+
+class PermissionGroupListView(OrgScopedAPIView):
+    resource = Resource.TOKENS
+    # Listing what can be granted reveals nothing of the account: any member or token may read it.
+    scope_map: ClassVar[dict[str, tuple[str, str] | None]] = {"get": None}
+    pagination_class = V4Pagination
+
+    @extend_schema(
+        summary="List the permission groups a token can be granted",
+        description="Each group is `<resource>.<read|edit>`; use them in a token's `policies`.",
+        parameters=[PermissionGroupQuery],
+        responses={200: PermissionGroupSerializer(many=True), **errors(401, 404)},
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        query = PermissionGroupQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        name = query.validated_data.get("name", "").lower()
+        scope = query.validated_data.get("scope")
+        groups = [
+            group
+            for group in permission_groups()
+            if name in group.name.lower() and (scope is None or scope in group.scopes)
+        ]
+        return paginated_response(request, groups, PermissionGroupSerializer, view=self)
+
+
+def _verify(request: Request) -> Response:
+    token = request_token(request)
+    if token is None:
+        raise InvalidRequest({"authorization": "Send the API token to verify as `Authorization: Bearer <token>`."})
+    return Response(TokenVerifySerializer(token).data)
+
+
+VERIFY_DESCRIPTION = (
+    "Whether the bearer token works. An invalid, expired or revoked token is answered 401 (it cannot authenticate)."
+)
+
+
+class AccountTokenVerifyView(OrgScopedAPIView):
+    resource = Resource.TOKENS
+    scope_map: ClassVar[dict[str, tuple[str, str] | None]] = {"get": None}
+
+    @extend_schema(
+        summary="Verify an account API token",
+        description=VERIFY_DESCRIPTION,
+        responses={200: TokenVerifySerializer, **errors(400, 401, 404)},
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        return _verify(request)
+
+
+class UserTokenVerifyView(PrincipalView):
+    @extend_schema(
+        summary="Verify an API token",
+        description=VERIFY_DESCRIPTION,
+        responses={200: TokenVerifySerializer, **errors(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        return _verify(request)
