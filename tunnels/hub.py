@@ -61,7 +61,7 @@ class ConnectorSession:
             await self.send_bytes(protocol.encode(message))
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     """A browser socket following one organisation's tunnels."""
 
