@@ -1,0 +1,198 @@
+"""Organisations: creating one, its overview, its settings, and the product sections still to come."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.generic import FormView, TemplateView
+
+from controlplane.choices import InvitationStatus, Level, Resource, Role, ZoneStatus
+from controlplane.models import ApiToken, AuditEvent, Invitation, Membership, Zone
+from controlplane.services.organisations import organisation_create, organisation_update
+from controlplane.ui.forms import OrganisationCreateForm, OrganisationSettingsForm, TeamRenameForm
+from controlplane.ui.mixins import OrgRequiredMixin, SignedInMixin, apply_service_error
+from controlplane.ui.views.audit import audit_rows
+
+
+class OrganisationCreateView(SignedInMixin, FormView):
+    template_name = "ui/organisations/create.html"
+    form_class = OrganisationCreateForm
+
+    def form_valid(self, form: OrganisationCreateForm) -> HttpResponse:
+        try:
+            organisation = organisation_create(
+                team_name=form.cleaned_data["team_name"],
+                display_name=form.cleaned_data["display_name"],
+                require_2fa=form.cleaned_data["require_2fa"],
+                owner=self.request.user,  # type: ignore[arg-type]
+                actor=self.actor,
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            apply_service_error(form, exc)
+            return self.form_invalid(form)
+        messages.success(self.request, f"{organisation} is created; you are its Super Administrator.")
+        return redirect("ui:overview", account_id=organisation.account_id)
+
+
+class OverviewView(OrgRequiredMixin, TemplateView):
+    resource = Resource.SETTINGS
+    nav = "overview"
+    template_name = "ui/organisations/overview.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        org = self.organisation
+        zones = list(Zone.objects.for_org(org).values_list("status", flat=True))
+        active_tokens = [
+            token for token in ApiToken.objects.for_org(org).filter(revoked_at__isnull=True) if token.status == "active"
+        ]
+        context.update(
+            counts={
+                "members": Membership.objects.for_org(org).count(),
+                "invitations": Invitation.objects.for_org(org).filter(status=InvitationStatus.PENDING).count(),
+                "zones_active": sum(1 for status in zones if status == ZoneStatus.ACTIVE),
+                "zones_pending": sum(1 for status in zones if status == ZoneStatus.PENDING),
+                "tokens": len(active_tokens),
+            },
+            role_label=Role(self.access.role).label if self.access.role else "",
+        )
+        if self.access.can(Resource.AUDIT):
+            context["recent_events"] = audit_rows(AuditEvent.objects.for_org(org)[:8])
+        return context
+
+
+class SettingsView(OrgRequiredMixin, TemplateView):
+    """Name and 2FA requirement in one form; renaming the team (which changes the team domain) in another."""
+
+    resource = Resource.SETTINGS
+    nav = "settings"
+    template_name = "ui/organisations/settings.html"
+
+    def can_rename(self) -> bool:
+        return self.access.role == Role.SUPER_ADMIN
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        org = self.organisation
+        context.setdefault(
+            "settings_form",
+            OrganisationSettingsForm(initial={"display_name": org.display_name, "require_2fa": org.require_2fa}),
+        )
+        context.setdefault("rename_form", TeamRenameForm(current=org.team_name))
+        context["can_rename"] = self.can_rename()
+        context["can_edit"] = self.access.can(Resource.SETTINGS, Level.EDIT)
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.POST.get("form") == "rename":
+            return self.rename(request)
+        form = OrganisationSettingsForm(request.POST)
+        if form.is_valid():
+            try:
+                organisation_update(organisation=self.organisation, actor=self.actor, **form.cleaned_data)
+            except (ValidationError, PermissionDenied) as exc:
+                apply_service_error(form, exc)
+            else:
+                messages.success(request, "Settings saved.")
+                return redirect("ui:settings", account_id=self.organisation.account_id)
+        return self.render_to_response(self.get_context_data(settings_form=form))
+
+    def rename(self, request: HttpRequest) -> HttpResponse:
+        form = TeamRenameForm(request.POST, current=self.organisation.team_name)
+        if not self.can_rename():
+            form.is_valid()
+            form.add_error(None, "Only a Super Administrator can rename the team.")
+        elif form.is_valid():
+            old_domain = self.organisation.team_domain
+            try:
+                organisation = organisation_update(
+                    organisation=self.organisation, actor=self.actor, team_name=form.cleaned_data["team_name"]
+                )
+            except (ValidationError, PermissionDenied) as exc:
+                apply_service_error(form, exc)
+            else:
+                messages.success(
+                    request,
+                    f"The team is renamed: the team domain is now {organisation.team_domain} (was {old_domain}).",
+                )
+                return redirect("ui:settings", account_id=organisation.account_id)
+        return self.render_to_response(self.get_context_data(rename_form=form))
+
+
+class ComingSoonView(OrgRequiredMixin, TemplateView):
+    """A product section whose pages arrive with a later issue: says what it will do and where to read about it."""
+
+    template_name = "ui/organisations/coming_soon.html"
+    section: ClassVar[dict[str, Any]]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["section"] = self.section
+        return context
+
+
+class TunnelsView(ComingSoonView):
+    resource = Resource.TUNNELS
+    nav = "tunnels"
+    section: ClassVar[dict[str, Any]] = {
+        "title": "Tunnels",
+        "summary": "Connect origin servers without opening a single inbound port: a small connector on your "
+        "server dials out to this control plane and holds the connection open, and requests for your public "
+        "hostnames travel down it.",
+        "coming": [
+            "Create a tunnel and copy the one-line install command for the connector.",
+            "See each connector live: Healthy, Degraded, Down or Inactive, with what each state means.",
+            "Publish public hostnames under your active zones, with ingress rules ending in a catch-all.",
+        ],
+        "docs": [
+            (
+                "Cloudflare Tunnel (concepts)",
+                "https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/",
+            ),
+            (
+                "Tunnel status meanings",
+                "https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/monitor-tunnels/",
+            ),
+        ],
+    }
+
+
+class AccessView(ComingSoonView):
+    resource = Resource.ACCESS
+    nav = "access"
+    section: ClassVar[dict[str, Any]] = {
+        "title": "Access",
+        "summary": "Put a login in front of self-hosted applications: policies decide who gets in (emails, email "
+        "domains, IP ranges, service tokens), and people sign in with a one-time PIN sent by email.",
+        "coming": [
+            "Applications on public hostnames, with reusable and application-specific policies.",
+            "One-time PIN login on your team domain and signed session tokens for your origins.",
+            "Service tokens for machines, sent as CF-Access-Client-Id / CF-Access-Client-Secret headers.",
+        ],
+        "docs": [
+            ("Access applications", "https://developers.cloudflare.com/cloudflare-one/applications/"),
+            ("Access policies", "https://developers.cloudflare.com/cloudflare-one/policies/access/"),
+        ],
+    }
+
+
+class CertificatesView(ComingSoonView):
+    resource = Resource.CERTIFICATES
+    nav = "certificates"
+    section: ClassVar[dict[str, Any]] = {
+        "title": "Origin certificates",
+        "summary": "Certificates for your origin servers, signed by this installation's Origin CA and trusted by "
+        "the connector, so traffic between the tunnel and your origin is encrypted too.",
+        "coming": [
+            "Issue an RSA or ECC certificate for names under your active zones, valid 7 days to 15 years.",
+            "Let us generate the private key and CSR, or paste your own CSR.",
+            "Revoke certificates, and get reminders before they expire.",
+        ],
+        "docs": [
+            ("Origin CA certificates", "https://developers.cloudflare.com/ssl/origin-configuration/origin-ca/"),
+        ],
+    }
