@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from celery import shared_task
+from django.db.models import Q
+from django.utils import timezone
 
+from controlplane.actors import Actor
+from controlplane.choices import ZoneStatus
 from controlplane.mail import build_message
+from controlplane.models import Zone
+from controlplane.services.zones import zone_check_verification
 
 
 @shared_task(bind=True, autoretry_for=(OSError,), retry_backoff=True, retry_kwargs={"max_retries": 8})
@@ -14,3 +21,24 @@ def send_email(
     self: Any, *, to: list[str], subject: str, template: str, context: dict[str, Any], organisation_id: str | None
 ) -> None:
     build_message(to=to, subject=subject, template=template, context=context, organisation_id=organisation_id).send()
+
+
+@shared_task
+def check_pending_zones(*, not_checked_for_seconds: int = 600, limit: int = 500) -> dict[str, int]:
+    """Look up the TXT record of pending zones not checked recently (Celery beat runs this periodically), so a
+    zone activates soon after its owner publishes the record even if nobody presses "Check now"."""
+    cutoff = timezone.now() - datetime.timedelta(seconds=not_checked_for_seconds)
+    due = (
+        Zone.objects.unscoped("periodic verification of every organisation's pending zones")
+        .select_related("organisation")
+        .filter(status=ZoneStatus.PENDING)
+        .filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=cutoff))
+        .order_by("last_checked_at", "created_at")[:limit]
+    )
+    actor = Actor.system("zone verification")
+    checked = verified = 0
+    for zone in list(due):
+        checked += 1
+        if zone_check_verification(zone=zone, actor=actor).is_active:
+            verified += 1
+    return {"checked": checked, "verified": verified}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .env import env_str
+from .env import env_int, env_str
 
 _redis = env_str("REDIS_URL")
 
@@ -17,3 +17,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Periodic work, run by `celery -A controlplane beat` in the production topology.
+CELERY_BEAT_SCHEDULE = {
+    "check-pending-zones": {
+        "task": "controlplane.tasks.check_pending_zones",
+        "schedule": env_int("ZONE_RECHECK_SECONDS", 15 * 60),
+    },
+}

@@ -338,3 +338,26 @@ def test_check_zones_command_verifies_pending_zones_through_dns(org_a, org_b, dn
     assert "bad.example: pending — No TXT record exists" in out.getvalue()
     audit = AuditEvent.objects.for_org(org_a).filter(action="update").get()
     assert audit.interface == "cli"
+
+
+def test_the_periodic_task_rechecks_pending_zones_not_checked_recently(org_a, org_b, dns_server):
+    from django.utils import timezone
+
+    from controlplane.tasks import check_pending_zones
+
+    published = zone_create(organisation=org_a, name="published.example", actor=CLI)
+    unpublished = zone_create(organisation=org_b, name="unpublished.example", actor=CLI)
+    recent = zone_create(organisation=org_b, name="recent.example", actor=CLI)
+    Zone.objects.for_org(org_b).filter(pk=recent.pk).update(last_checked_at=timezone.now())
+    dns_server.records["_zt-verify.published.example"] = [published.verification_record_value]
+    dns_server.records["_zt-verify.recent.example"] = [recent.verification_record_value]
+
+    assert check_pending_zones.delay().get() == {"checked": 2, "verified": 1}
+
+    statuses = dict(Zone.objects.unscoped("test").values_list("name", "status"))
+    assert statuses == {"published.example": "active", "unpublished.example": "pending", "recent.example": "pending"}
+    assert sorted(dns_server.queries) == ["_zt-verify.published.example", "_zt-verify.unpublished.example"]
+    unpublished.refresh_from_db()
+    assert unpublished.last_check_error.startswith("No TXT record")
+    event = AuditEvent.objects.for_org(org_a).filter(action="update").get()
+    assert (event.actor_type, event.interface, event.user_agent) == ("system", "system", "zone verification")
