@@ -8,10 +8,26 @@ from django.conf import settings
 from django.db import models
 
 from controlplane.choices import AuditAction, Interface
-from controlplane.scoping import OrgOwnedModel
+from controlplane.scoping import OrgManager, OrgOwnedModel, OrgQuerySet
 
 
 class AppendOnlyError(RuntimeError):
+    pass
+
+
+class AuditQuerySet(OrgQuerySet):
+    """Reads only: the log is append-only, in bulk as row by row."""
+
+    def update(self, **kwargs):
+        self._check_scoped()
+        raise AppendOnlyError("Audit events cannot be changed.")
+
+    def delete(self):
+        self._check_scoped()
+        raise AppendOnlyError("Audit events cannot be deleted.")
+
+
+class AuditManager(OrgManager.from_queryset(AuditQuerySet)):  # type: ignore[misc]
     pass
 
 
@@ -32,6 +48,8 @@ class AuditEvent(OrgOwnedModel):
     interface = models.CharField(max_length=16, choices=Interface.choices, default=Interface.SYSTEM)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
+
+    objects = AuditManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -532,10 +532,6 @@ def test_audit_events_cannot_be_changed_or_deleted(org_a, admin_a):
     assert AuditEvent.objects.for_org(org_a).count() == 1
 
 
-@pytest.mark.xfail(
-    reason="AuditEvent's queryset still allows bulk update()/delete(); needs an append-only queryset (models)",
-    strict=False,
-)
 def test_audit_events_cannot_be_changed_or_deleted_in_bulk(org_a, admin_a):
     organisation_update(organisation=org_a, display_name="Renamed", actor=ui(admin_a))
     with pytest.raises(AppendOnlyError):
