@@ -152,23 +152,20 @@ def worker(transactional_db, redis_url) -> Iterator[Worker]:
 @contextlib.contextmanager
 def celery_on_broker(url: str) -> Iterator[None]:
     """Make this process's Celery app publish to `url` instead of running tasks eagerly (the settings chose
-    eager mode because REDIS_URL was unset when they were read)."""
+    eager mode because REDIS_URL was unset when they were read). The app's connection and producer pools are
+    swapped, not closed: eager calls go through the memory broker's producer pool too, and kombu keeps pools in
+    a process-wide registry, so a closed one would break every later test."""
     from controlplane.celery import app
 
-    def reset_pools() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None
-
-    saved = {"broker_url": app.conf.broker_url, "task_always_eager": app.conf.task_always_eager}
+    saved_conf = {"broker_url": app.conf.broker_url, "task_always_eager": app.conf.task_always_eager}
+    saved_pools = (app._pool, app.amqp._producer_pool)
     app.conf.update(broker_url=url, task_always_eager=False)
-    reset_pools()
+    app._pool, app.amqp._producer_pool = None, None
     try:
         yield
     finally:
-        reset_pools()
-        app.conf.update(saved)
+        app._pool, app.amqp._producer_pool = saved_pools
+        app.conf.update(saved_conf)
 
 
 def test_a_celery_worker_delivers_mail_queued_by_a_service(worker, settings):

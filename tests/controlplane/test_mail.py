@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import socket
 
 import pytest
@@ -46,6 +47,7 @@ class Collector:
 
 @pytest.fixture
 def smtp_server():
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
     collector = Collector()
     controller = Controller(
         collector,
