@@ -25,6 +25,8 @@ def shell(request: Any) -> dict[str, Any]:
         "AUTH_DOMAIN": settings.AUTH_DOMAIN,
         "CONTROLPLANE_MODE": settings.MODE,
         "PUBLIC_URL": settings.PUBLIC_URL,
+        # Shown in examples: the address this browser reaches the API on (mail links use PUBLIC_URL instead).
+        "API_BASE_URL": request.build_absolute_uri("/client/v4") if hasattr(request, "build_absolute_uri") else "",
     }
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:

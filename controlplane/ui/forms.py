@@ -221,7 +221,7 @@ class ApiTokenForm(forms.Form):
         day = self.cleaned_data.get("expires_on")
         if day is None:
             return None
-        return datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), tzinfo=datetime.UTC)
+        return datetime.datetime.combine(day, datetime.time(23, 59, 59), tzinfo=datetime.UTC)
 
     def clean_expires_on(self) -> datetime.date | None:
         day = self.cleaned_data.get("expires_on")

@@ -55,23 +55,28 @@ class MembersView(OrgRequiredMixin, TemplateView):
         row_errors: dict[int, list[str]] = kwargs.get("row_errors") or {}
         can_edit = self.access.can(Resource.MEMBERS, "edit")
         choices = role_choices(can_grant_super_admin=self.is_super_admin())
+        members = [
+            {
+                "membership": m,
+                "role_label": Role(m.role).label,
+                "has_2fa": m.user_id in with_2fa,
+                "is_me": m.user_id == self.request.user.pk,
+                # Only Super Administrators change or remove a Super Administrator.
+                "manageable": can_edit and (m.role != Role.SUPER_ADMIN or self.is_super_admin()),
+                "errors": row_errors.get(m.pk, []),
+            }
+            for m in memberships
+        ]
+        invitations = list(Invitation.objects.for_org(org).filter(status=InvitationStatus.PENDING))
+        shown = {m.pk for m in memberships} | {invitation.pk for invitation in invitations}
         context.update(
-            members=[
-                {
-                    "membership": m,
-                    "role_label": Role(m.role).label,
-                    "has_2fa": m.user_id in with_2fa,
-                    "is_me": m.user_id == self.request.user.pk,
-                    # Only Super Administrators change or remove a Super Administrator.
-                    "manageable": can_edit and (m.role != Role.SUPER_ADMIN or self.is_super_admin()),
-                    "errors": row_errors.get(m.pk, []),
-                }
-                for m in memberships
-            ],
+            members=members,
             invitations=[
                 (invitation, Role(invitation.role).label, row_errors.get(invitation.pk, []))  # type: ignore[call-overload]
-                for invitation in Invitation.objects.for_org(org).filter(status=InvitationStatus.PENDING)
+                for invitation in invitations
             ],
+            # A refusal about a row that is no longer listed (e.g. an invitation revoked meanwhile).
+            page_errors=[error for key, errors in row_errors.items() if key not in shown for error in errors],
             role_choices=choices,
             role_descriptions=[(Role(role).label, text) for role, text in ROLE_DESCRIPTIONS.items()],
             can_edit=can_edit,

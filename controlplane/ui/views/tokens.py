@@ -53,6 +53,9 @@ class TokenCreateView(OrgRequiredMixin, FormView):
     template_name = "ui/tokens/create.html"
     form_class = ApiTokenForm
 
+    def required_scope(self, request: HttpRequest) -> tuple[str, str]:
+        return Resource.TOKENS, Level.EDIT  # the form too: it is only for those who can create
+
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
         kwargs["scopes"] = self.access.scopes

@@ -1,0 +1,166 @@
+"""A real daphne server in a subprocess, serving the test database that pytest-django created.
+
+Use the `daphne_server` fixture (it needs `transactional_db`, so what the test writes is committed and visible
+to the server), or `run_daphne()` directly to start several servers or pass extra environment:
+
+    from tests.live_server import daphne_server  # noqa: F401  (registers the fixture in this module)
+
+    def test_something(daphne_server):
+        urllib.request.urlopen(daphne_server.url + "/login/")
+
+The server's stdout and stderr go to a log file; it is printed when the test fails (pytest shows output captured
+during teardown only for failures) and its path is in every error this helper raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the database the test run is using right now (the test database, not the real one)."""
+    from django.db import connection
+
+    config = connection.settings_dict
+    engine = config["ENGINE"]
+    if engine.endswith("sqlite3"):
+        name = str(config["NAME"])
+        if name == ":memory:" or name.startswith("file:"):
+            raise RuntimeError("A live server needs a file-backed SQLite test database (set TEST NAME).")
+        return f"sqlite:///{Path(name).resolve()}"
+    if "postgresql" in engine or "postgis" in engine:
+        user = quote(str(config.get("USER") or ""), safe="")
+        password = quote(str(config.get("PASSWORD") or ""), safe="")
+        credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        host = config.get("HOST") or "localhost"
+        port = f":{config['PORT']}" if config.get("PORT") else ""
+        return f"postgres://{credentials}{host}{port}/{quote(str(config['NAME']), safe='')}"
+    raise RuntimeError(f"No live-server support for the database engine {engine}")
+
+
+def daphne_executable() -> str:
+    candidate = Path(sys.executable).parent / "daphne"
+    return str(candidate) if candidate.exists() else "daphne"
+
+
+@dataclass
+class LiveServer:
+    host: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _fail(self, why: str) -> RuntimeError:
+        return RuntimeError(f"daphne {why} (log: {self.log_path})\n--- server log ---\n{self.log_text()[-8000:]}")
+
+    def wait_until_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Until an HTTP request is answered (any status), or fail with the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise self._fail(f"exited with code {self.process.returncode if self.process else '?'} on startup")
+            try:
+                urllib.request.urlopen(f"{self.url}/login/", timeout=2)  # noqa: S310
+                return
+            except urllib.error.HTTPError:
+                return  # an HTTP error status still means the server answers
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                time.sleep(0.1)
+        raise self._fail(f"did not answer on {self.url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+
+
+@contextlib.contextmanager
+def run_daphne(
+    *, env: dict[str, str] | None = None, host: str = "127.0.0.1", log_dir: str | None = None
+) -> Iterator[LiveServer]:
+    """Start `daphne controlplane.asgi:application` on a free port against the test database; stop it after."""
+    from django.conf import settings
+
+    port = free_port()
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept open for the subprocess's lifetime)
+        prefix=f"daphne-{port}-", suffix=".log", dir=log_dir, delete=False
+    )
+    server_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+        "DATABASE_URL": test_database_url(),
+        "DATA_DIR": str(settings.DATA_DIR),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    server = LiveServer(host=host, port=port, log_path=Path(log_file.name), env=server_env)
+    server.process = subprocess.Popen(  # noqa: S603
+        [daphne_executable(), "-b", host, "-p", str(port), "controlplane.asgi:application"],
+        cwd=str(settings.BASE_DIR),
+        env=server_env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        server.wait_until_ready()
+        yield server
+    finally:
+        server.stop()
+        log_file.close()
+
+
+@pytest.fixture
+def daphne_server(transactional_db) -> Iterator[LiveServer]:
+    """A daphne server on the test database, for one test. Its log is printed if the test fails."""
+    with run_daphne() as server:
+        yield server
+        # Captured during teardown: pytest shows it only when the test failed.
+        print(f"--- daphne log ({server.log_path}) ---\n{server.log_text()[-20000:]}")
