@@ -28,9 +28,9 @@ RUN groupadd --system --gid 10001 controlplane \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=root:root . /app
-# Static files are collected into the image (served by WhiteNoise). Production settings insist on a SECRET_KEY
-# and a database, so this build-only step gets throwaway ones that never reach the running container.
-RUN SECRET_KEY=build-only-collectstatic DATABASE_URL=sqlite:////tmp/build.sqlite3 \
+# Static files are collected into the image (served by WhiteNoise). Production settings insist on secrets and a
+# database, so this build-only step gets throwaway ones that never reach the running container.
+RUN SECRET_KEY=build-only DATA_ENCRYPTION_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --no-input -v0 \
     && rm -f /tmp/build.sqlite3 \
     && python -m compileall -q controlplane tunnels access certificates

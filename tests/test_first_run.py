@@ -151,3 +151,65 @@ def test_production_mode_refuses_to_start_without_a_secret_key(embedded_env):
 def test_an_unknown_mode_is_refused(embedded_env):
     result = manage({**embedded_env, "CONTROLPLANE_MODE": "staging"}, "check")
     assert result.returncode != 0 and "CONTROLPLANE_MODE must be" in result.stderr
+
+
+# Packaging and documentation stay in step with the settings.
+
+
+def settings_environment_variables() -> set[str]:
+    names: set[str] = set()
+    sources = list((settings.BASE_DIR / "controlplane" / "settings").glob("*.py"))
+    sources.append(settings.BASE_DIR / "controlplane" / "management" / "commands" / "bootstrap.py")
+    for path in sources:
+        text = path.read_text()
+        names |= set(re.findall(r'\benv_(?:str|bool|int|list)\(\s*"([A-Z0-9_]+)"', text))
+        names |= set(re.findall(r'persistent_secret\(\s*"([A-Z0-9_]+)"', text))
+        names |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z0-9_]+)"', text))
+    return names
+
+
+def test_every_environment_variable_is_documented_in_the_readme():
+    names = settings_environment_variables()
+    assert {"DATABASE_URL", "REDIS_URL", "EMAIL_URL", "SECRET_KEY", "BOOTSTRAP_TEAM"} <= names
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    undocumented = sorted(name for name in names if f"`{name}`" not in readme)
+    assert undocumented == [], f"add these to the configuration table of README.md: {undocumented}"
+
+
+def compose_environment() -> dict[str, str]:
+    """The app environment of docker-compose.yml, with `${VAR:?…}` given a dummy and `${VAR:-default}` its default."""
+    import yaml
+
+    compose = yaml.safe_load((settings.BASE_DIR / "docker-compose.yml").read_text())
+    environment = compose["x-app"]["environment"]
+    for service in ("migrate", "web", "worker", "beat"):
+        assert compose["services"][service]["environment"] == environment, service
+
+    def substitute(value: str) -> str:
+        value = re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: f"compose-{m[1].lower()}", str(value))
+        return re.sub(r"\$\{\w+:-([^}]*)\}", lambda m: m[1], value)
+
+    return {name: substitute(value) for name, value in environment.items()}
+
+
+def test_the_compose_environment_satisfies_production_settings(embedded_env):
+    environment = compose_environment()
+    assert environment["CONTROLPLANE_MODE"] == "production"
+    assert environment["REDIS_URL"].startswith("redis://redis:")
+    result = manage({**embedded_env, **environment}, "check")
+    assert result.returncode == 0, result.stderr
+    missing = manage({**embedded_env, **environment, "DATA_ENCRYPTION_KEY": ""}, "check")
+    assert missing.returncode != 0 and "DATA_ENCRYPTION_KEY is required" in missing.stderr
+
+
+def test_the_dockerfile_collectstatic_step_works_in_production_mode(embedded_env):
+    dockerfile = (settings.BASE_DIR / "Dockerfile").read_text()
+    image_env = dict(re.findall(r"^\s+(?:ENV\s+)?([A-Z_]+)=(\S+?)\s*\\?$", dockerfile, flags=re.MULTILINE))
+    assert image_env["CONTROLPLANE_MODE"] == "production"
+    step = re.search(r"RUN ((?:[A-Z_]+=\S+\s+)+)\\\s+python manage\.py collectstatic", dockerfile)
+    assert step, "the Dockerfile collects static files at build"
+    build_env = dict(assignment.split("=", 1) for assignment in step[1].split())
+    env = {**embedded_env, "CONTROLPLANE_MODE": "production", **build_env}
+    result = manage(env, "collectstatic", "--no-input", "--dry-run", "-v0")
+    assert result.returncode == 0, result.stderr
+    assert "backlog=4096" in dockerfile and "USER controlplane" in dockerfile
