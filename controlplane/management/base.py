@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
@@ -58,10 +60,19 @@ class ServiceCommand(BaseCommand):
 
 def set_password_link(user: User) -> str:
     """A one-time link to choose a password (Django's password-reset token: it stops working once the password
-    changes or the user signs in, and after PASSWORD_RESET_TIMEOUT)."""
+    changes or the user signs in, and after PASSWORD_RESET_TIMEOUT).
+
+    The page lives at /account/set-password/<uidb64>/<token>/; until the UI serves that path, the link points at
+    its password-reset confirmation page, which takes the same token."""
     uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
-    return f"{settings.PUBLIC_URL}/account/set-password/{uidb64}/{token}/"
+    path = f"/account/set-password/{uidb64}/{token}/"
+    try:
+        resolve(path)
+    except Resolver404:
+        with contextlib.suppress(NoReverseMatch):
+            path = reverse("ui:password-reset-confirm", kwargs={"uidb64": uidb64, "token": token})
+    return f"{settings.PUBLIC_URL}{path}"
 
 
 def link_lifetime() -> str:

@@ -24,7 +24,8 @@ from controlplane.services.members import invitation_create
 from controlplane.services.tokens import TokenRejected, api_token_authenticate
 from tests.factories import OrganisationFactory, UserFactory, ZoneFactory
 
-LINK = re.compile(r"(?P<base>\S+)/account/set-password/(?P<uid>[\w-]+)/(?P<token>[\w-]+)/")
+# The set-password page; the UI's password-reset confirmation page takes the same token.
+LINK = re.compile(r"(?P<base>\S+?)/(?:account/set-password|reset)/(?P<uid>[\w-]+)/(?P<token>[\w-]+)/")
 
 
 def run(*args: str, **options) -> str:
@@ -312,3 +313,19 @@ def test_check_zones_without_pending_zones(db):
     ZoneFactory(name="example.com", status=ZoneStatus.ACTIVE)
     assert "No pending zones" in run("check_zones")
     assert Zone.objects.unscoped("test").get().status == ZoneStatus.ACTIVE
+
+
+def test_the_sign_in_link_opens_a_page_that_sets_the_password(client, db):
+    user = User.objects.create_user("new@corp.test")  # no usable password yet, as create_organisation makes it
+    link = LINK.search(run("signin_link", "new@corp.test"))
+    path = link[0][len(link["base"]) :]
+
+    page = client.get(path, follow=True)
+    assert page.status_code == 200
+    form_path = page.redirect_chain[-1][0] if page.redirect_chain else path
+    done = client.post(form_path, {"new_password1": "a-fresh-passphrase-8", "new_password2": "a-fresh-passphrase-8"})
+    assert done.status_code in (200, 302)
+    user.refresh_from_db()
+    assert user.check_password("a-fresh-passphrase-8")
+    assert client.get(path, follow=True).status_code in (200, 404), "a used link is refused, not a server error"
+    assert not default_token_generator.check_token(user, link["token"])
