@@ -103,6 +103,24 @@ class CloseCode(enum.IntEnum):
     TOO_MANY_CONNECTIONS = 4029  # replica/connection limit reached
 
 
+# What each close code means, for logs when the peer sent no reason (daphne, for one, drops close reasons: a server
+# that wants the connector to log its own words sends an ERROR frame before closing).
+CLOSE_CODE_TEXT = {
+    CloseCode.NORMAL: "closed normally",
+    CloseCode.GOING_AWAY: "going away",
+    CloseCode.PROTOCOL_ERROR: "websocket protocol error",
+    CloseCode.INVALID_DATA: "invalid data",
+    CloseCode.MESSAGE_TOO_BIG: "message too big",
+    CloseCode.INTERNAL_ERROR: "internal server error",
+    CloseCode.SERVICE_RESTART: "service restarting",
+    CloseCode.INVALID_TOKEN: "the tunnel token is not valid (unknown tunnel or malformed token)",
+    CloseCode.TOKEN_REFUSED: "the tunnel token was refused (wrong or rotated secret)",
+    CloseCode.PROTOCOL_VIOLATION: "protocol violation",
+    CloseCode.DISCONNECTED: "disconnected: superseded by a newer connection, or by an administrator",
+    CloseCode.TUNNEL_DELETED: "the tunnel was deleted",
+    CloseCode.TOO_MANY_CONNECTIONS: "too many connections for this tunnel",
+}
+
 # Close codes after which reconnecting soon cannot help: the connector still retries (forever), at its longest
 # backoff, so that fixing the server side (e.g. restoring a tunnel) heals it without a restart.
 REFUSAL_CLOSE_CODES = frozenset({CloseCode.INVALID_TOKEN, CloseCode.TOKEN_REFUSED, CloseCode.TUNNEL_DELETED})

@@ -294,9 +294,7 @@ class Supervisor:
         heartbeat: asyncio.Task | None = None
         try:
             await conn.send(self._hello(index, ws))
-            welcome = await asyncio.wait_for(conn.receive(), settings.welcome_timeout)
-            if not isinstance(welcome, protocol.Welcome):
-                raise ProtocolError(f"expected WELCOME, got {welcome.KIND.name}")
+            welcome = await asyncio.wait_for(self._await_welcome(conn), settings.welcome_timeout)
             conn.welcome = welcome
             log.info(
                 "Registered tunnel connection connIndex=%s connection=%s location=%s server=%s",
@@ -329,17 +327,30 @@ class Supervisor:
                 ws.abort()
         return conn.welcome is not None, False
 
+    async def _await_welcome(self, conn: Connection) -> protocol.Welcome:
+        """WELCOME must be the server's first frame; only ERROR reports (e.g. why it is about to refuse us) may
+        precede it."""
+        while True:
+            message = await conn.receive()
+            if isinstance(message, protocol.Error):
+                self._log_error(conn, message)
+                continue
+            if not isinstance(message, protocol.Welcome):
+                raise ProtocolError(f"expected WELCOME, got {message.KIND.name}")
+            return message
+
+    def _log_error(self, conn: Connection, message: protocol.Error) -> None:
+        log.warning("Error from the control plane connIndex=%s: %s %s", conn.index, message.code, message.message)
+
     def _closed(self, conn: Connection, exc: ConnectionClosed) -> tuple[bool, bool]:
         welcomed = conn.welcome is not None
-        if self.stopping and exc.code == CloseCode.GOING_AWAY:
+        if self.stopping:  # our own closing handshake (the server may echo 1000 or 1001)
             log.info("Connection closed connIndex=%s", conn.index)
             return welcomed, False
         refused = exc.code in protocol.REFUSAL_CLOSE_CODES
-        name = CloseCode(exc.code).name if exc.code in CloseCode._value2member_map_ else str(exc.code)
+        text = exc.reason or protocol.CLOSE_CODE_TEXT.get(exc.code, "") or "no reason given"
         level = logging.ERROR if refused or exc.code == CloseCode.PROTOCOL_VIOLATION else logging.WARNING
-        log.log(
-            level, "Connection terminated connIndex=%s code=%s (%s) reason=%r", conn.index, exc.code, name, exc.reason
-        )
+        log.log(level, "Connection terminated connIndex=%s code=%s: %s", conn.index, exc.code, text)
         return welcomed, refused
 
     def _hello(self, index: int, ws: WebSocket) -> protocol.Hello:
@@ -368,7 +379,7 @@ class Supervisor:
             conn.draining = True
             log.info("The control plane is draining connIndex=%s: %s", conn.index, message.reason or "no reason given")
         elif isinstance(message, protocol.Error):
-            log.warning("Error from the control plane connIndex=%s: %s %s", conn.index, message.code, message.message)
+            self._log_error(conn, message)
         elif isinstance(message, protocol.Request):
             # The data plane arrives with the edge issue; until then a stream is refused, so the edge may retry it.
             reset = protocol.Reset(message.stream_id, protocol.ResetCode.REFUSED_STREAM, "streams not supported")

@@ -61,6 +61,7 @@ class FakeEdge:
         self.connections: list[EdgeConnection] = []
         self.auth_headers: list[str | None] = []
         self.refuse_with: tuple[int, str] | None = None  # close every new connection with this code
+        self.custom_handler = None  # replaces the protocol handling below for special cases
         self.server = None
         self.port = 0
 
@@ -90,6 +91,9 @@ class FakeEdge:
         conn = EdgeConnection(ws)
         self.connections.append(conn)
         try:
+            if self.custom_handler is not None:
+                await self.custom_handler(ws)
+                return
             if self.refuse_with:
                 await ws.close(*self.refuse_with)
                 return

@@ -256,7 +256,22 @@ async def test_wrong_secret_is_refused_and_retried_at_the_longest_backoff(edge, 
         assert edge.connections[0].hello is None  # never welcomed
         assert (await edge.connections[0].close_seen())[0] == CloseCode.INVALID_TOKEN
         assert sup.ready_connections == 0
-    assert "code=4001 (INVALID_TOKEN) reason='invalid token'" in caplog.text
+    assert "code=4001: invalid token" in caplog.text
+
+
+async def test_error_before_a_reasonless_refusal_is_logged(edge, caplog):
+    async def refuse(ws):
+        await ws.recv()  # HELLO
+        await ws.send(protocol.encode(protocol.Error(code="token_refused", message="secret rotated at 12:00")))
+        await ws.close(CloseCode.TOKEN_REFUSED)
+
+    edge.custom_handler = refuse
+    sup = make_supervisor(edge, ha_connections=1)
+    async with Running(sup):
+        await wait_until(lambda: "was refused" in caplog.text)
+    assert "token_refused secret rotated at 12:00" in caplog.text
+    assert "code=4003: the tunnel token was refused (wrong or rotated secret)" in caplog.text
+    assert sup.stats.protocol_errors == 0
 
 
 async def test_refused_upgrade_is_reported(edge, caplog):
