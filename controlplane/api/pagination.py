@@ -17,7 +17,7 @@ def _number(request: Any, name: str, default: int, *, minimum: int, maximum: int
         return default
     try:
         value = int(float(raw))  # the SDK sends page=2.0
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValidationError({name: f"must be a whole number, not “{raw}”."}) from None
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"

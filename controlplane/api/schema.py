@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -34,6 +35,42 @@ def _enveloped(schema: dict[str, Any], paginated: bool) -> dict[str, Any]:
 
 
 class EnvelopeAutoSchema(AutoSchema):
+    """Envelopes every response, answers creates and deletes 200 (never 201/204, which the SDK cannot parse), and
+    documents the errors every endpoint can give even when its view does not list them."""
+
+    def _is_create_operation(self) -> bool:
+        return False
+
+    def get_description(self) -> str:
+        # Only the handler's own docstring: class docstrings are written for developers of the view.
+        handler = getattr(self.view, getattr(self.view, "action", None) or self.method.lower(), None)
+        return inspect.getdoc(handler) or "" if handler is not None else ""
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        serializers = self.get_response_serializers()
+        if self.method == "DELETE" and not isinstance(serializers, dict):
+            responses = {"200": self._get_response_for_code(serializers, "200", direction=direction)}
+        else:
+            responses = super()._get_response_bodies(direction)
+        for code in self._expected_errors():
+            responses.setdefault(str(code), self._get_response_for_code(None, str(code), direction=direction))
+        return responses
+
+    def _expected_errors(self) -> list[int]:
+        from controlplane.api.base import OrgScopedMixin
+        from controlplane.api.permissions import IsAuthenticatedPrincipal
+
+        codes = []
+        if self.method != "GET" or self._is_list_view():
+            codes.append(400)
+        if any(isinstance(permission, IsAuthenticatedPrincipal) for permission in self.view.get_permissions()):
+            codes.append(401)
+        if isinstance(self.view, OrgScopedMixin):
+            codes += [403, 404]
+        elif "{" in self.path:
+            codes.append(404)
+        return codes
+
     def _get_response_for_code(
         self, serializer: Any, status_code: Any, media_types: Any = None, direction: str = "response"
     ) -> dict[str, Any]:

@@ -31,6 +31,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/client/v4",
+    # Paths as the SDK and Cloudflare's docs write them (/accounts/{account_id}/…), under this server URL.
+    "SCHEMA_PATH_PREFIX_TRIM": True,
+    "SERVERS": [{"url": "/client/v4"}],
     # Several resources have a `status` or `type` field with different choices: name each set.
     "ENUM_NAME_OVERRIDES": {
         "MemberStatusEnum": ["accepted", "pending"],
@@ -38,12 +41,8 @@ SPECTACULAR_SETTINGS = {
         "ZoneTypeEnum": ["full", "partial", "secondary", "internal"],
     },
     "COMPONENT_SPLIT_REQUEST": True,
-    "SECURITY": [{"bearerAuth": []}],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "controlplane.api.schema.postprocess_add_envelope_components",
     ],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "API token"}}
-    },
 }

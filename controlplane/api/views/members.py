@@ -97,8 +97,9 @@ class MemberDetailView(OrgScopedAPIView):
     )
     def delete(self, request: Request, account_id: str, member_id: str) -> Response:
         entry = self.entry(member_id)
+        deleted_id = entry.id  # read before deleting clears the primary key
         if entry.membership is not None:
             membership_remove(membership=entry.membership, actor=self.actor)
         else:
             invitation_revoke(invitation=entry.invitation, actor=self.actor)  # type: ignore[arg-type]
-        return Response({"id": entry.id})
+        return Response({"id": deleted_id})

@@ -85,8 +85,9 @@ class ZoneDetailView(ZoneScopedAPIView):
 
     @extend_schema(summary="Delete a zone", responses={200: IdResultSerializer, **errors(401, 403, 404)})
     def delete(self, request: Request, zone_id: str) -> Response:
+        deleted_id = self.zone.id.hex  # deleting clears the instance's primary key
         zone_delete(zone=self.zone, actor=self.actor)
-        return Response({"id": self.zone.id.hex})
+        return Response({"id": deleted_id})
 
 
 class ZoneActivationCheckView(ZoneScopedAPIView):
