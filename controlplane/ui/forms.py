@@ -192,7 +192,7 @@ class ApiTokenForm(forms.Form):
             choices = [(NO_ACCESS, "No access")]
             choices += [(level.value, level.label) for level in Level if scope(resource, level) in scopes]
             self.fields[name] = forms.ChoiceField(
-                label=resource.label, choices=choices, initial=NO_ACCESS, widget=forms.RadioSelect
+                label=resource.label, choices=choices, initial=NO_ACCESS, required=False, widget=forms.RadioSelect
             )
             self._permission_names.append((resource, name))
 
@@ -214,7 +214,7 @@ class ApiTokenForm(forms.Form):
         return {
             resource.value: self.cleaned_data[name]
             for resource, name in self._permission_names
-            if self.cleaned_data.get(name, NO_ACCESS) != NO_ACCESS
+            if self.cleaned_data.get(name) not in (None, "", NO_ACCESS)
         }
 
     def expires_at(self) -> datetime.datetime | None:
