@@ -1,0 +1,7 @@
+from django.urls import path
+
+from tunnels.views import connector_download
+
+urlpatterns = [
+    path("connector/download/<str:filename>", connector_download, name="connector-download"),
+]
