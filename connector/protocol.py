@@ -83,6 +83,8 @@ class Flags(enum.IntFlag):
 
 
 KNOWN_FLAGS = int(Flags.END_STREAM | Flags.WS_BINARY | Flags.WEBSOCKET)
+# Plain ints for the per-frame paths (IntFlag arithmetic builds enum objects).
+_END_STREAM, _WS_BINARY, _WEBSOCKET = int(Flags.END_STREAM), int(Flags.WS_BINARY), int(Flags.WEBSOCKET)
 
 
 class CloseCode(enum.IntEnum):
@@ -312,6 +314,7 @@ class Error(ControlMessage):
 
 _U8 = struct.Struct("!B")
 _U16 = struct.Struct("!H")
+_U16_LEN = struct.Struct("!H")  # a u16 length prefix (as opposed to a u16 number) in _parse_head
 _U32 = struct.Struct("!I")
 
 
@@ -328,36 +331,44 @@ def _pack_headers(headers: list[tuple[bytes, bytes]], parts: list[bytes]) -> Non
         parts.append(value)
 
 
-class _Reader:
-    """Bounds-checked sequential reads from a payload."""
+def _parse_head(payload: bytes, name: str, prefix: tuple[struct.Struct, ...]) -> tuple[list, list[tuple[bytes, bytes]]]:
+    """Length-prefixed fields (one struct per field: u8/u16 length, or u16/u32 for a bare number), then the header
+    block; the whole payload must be consumed. Written as one flat loop: it runs for every proxied request."""
+    fields: list = []
+    headers: list[tuple[bytes, bytes]] = []
+    pos = 0
+    try:
+        for fmt in prefix:
+            (value,) = fmt.unpack_from(payload, pos)
+            pos += fmt.size
+            if fmt is _U8 or fmt is _U16_LEN:
+                fields.append(payload[pos : pos + value])
+                pos += value
+            else:
+                fields.append(value)
+        unpack = _U16.unpack_from
+        (count,) = unpack(payload, pos)
+        pos += 2
+        append = headers.append
+        for _ in range(count):
+            (size,) = unpack(payload, pos)
+            pos += 2
+            header_name = payload[pos : pos + size]
+            pos += size
+            (size,) = unpack(payload, pos)
+            pos += 2
+            append((header_name, payload[pos : pos + size]))
+            pos += size
+    except struct.error:
+        raise ProtocolError(f"{name} payload is truncated")
+    if pos > len(payload):
+        raise ProtocolError(f"{name} payload is truncated")
+    if pos < len(payload):
+        raise ProtocolError(f"{name} payload has trailing bytes")
+    return fields, headers
 
-    __slots__ = ("data", "name", "pos")
 
-    def __init__(self, data: bytes, name: str) -> None:
-        self.data = data
-        self.name = name
-        self.pos = 0
-
-    def take(self, size: int) -> bytes:
-        end = self.pos + size
-        if end > len(self.data):
-            raise ProtocolError(f"{self.name} payload is truncated")
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def number(self, fmt: struct.Struct) -> int:
-        return fmt.unpack(self.take(fmt.size))[0]
-
-    def string(self, fmt: struct.Struct) -> bytes:
-        return self.take(self.number(fmt))
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        return [(self.string(_U16), self.string(_U16)) for _ in range(self.number(_U16))]
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise ProtocolError(f"{self.name} payload has trailing bytes")
+_REQUEST_PREFIX = (_U8, _U8, _U16_LEN, _U16_LEN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,17 +397,13 @@ class Request:
         return b"".join(parts)
 
     def flags(self) -> int:
-        return (Flags.END_STREAM if self.end_stream else 0) | (Flags.WEBSOCKET if self.websocket else 0)
+        return (_END_STREAM if self.end_stream else 0) | (_WEBSOCKET if self.websocket else 0)
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Request:
-        reader = _Reader(payload, "REQUEST")
-        method = reader.string(_U8).decode("latin-1")
-        scheme = reader.string(_U8).decode("latin-1")
-        authority = reader.string(_U16).decode("latin-1")
-        target = reader.string(_U16).decode("latin-1")
-        headers = reader.headers()
-        reader.end()
+        (method, scheme, authority, target), headers = _parse_head(payload, "REQUEST", _REQUEST_PREFIX)
+        method, scheme = method.decode("latin-1"), scheme.decode("latin-1")
+        authority, target = authority.decode("latin-1"), target.decode("latin-1")
         if not method:
             raise ProtocolError("REQUEST without a method")
         return cls(
@@ -406,8 +413,8 @@ class Request:
             authority,
             target,
             headers,
-            end_stream=bool(flags & Flags.END_STREAM),
-            websocket=bool(flags & Flags.WEBSOCKET),
+            end_stream=bool(flags & _END_STREAM),
+            websocket=bool(flags & _WEBSOCKET),
         )
 
 
@@ -429,17 +436,14 @@ class Response:
         return b"".join(parts)
 
     def flags(self) -> int:
-        return Flags.END_STREAM if self.end_stream else 0
+        return _END_STREAM if self.end_stream else 0
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Response:
-        reader = _Reader(payload, "RESPONSE")
-        status = reader.number(_U16)
-        headers = reader.headers()
-        reader.end()
+        (status,), headers = _parse_head(payload, "RESPONSE", (_U16,))
         if not 100 <= status <= 999:
             raise ProtocolError("RESPONSE status out of range")
-        return cls(stream_id, status, headers, end_stream=bool(flags & Flags.END_STREAM))
+        return cls(stream_id, status, headers, end_stream=bool(flags & _END_STREAM))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,11 +459,11 @@ class Data:
         return self.data
 
     def flags(self) -> int:
-        return Flags.END_STREAM if self.end_stream else 0
+        return _END_STREAM if self.end_stream else 0
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Data:
-        return cls(stream_id, payload, end_stream=bool(flags & Flags.END_STREAM))
+        return cls(stream_id, payload, end_stream=bool(flags & _END_STREAM))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,10 +483,11 @@ class Reset:
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Reset:
-        reader = _Reader(payload, "RESET")
-        code = reader.number(_U32)
+        if len(payload) < 4:
+            raise ProtocolError("RESET payload is truncated")
+        (code,) = _U32.unpack_from(payload)
         try:
-            message = payload[reader.pos :].decode("utf-8")
+            message = payload[4:].decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("RESET message is not UTF-8")
         return cls(stream_id, code, message)
@@ -506,9 +511,11 @@ class Window:
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Window:
-        reader = _Reader(payload, "WINDOW")
-        increment = reader.number(_U32)
-        reader.end()
+        if len(payload) != 4:
+            raise ProtocolError(
+                "WINDOW payload is truncated" if len(payload) < 4 else "WINDOW payload has trailing bytes"
+            )
+        (increment,) = _U32.unpack(payload)
         if not 1 <= increment <= MAX_WINDOW:
             raise ProtocolError("WINDOW increment out of range")
         return cls(stream_id, increment)
@@ -529,13 +536,13 @@ class WsMessage:
         return self.data
 
     def flags(self) -> int:
-        return (Flags.WS_BINARY if self.binary else 0) | (Flags.END_STREAM if self.end_stream else 0)
+        return (_WS_BINARY if self.binary else 0) | (_END_STREAM if self.end_stream else 0)
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> WsMessage:
-        if flags & Flags.END_STREAM and len(payload) == 1:
+        if flags & _END_STREAM and len(payload) == 1:
             raise ProtocolError("WS_MESSAGE close payload is truncated")
-        return cls(stream_id, payload, binary=bool(flags & Flags.WS_BINARY), end_stream=bool(flags & Flags.END_STREAM))
+        return cls(stream_id, payload, binary=bool(flags & _WS_BINARY), end_stream=bool(flags & _END_STREAM))
 
     @classmethod
     def close(cls, stream_id: int, code: int = 1000, reason: str = "") -> WsMessage:
@@ -552,6 +559,7 @@ CONTROL_MESSAGES: dict[Kind, type[ControlMessage]] = {
     cls.KIND: cls for cls in (Hello, Welcome, Config, ConfigAck, Ping, Pong, Drain, Error)
 }
 DATA_MESSAGES = {cls.KIND: cls for cls in (Request, Response, Data, Reset, Window, WsMessage)}
+_KINDS = {int(kind): kind for kind in Kind}
 StreamMessage = Union[Request, Response, Data, Reset, Window, WsMessage]
 Message = Union[ControlMessage, StreamMessage]
 
@@ -588,14 +596,13 @@ def decode(frame: bytes | bytearray | memoryview) -> Message:
     version, kind_value, flags, stream_id = HEADER.unpack_from(frame)
     if version != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {version}")
-    try:
-        kind = Kind(kind_value)
-    except ValueError:
+    kind = _KINDS.get(kind_value)
+    if kind is None:
         raise ProtocolError(f"unknown message kind {kind_value}")
     if flags & ~KNOWN_FLAGS:
         raise ProtocolError(f"{kind.name} has unknown flags {flags:#06x}")
     payload = bytes(frame[HEADER_SIZE:])
-    if kind in CONTROL_KINDS:
+    if kind_value < 16:
         if stream_id != 0 or flags:
             raise ProtocolError(f"{kind.name} must travel on stream 0 without flags")
         try:

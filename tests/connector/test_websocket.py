@@ -240,3 +240,74 @@ async def test_server_that_vanishes_gives_1006():
         with pytest.raises(ConnectionClosed) as caught:
             await asyncio.wait_for(ws.recv(), 3)
         assert caught.value.code == 1006
+
+
+# ---------------------------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A throwaway CA and a server certificate for localhost / 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "cert.pem").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory / "ca.pem", directory / "cert.pem"
+
+
+async def test_wss_verifies_the_server_certificate(tls_files):
+    import ssl
+
+    ca_file, cert_file = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file)
+    server = EchoServer()
+    async with serve(server.handler, "127.0.0.1", 0, ssl=server_context) as srv:
+        url = f"wss://localhost:{srv.sockets[0].getsockname()[1]}/connector/v1"
+        # The system's CAs do not know this server: refused.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect(url)
+        # With the CA file (--edge-ca-file) it is trusted.
+        ws = await connect(url, ssl=ssl.create_default_context(cafile=str(ca_file)))
+        await ws.send(b"over tls")
+        assert await ws.recv() == b"over tls"
+        await ws.close(1001)
+        assert await asyncio.wait_for(server.close, 2) == (1001, "")
