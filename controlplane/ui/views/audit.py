@@ -11,6 +11,8 @@ from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.generic import TemplateView
 
 from controlplane.choices import AuditAction, Interface, Resource
@@ -36,6 +38,14 @@ class Change:
     new: str
     is_pair: bool
 
+    @property
+    def old_is_empty(self) -> bool:
+        return self.old == "—"
+
+    @property
+    def new_is_empty(self) -> bool:
+        return self.new == "—"
+
 
 @dataclass(frozen=True)
 class AuditRow:
@@ -43,6 +53,15 @@ class AuditRow:
     action_label: str
     interface_label: str
     changes: list[Change]
+
+    @property
+    def resource_label(self) -> str:
+        return self.event.resource_type.replace("_", " ") or "—"
+
+    @property
+    def ago(self) -> str:
+        seconds = (timezone.now() - self.event.created_at).total_seconds()
+        return "just now" if seconds < 60 else f"{timesince(self.event.created_at)} ago"
 
     @property
     def actor(self) -> str:
