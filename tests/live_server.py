@@ -123,9 +123,17 @@ class LiveServer:
 
 @contextlib.contextmanager
 def run_daphne(
-    *, env: dict[str, str] | None = None, host: str = "127.0.0.1", log_dir: str | None = None
+    *,
+    env: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    log_dir: str | None = None,
+    daphne_args: list[str] | None = None,
+    startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Iterator[LiveServer]:
-    """Start `daphne controlplane.asgi:application` on a free port against the test database; stop it after."""
+    """Start `daphne controlplane.asgi:application` on a free port against the test database; stop it after.
+
+    `env` adds to (or overrides) the server's environment, e.g. REDIS_URL for the production topology;
+    `daphne_args` adds command-line options such as ["--websocket_timeout", "-1"]."""
     from django.conf import settings
 
     port = free_port()
@@ -142,7 +150,7 @@ def run_daphne(
     }
     server = LiveServer(host=host, port=port, log_path=Path(log_file.name), env=server_env)
     server.process = subprocess.Popen(  # noqa: S603
-        [daphne_executable(), "-b", host, "-p", str(port), "controlplane.asgi:application"],
+        [daphne_executable(), "-b", host, "-p", str(port), *(daphne_args or []), "controlplane.asgi:application"],
         cwd=str(settings.BASE_DIR),
         env=server_env,
         stdout=log_file,
@@ -150,7 +158,7 @@ def run_daphne(
         start_new_session=True,
     )
     try:
-        server.wait_until_ready()
+        server.wait_until_ready(startup_timeout)
         yield server
     finally:
         server.stop()
