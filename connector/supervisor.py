@@ -323,6 +323,7 @@ class Supervisor:
                 heartbeat.cancel()
             if self.connections.get(index) is conn:
                 del self.connections[index]
+                self.stats.heartbeat_rtt.pop(index, None)  # /metrics shows live connections only
             if not ws.closed:
                 ws.abort()
         return conn.welcome is not None, False

@@ -153,7 +153,7 @@ def test_accept_key_rfc_example():
 # ---------------------------------------------------------------------------------------------- a raw server
 
 
-async def raw_server(frames: bytes, response_headers: str | None = None):
+async def raw_server(frames: bytes, response_headers: str | None = None, linger: float = 2.0):
     """A server that completes the handshake by hand, then writes `frames` and reports what the client sent."""
     received = asyncio.get_running_loop().create_future()
 
@@ -169,7 +169,7 @@ async def raw_server(frames: bytes, response_headers: str | None = None):
         writer.write(f"HTTP/1.1 101 Switching Protocols\r\n{headers}\r\n\r\n".encode() + frames)
         await writer.drain()
         try:
-            data = await asyncio.wait_for(reader.read(1024), 2)
+            data = await asyncio.wait_for(reader.read(1024), linger) if linger else b""
         except TimeoutError:
             data = b""
         if not received.done():
@@ -234,7 +234,7 @@ async def test_frames_sent_right_after_the_handshake_are_not_lost():
 
 
 async def test_server_that_vanishes_gives_1006():
-    server, url, _ = await raw_server(b"\x82\x05ab")  # truncated frame, then the server closes the socket
+    server, url, _ = await raw_server(b"\x82\x05ab", linger=0)  # truncated frame, then the server closes
     async with server:
         ws = await connect(url)
         with pytest.raises(ConnectionClosed) as caught:
