@@ -255,7 +255,11 @@ class Supervisor:
             if not first:
                 self.stats.reconnects += 1
             first = False
-            welcomed, refused = await self._run_connection(index)
+            try:
+                welcomed, refused = await self._run_connection(index)
+            except Exception:  # a bug must cost one connection attempt, never the slot
+                log.exception("Unexpected error on connection connIndex=%s", index)
+                welcomed, refused = False, False
             if self.stopping:
                 return
             if welcomed:

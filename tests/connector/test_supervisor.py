@@ -282,6 +282,27 @@ async def test_refused_upgrade_is_reported(edge, caplog):
     assert "HTTP 404" in caplog.text and "not found" in caplog.text
 
 
+async def test_an_unexpected_error_costs_one_connection_not_the_slot(edge, monkeypatch, caplog):
+    sup = make_supervisor(edge, ha_connections=1)
+    original = sup._dispatch
+    calls = []
+
+    async def broken_once(conn, message):
+        calls.append(message)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        await original(conn, message)
+
+    monkeypatch.setattr(sup, "_dispatch", broken_once)
+    async with Running(sup):
+        conn = await edge.next_connection()
+        await conn.send(protocol.Ping(nonce=1))
+        again = await edge.next_connection()
+        await again.send(protocol.Ping(nonce=2))
+        assert (await again.expect(Kind.PONG)).nonce == 2
+    assert "Unexpected error on connection connIndex=0" in caplog.text and "RuntimeError: a bug" in caplog.text
+
+
 def test_backoff_is_full_jitter_capped():
     assert backoff_delay(0, 1, 60, rng=lambda low, high: high) == 1
     assert backoff_delay(3, 1, 60, rng=lambda low, high: high) == 8
