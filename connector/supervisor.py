@@ -188,7 +188,7 @@ class Supervisor:
         self.config = ConfigState(self.stats)
         self.connections: dict[int, Connection] = {}
         self.stopping = False
-        self._stop = asyncio.Event()
+        self._stop: asyncio.Event | None = None  # made in run(): on Python 3.9 an Event binds to the current loop
         self._tasks: list[asyncio.Task] = []
         self.hostname = socket.gethostname()
         self.arch = go_arch()
@@ -203,6 +203,9 @@ class Supervisor:
     async def run(self) -> None:
         """Hold the connections until `stop()` is called, then drain them and return."""
         log.info("Generated Connector ID: %s", self.connector_id)
+        self._stop = asyncio.Event()
+        if self.stopping:
+            self._stop.set()
         self._tasks = [asyncio.ensure_future(self._slot(index)) for index in range(self.settings.ha_connections)]
         try:
             await self._stop.wait()
@@ -217,7 +220,8 @@ class Supervisor:
         if not self.stopping:
             log.info("Initiating graceful shutdown: draining connections for up to %ss", self.settings.grace_period)
         self.stopping = True
-        self._stop.set()
+        if self._stop is not None:
+            self._stop.set()
 
     async def _drain(self) -> None:
         connections = self.registered_connections()
@@ -241,6 +245,7 @@ class Supervisor:
             pass
 
     async def _sleep(self, delay: float) -> None:
+        assert self._stop is not None
         try:
             await asyncio.wait_for(self._stop.wait(), delay)
         except asyncio.TimeoutError:
