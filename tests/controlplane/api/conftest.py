@@ -33,6 +33,11 @@ def _keep_test_connection(monkeypatch) -> Iterator[None]:
     request_finished.connect(close_old_connections)
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def http_client(**kwargs) -> httpx.Client:
     return httpx.Client(
         transport=httpx.WSGITransport(app=controlplane.wsgi.application), base_url="http://testserver", **kwargs

@@ -1,0 +1,194 @@
+"""Every list endpoint of the API runs a constant number of queries, whatever the page size or the number of rows.
+
+The list endpoints are found in the OpenAPI schema (every GET whose result is an array), so a new one fails
+`test_every_list_endpoint_is_covered` until `SEEDERS` says how to fill it with rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
+
+from controlplane.actors import Actor
+from controlplane.choices import InvitationStatus, Role
+from controlplane.models import AuditEvent, Invitation, Organisation
+from controlplane.services.audit import audit_record
+from tests.conftest import make_token
+from tests.factories import MembershipFactory, OrganisationFactory, UserFactory, ZoneFactory
+
+ROWS = 55
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@dataclass
+class Seeded:
+    kwargs: dict[str, str]
+
+
+def seed_accounts(org: Organisation, admin: Any, rows: int) -> Seeded:
+    for _ in range(rows - 1):
+        MembershipFactory(organisation=OrganisationFactory(), user=admin, role=Role.READ_ONLY)
+    return Seeded({})
+
+
+def seed_members(org: Organisation, admin: Any, rows: int) -> Seeded:
+    for index in range(rows // 2):
+        MembershipFactory(organisation=org, user=UserFactory(email=f"member{index}@alpha.test"))
+    for index in range(rows - rows // 2):
+        Invitation.objects.create(
+            organisation=org,
+            email=f"invitee{index}@example.org",
+            token_hash=uuid.uuid4().hex,
+            status=InvitationStatus.PENDING,
+            expires_at=timezone.now() + timezone.timedelta(days=1),
+        )
+    return Seeded({})
+
+
+def seed_nothing(org: Organisation, admin: Any, rows: int) -> Seeded:
+    return Seeded({})  # a fixed list (roles, permission groups)
+
+
+def seed_zones(org: Organisation, admin: Any, rows: int) -> Seeded:
+    for index in range(rows):
+        ZoneFactory(organisation=org, name=f"zone{index}.{org.team_name}.example")
+    return Seeded({})
+
+
+def seed_audit(org: Organisation, admin: Any, rows: int) -> Seeded:
+    for index in range(rows):
+        audit_record(organisation=org, actor=Actor(user=admin), action="update", resource_type="x", resource_id=index)
+    return Seeded({})
+
+
+def seed_tokens(org: Organisation, admin: Any, rows: int) -> Seeded:
+    for _ in range(rows):
+        make_token(org, {"zones": "read"})
+    return Seeded({})
+
+
+def seed_tunnels(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from tunnels.services import tunnel_create
+
+    for index in range(rows):
+        tunnel = tunnel_create(organisation=org, name=f"tunnel-{index}", actor=Actor(user=admin))
+        _connect(org, tunnel)
+    return Seeded({})
+
+
+def _connect(org: Organisation, tunnel: Any) -> None:
+    from tunnels.models import Connection, Connector
+
+    now = timezone.now()
+    connector = Connector.objects.create(
+        organisation=org, tunnel=tunnel, connector_id=uuid.uuid4(), run_at=now, last_seen_at=now
+    )
+    Connection.objects.create(organisation=org, tunnel=tunnel, connector=connector, server_id="server-1", opened_at=now)
+
+
+def seed_connections(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from tunnels.services import tunnel_create
+
+    tunnel = tunnel_create(organisation=org, name="busy", actor=Actor(user=admin))
+    for _ in range(rows):
+        _connect(org, tunnel)
+    return Seeded({"tunnel_id": str(tunnel.id)})
+
+
+# OpenAPI path of each list endpoint -> how to give it `rows` rows (as seen by org A's Super Administrator).
+SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
+    "/accounts": seed_accounts,
+    "/accounts/{account_id}/members": seed_members,
+    "/accounts/{account_id}/roles": seed_nothing,
+    "/accounts/{account_id}/tokens/permission_groups": seed_nothing,
+    "/accounts/{account_id}/audit_logs": seed_audit,
+    "/accounts/{account_id}/tokens": seed_tokens,
+    "/zones": seed_zones,
+    "/accounts/{account_id}/cfd_tunnel": seed_tunnels,
+    "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections": seed_connections,
+}
+
+
+def list_endpoints() -> dict[str, bool]:
+    """{OpenAPI path: paginated} for every GET whose result is an array."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+    found = {}
+    for path, operations in schema["paths"].items():
+        get = operations.get("get")
+        if not get:
+            continue
+        body = get["responses"].get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        result = body.get("properties", {}).get("result", {})
+        if "$ref" in result:
+            result = components[result["$ref"].rsplit("/", 1)[-1]]
+        if result.get("type") == "array":
+            found[path] = "result_info" in body.get("properties", {})
+    return found
+
+
+LIST_ENDPOINTS = list_endpoints()
+
+
+def test_every_list_endpoint_is_covered():
+    missing = sorted(set(LIST_ENDPOINTS) - set(SEEDERS))
+    assert not missing, f"add a seeder to SEEDERS in {__file__} for: {', '.join(missing)}"
+    assert "/accounts/{account_id}/members" in LIST_ENDPOINTS and LIST_ENDPOINTS["/zones"] is True
+
+
+def queries_for(client: Client, url: str) -> tuple[int, dict]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, response.content[:500]
+    return len(captured), response.json()
+
+
+def signed_in_list(path: str, organisation: Organisation, admin: Any, rows: int) -> tuple[Client, str]:
+    seeded = SEEDERS[path](organisation, admin, rows)
+    url = "/client/v4" + path.format(account_id=organisation.account_id, **seeded.kwargs)
+    client = Client()
+    client.force_login(admin)
+    client.get(url)  # warm up per-process caches (content types, the session)
+    return client, url
+
+
+@pytest.mark.parametrize("path", sorted(SEEDERS), ids=str)
+def test_list_queries_do_not_grow_with_the_page_or_the_rows(path, org_a, admin_a, org_b, admin_b):
+    """Org A holds many rows, org B two: the same list costs the same in both, and so do pages of 1 and of 50."""
+    if path not in LIST_ENDPOINTS:
+        pytest.skip(f"{path} is no longer a list endpoint")
+    big, big_url = signed_in_list(path, org_a, admin_a, ROWS)
+    small, small_url = signed_in_list(path, org_b, admin_b, 2)
+    many, body = queries_for(big, f"{big_url}?per_page=50")
+    few, _ = queries_for(small, f"{small_url}?per_page=50")
+    if SEEDERS[path] is not seed_nothing:
+        assert len(body["result"]) >= 50 if "result_info" in body else len(body["result"]) >= ROWS
+    assert many == few, f"{path}: {few} queries for 2 rows, {many} for {len(body['result'])}"
+    if "result_info" in body:
+        one, page = queries_for(big, f"{big_url}?per_page=1")
+        assert len(page["result"]) == 1
+        assert one == many, f"{path}: {one} queries for a page of 1, {many} for a page of 50"
+
+
+def test_the_audit_list_costs_the_same_for_tokens_and_users(org_a, admin_a):
+    seed_audit(org_a, admin_a, ROWS)
+    raw = make_token(org_a, {"audit": "read"})
+    token_client = Client(headers={"Authorization": f"Bearer {raw}"})
+    url = f"/client/v4/accounts/{org_a.account_id}/audit_logs"
+    token_client.get(url)
+    one, _ = queries_for(token_client, f"{url}?per_page=1")
+    many, _ = queries_for(token_client, f"{url}?per_page=50")
+    assert one == many
+    assert AuditEvent.objects.for_org(org_a).count() > 50
