@@ -91,13 +91,12 @@ class Stats:
     heartbeat_rtt: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
-def _validate_config(config: dict) -> Any:
-    """The colleague-owned ingress validator, imported lazily so that this module loads without it."""
-    try:
-        from .ingress import validate_config
-    except ImportError:  # pragma: no cover - only before connector/ingress.py exists
-        return config
-    return validate_config(config)
+def _compile_config(config: dict) -> Any:
+    """Validate and compile a configuration into the ingress router (connector/ingress.py, imported lazily so that
+    this module loads on its own). Raises IngressError (a ValueError) with cloudflared's words."""
+    from .ingress import Ingress
+
+    return Ingress.from_config(config)
 
 
 class ConfigState:
@@ -107,7 +106,7 @@ class ConfigState:
     def __init__(self, stats: Stats) -> None:
         self.version = -1
         self.config: dict | None = None  # as received
-        self.normalised: Any = None  # as the ingress validator returned it (what the data plane will route by)
+        self.ingress: Any = None  # the compiled router (connector.ingress.Ingress) the data plane matches with
         self.last_error = ""
         self._stats = stats
 
@@ -116,14 +115,14 @@ class ConfigState:
             log.debug("Ignoring configuration version %s: running version %s", message.version, self.version)
             return protocol.ConfigAck(message.version, applied=False, error="", running_version=self.version)
         try:
-            normalised = _validate_config(message.config)
+            ingress = _compile_config(message.config)
         except ValueError as exc:  # IngressError is a ValueError
             return self._reject(message, str(exc))
         except Exception as exc:  # a validator bug must not take the connection down
             log.exception("Validating configuration version %s failed", message.version)
             return self._reject(message, f"internal error validating the configuration: {exc}")
         # The swap: no await between these assignments, so every reader sees the old or the new state whole.
-        self.config, self.normalised, self.version, self.last_error = message.config, normalised, message.version, ""
+        self.config, self.ingress, self.version, self.last_error = message.config, ingress, message.version, ""
         log.info("Updated to new configuration version=%s", message.version)
         return protocol.ConfigAck(message.version, applied=True, error="", running_version=self.version)
 

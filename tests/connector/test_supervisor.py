@@ -79,6 +79,7 @@ async def test_config_is_applied_acked_and_stale_versions_are_ignored(edge):
         ack = await conn.expect(Kind.CONFIG_ACK)
         assert ack == protocol.ConfigAck(version=3, applied=True, error="", running_version=3)
         assert sup.config.version == 3 and sup.config.config == GOOD_CONFIG
+        assert sup.config.ingress.match("a.example.com", "/")[0] == 0  # compiled, ready for the data plane
 
         await conn.send(protocol.Config(version=2, config={"ingress": []}))
         ack = await conn.expect(Kind.CONFIG_ACK)
@@ -87,7 +88,6 @@ async def test_config_is_applied_acked_and_stale_versions_are_ignored(edge):
 
 
 async def test_invalid_config_keeps_the_old_one(edge):
-    pytest.importorskip("connector.ingress")
     sup = make_supervisor(edge, ha_connections=1)
     async with Running(sup):
         conn = await edge.next_connection()
@@ -109,7 +109,7 @@ def test_config_state_survives_a_broken_validator(monkeypatch):
     def explode(config):
         raise RuntimeError("validator bug")
 
-    monkeypatch.setattr(supervisor, "_validate_config", explode)
+    monkeypatch.setattr(supervisor, "_compile_config", explode)
     state = ConfigState(Stats())
     ack = state.apply(protocol.Config(version=1, config={}))
     assert not ack.applied and "validator bug" in ack.error and state.version == -1
