@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint venv deps dev-deps worker clean
+.PHONY: run test lint typecheck venv deps dev-deps worker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: dev-deps
 lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Services, selectors and logic of every app, type-checked (mypy + django-stubs).
+TYPECHECK_PATHS = $(wildcard */services.py */services */selectors.py */selectors */logic)
+typecheck: dev-deps
+	$(BIN)/mypy --config-file .ci/mypy.ini $(TYPECHECK_PATHS)
 
 ## A Celery worker (production topology: set REDIS_URL)
 worker: deps
