@@ -1,7 +1,9 @@
 """ASGI entry point.
 
-HTTP goes to Django. Websockets: the connector endpoint is routed before any session or origin middleware (it
-authenticates with its token and sends no Origin), browser sockets go through the origin check and the session.
+Requests for the control plane's own hosts (settings.CONTROL_PLANE_HOSTS and team domains) go to Django (HTTP)
+and to the websocket routes; the connector endpoint is routed before any session or origin middleware (it
+authenticates with its token and sends no Origin). Every other Host is a public hostname: the edge carries it
+down its tunnel without entering Django's request machinery.
 """
 
 import os
@@ -12,20 +14,26 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from connector.protocol import WEBSOCKET_PATH  # noqa: E402
 from controlplane.routing import websocket_urlpatterns  # noqa: E402
+from edge.app import edge_application, is_control_plane_host, request_host  # noqa: E402
 from tunnels.endpoints import connector_app  # noqa: E402
 
 browser_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 
 
-async def websocket_router(scope, receive, send):
-    if scope["path"] == WEBSOCKET_PATH:
+async def application(scope, receive, send):
+    kind = scope["type"]
+    if kind == "lifespan":
+        return await edge_application(scope, receive, send)
+    host, _ = request_host(scope)
+    if kind == "websocket" and scope["path"] == WEBSOCKET_PATH and is_control_plane_host(host):
         return await connector_app(scope, receive, send)
+    if not is_control_plane_host(host):
+        return await edge_application(scope, receive, send)
+    if kind == "http":
+        return await django_asgi_app(scope, receive, send)
     return await browser_websockets(scope, receive, send)
-
-
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_router})

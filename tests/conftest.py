@@ -56,3 +56,17 @@ def token_a(org_a):
 @pytest.fixture
 def token_b(org_b):
     return make_token(org_b)
+
+
+@pytest.fixture
+async def fresh_hub():
+    """A new per-process hub for this test's event loop (the hub is a process singleton), and an empty edge
+    route table (the database is new for each test, without the events that would refresh it)."""
+    from edge.app import edge_application
+    from edge.routes import RouteTable
+    from tunnels.hub import reset_hub_for_tests
+
+    await reset_hub_for_tests()
+    edge_application.routes = RouteTable()
+    yield
+    await reset_hub_for_tests()

@@ -23,6 +23,8 @@ from tunnels.secrets import InvalidTunnelToken, parse_token, secrets_equal
 logger = logging.getLogger("tunnels.connector")
 
 HELLO_TIMEOUT = 10.0
+# Frames of the data plane; a REQUEST only ever travels edge → connector.
+STREAM_MESSAGES = (protocol.Response, protocol.Data, protocol.Reset, protocol.Window, protocol.WsMessage)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -131,6 +133,8 @@ async def connector_app(scope: dict[str, Any], receive, send) -> None:
                 pass
             elif isinstance(msg, protocol.ConfigAck):
                 await hub.config_acked(session, msg)
+            elif isinstance(msg, STREAM_MESSAGES):
+                session.dispatch_stream_frame(msg)
             elif isinstance(msg, protocol.Drain):
                 session.draining = True
             elif isinstance(msg, protocol.Error):
@@ -140,7 +144,6 @@ async def connector_app(scope: dict[str, Any], receive, send) -> None:
                 await sock.close(protocol.CloseCode.PROTOCOL_VIOLATION, "HELLO was already received")
                 break
             else:
-                # Data-plane frames arrive with the edge (next issue); until then they are a violation.
                 reason = f"protocol violation: unexpected {type(msg).__name__}"
                 await sock.close(protocol.CloseCode.PROTOCOL_VIOLATION, f"unexpected {type(msg).__name__}")
                 break

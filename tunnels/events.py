@@ -40,3 +40,8 @@ def disconnect(*, organisation_id: Any, tunnel_id: Any, connector_id: Any = None
             "reason": reason,
         }
     )
+
+
+def routes_changed(*, organisation_id: Any) -> None:
+    """A DNS record changed: every edge reloads its hostname → tunnel table."""
+    _publish({"kind": "routes", "org": str(organisation_id), "tunnel": ""})

@@ -193,6 +193,7 @@ def tunnel_delete(*, tunnel: Tunnel, actor: Actor, cascade: bool = False) -> Tun
         record.delete()
     tunnel.deleted_at = timezone.now()
     tunnel.save(update_fields=["deleted_at", "updated_at"])
+    events.routes_changed(organisation_id=tunnel.organisation_id)
     audit_record(
         organisation=tunnel.organisation,
         actor=actor,
@@ -321,6 +322,7 @@ def _sync_dns_routes(tunnel: Tunnel, hostnames: set[str], actor: Actor) -> None:
             changes={"content": [record.content, None]},
         )
         record.delete()
+    events.routes_changed(organisation_id=organisation.pk)
 
 
 @transaction.atomic

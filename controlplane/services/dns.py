@@ -23,6 +23,12 @@ ADDRESS_RECORD_TYPES = ("A", "AAAA", "CNAME")
 RECORD_FIELDS = ["type", "name", "content", "ttl", "proxied", "comment", "tags"]
 
 
+def _routes_changed(organisation_id) -> None:
+    from tunnels.events import routes_changed
+
+    routes_changed(organisation_id=organisation_id)
+
+
 def record_name(zone: Zone, value: str) -> str:
     raw = (value or "").strip()
     if raw in {"", "@"}:
@@ -137,6 +143,7 @@ def dns_record_create(
         tags=list(tags or []),
         tunnel=tunnel or target_tunnel,
     )
+    _routes_changed(zone.organisation_id)
     audit_record(
         organisation=zone.organisation,
         actor=actor,
@@ -171,6 +178,7 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
     _check_exclusive(zone, type_, name, exclude=record)
     record.save()
     changes = diff(before, snapshot(record, RECORD_FIELDS))
+    _routes_changed(zone.organisation_id)
     if changes:
         audit_record(
             organisation=zone.organisation,
@@ -186,6 +194,7 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
 
 @transaction.atomic
 def dns_record_delete(*, record: DnsRecord, actor: Actor) -> None:
+    _routes_changed(record.organisation_id)
     audit_record(
         organisation=record.organisation,
         actor=actor,

@@ -6,6 +6,7 @@ from .base import *  # noqa: F403
 from .celery import *  # noqa: F403
 from .channels import *  # noqa: F403
 from .database import *  # noqa: F403
+from .edge import *  # noqa: F403
 from .email import *  # noqa: F403
 from .env import DATA_DIR, MODE, PRODUCTION  # noqa: F401
 from .otp import *  # noqa: F403

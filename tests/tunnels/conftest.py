@@ -5,15 +5,7 @@ from django.test import override_settings
 
 from controlplane.actors import Actor
 from controlplane.services.zones import zone_create, zone_mark_verified
-from tunnels.hub import reset_hub_for_tests
 from tunnels.services import tunnel_create
-
-
-@pytest.fixture
-async def fresh_hub():
-    await reset_hub_for_tests()
-    yield
-    await reset_hub_for_tests()
 
 
 @pytest.fixture

@@ -1,0 +1,29 @@
+"""The edge: which hosts are the control plane's own, and the edge's timeouts."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .base import ALLOWED_HOSTS, AUTH_DOMAIN, PUBLIC_URL
+from .env import env_int, env_list
+
+# Requests for these hosts (and for team domains under AUTH_DOMAIN) are the control plane's: UI, API, connector
+# websockets. Every other Host is looked up among public hostnames by the edge. They take precedence, so no
+# tunnel can capture the control plane's own address.
+CONTROL_PLANE_HOSTS = sorted(
+    {
+        *(host for host in ALLOWED_HOSTS if host and not host.startswith(".") and host != "*"),
+        (urlsplit(PUBLIC_URL).hostname or "").lower(),
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        *env_list("CONTROL_PLANE_HOSTS", []),
+    }
+    - {""}
+)
+CONTROL_PLANE_DOMAIN_SUFFIXES = [f".{AUTH_DOMAIN}"]
+
+# How long the edge waits for the origin's response head (Cloudflare answers 524 after 100 s).
+EDGE_RESPONSE_TIMEOUT_SECONDS = env_int("EDGE_RESPONSE_TIMEOUT_SECONDS", 100)
+# Clients whose address the edge trusts to set X-Forwarded-For / X-Forwarded-Proto (a load balancer in front).
+EDGE_TRUSTED_PROXY_COUNT = env_int("EDGE_TRUSTED_PROXY_COUNT", 0)

@@ -1,0 +1,399 @@
+"""The edge: an ASGI application that carries requests for public hostnames down their tunnel.
+
+Per request: Host → route (a dict lookup in the per-process table) → [Access decision: next issue] → a
+connection of the tunnel held by this process → a stream on it (edge/streams.py) → the connector calls the
+origin → the response streams back. Nothing on this path touches Django's request machinery, the database or
+the channel layer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+from django.conf import settings
+
+from connector import protocol
+from edge.pages import error_body, wants_json
+from edge.routes import Route, RouteTable, load_routes
+from edge.streams import EdgeStream, StreamReset
+from tunnels.hub import Hub, get_hub
+
+logger = logging.getLogger("edge")
+
+# RFC 9110 §7.6.1 connection-specific fields, never forwarded (plus those the Connection header names).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+# Set by the edge only; a client's copies are spoofing attempts.
+EDGE_ONLY = frozenset(
+    {b"cf-connecting-ip", b"cf-ray", b"cf-visitor", b"cf-ipcountry", b"x-forwarded-host", b"x-real-ip"}
+)
+EDGE_ONLY_PREFIXES = (b"cf-access-",)
+WEBSOCKET_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions"})
+
+
+def request_host(scope: dict[str, Any]) -> tuple[str, bytes]:
+    """(lower-case host without port or trailing dot, the raw Host header)."""
+    raw = b""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            raw = value
+            break
+    text = raw.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        host = text[: text.find("]") + 1] if "]" in text else text
+    else:
+        host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    return host.rstrip("."), raw
+
+
+def is_control_plane_host(host: str) -> bool:
+    if not host or host in settings.CONTROL_PLANE_HOSTS:
+        return True
+    return any(host.endswith(suffix) for suffix in settings.CONTROL_PLANE_DOMAIN_SUFFIXES)
+
+
+def _client_address(scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+    """(client IP, scheme) as the edge trusts them: from the socket, or from a declared proxy in front."""
+    ip = (scope.get("client") or ("", 0))[0] or ""
+    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    trusted = settings.EDGE_TRUSTED_PROXY_COUNT
+    if trusted:
+        forwarded, proto = [], ""
+        for name, value in headers:
+            if name == b"x-forwarded-for":
+                forwarded += [part.strip() for part in value.decode("latin-1").split(",") if part.strip()]
+            elif name == b"x-forwarded-proto":
+                proto = value.decode("latin-1").strip().lower()
+        if len(forwarded) >= trusted:
+            ip = forwarded[-trusted]
+        if proto in ("http", "https"):
+            scheme = proto
+    return ip, scheme
+
+
+def origin_headers(scope: dict[str, Any], request_id: str, *, websocket: bool) -> list[tuple[bytes, bytes]]:
+    """The request's headers as the origin receives them: hop-by-hop and spoofable ones dropped, the edge's own
+    added (X-Forwarded-For/-Proto, Cf-Connecting-IP, Cf-Ray, Cf-Visitor)."""
+    incoming: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
+    ip, scheme = _client_address(scope, incoming)
+    named_by_connection: set[bytes] = set()
+    for name, value in incoming:
+        if name == b"connection":
+            named_by_connection |= {token.strip().lower() for token in value.split(b",") if token.strip()}
+    out: list[tuple[bytes, bytes]] = []
+    prior_xff = b""
+    for name, value in incoming:
+        if (
+            name in HOP_BY_HOP
+            or name in named_by_connection
+            or name in EDGE_ONLY
+            or name.startswith(EDGE_ONLY_PREFIXES)
+        ):
+            continue
+        if name == b"x-forwarded-for":
+            if settings.EDGE_TRUSTED_PROXY_COUNT:
+                prior_xff = value
+            continue
+        if name == b"x-forwarded-proto":
+            continue
+        if websocket and name in WEBSOCKET_HANDSHAKE:
+            continue  # the connector makes its own handshake with the origin
+        out.append((name, value))
+    address = ip.encode("latin-1")
+    peer = ((scope.get("client") or ("", 0))[0] or "").encode("latin-1")
+    out += [
+        # As every proxy does: the chain so far (kept only from a trusted proxy), plus the address we saw.
+        (b"x-forwarded-for", prior_xff + b", " + peer if prior_xff else peer),
+        (b"x-forwarded-proto", scheme.encode()),
+        (b"cf-connecting-ip", address),
+        (b"cf-ray", request_id.encode()),
+        (b"cf-visitor", b'{"scheme":"' + scheme.encode() + b'"}'),
+    ]
+    return out
+
+
+def response_headers(headers: list[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named |= {token.strip().lower() for token in value.split(b",") if token.strip()}
+    out = [(n.lower(), v) for n, v in headers if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+    out.append((b"cf-ray", request_id.encode()))
+    return out
+
+
+class Edge:
+    def __init__(self) -> None:
+        self.routes = RouteTable()
+
+    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "websocket":
+            await self.websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    # -- shared steps -----------------------------------------------------------------------------------------
+
+    async def hub(self) -> Hub:
+        hub = get_hub()
+        await hub.ensure_started()
+        if hub.on_routes_changed is None:
+            hub.on_routes_changed = self.reload_routes
+        return hub
+
+    async def reload_routes(self) -> None:
+        hub = get_hub()
+        await self.routes.refresh(lambda: hub.db(load_routes))
+
+    async def route(self, host: str) -> Route | None:
+        if self.routes.stale:
+            await self.reload_routes()
+        return self.routes.lookup(host)
+
+    def request_id(self, hub: Hub) -> str:
+        return f"{secrets.token_hex(8)}-{hub.location}"
+
+    async def decide_access(self, scope: dict[str, Any], route: Route) -> tuple[int, list, bytes] | None:
+        """Access enforcement (next issue) answers here, from a per-process cache: None forwards the request;
+        a (status, headers, body) answers it (a redirect to the login page, 401, 403)."""
+        return None
+
+    # -- HTTP -------------------------------------------------------------------------------------------------
+
+    async def http(self, scope: dict[str, Any], receive, send) -> None:
+        hub = await self.hub()
+        request_id = self.request_id(hub)
+        host, raw_host = request_host(scope)
+        headers = dict(scope.get("headers", ()))
+        as_json = wants_json(headers)
+
+        async def fail(status: int, detail: str = "") -> None:
+            body, content_type = error_body(status, request_id, detail, as_json=as_json, host=host)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", content_type),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"cache-control", b"no-store"),
+                        (b"cf-ray", request_id.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            logger.info("%s %s %s -> %s %s", request_id, host, scope.get("path"), status, detail)
+
+        route = await self.route(host)
+        if route is None:
+            return await fail(404, f"{host} is not a public hostname of any tunnel.")
+        decision = await self.decide_access(scope, route)
+        if decision is not None:
+            status, extra_headers, body = decision
+            await send({"type": "http.response.start", "status": status, "headers": extra_headers})
+            await send({"type": "http.response.body", "body": body})
+            return None
+        session = hub.pick_session(route.tunnel_id)
+        if session is None:
+            return await fail(530, "No connector of this tunnel is connected.")
+
+        first = await receive()
+        if first["type"] == "http.disconnect":
+            return None
+        body = first.get("body", b"")
+        more = first.get("more_body", False)
+        stream = session.open_stream()
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        request = protocol.Request(
+            stream_id=stream.id,
+            method=scope["method"],
+            scheme="https" if scope.get("scheme") == "https" else "http",
+            authority=raw_host.decode("latin-1"),
+            target=target.decode("latin-1"),
+            headers=origin_headers(scope, request_id, websocket=False),
+            end_stream=not body and not more,
+        )
+        try:
+            await session.send(request)
+        except Exception:
+            stream.fail(protocol.ResetCode.INTERNAL_ERROR, "connection lost")
+            return await fail(502, "The connection to the connector was lost.")
+        uploader = None
+        if body or more:
+            uploader = asyncio.ensure_future(self._upload(stream, receive, body, more))
+        try:
+            try:
+                head = await asyncio.wait_for(asyncio.shield(stream.response), settings.EDGE_RESPONSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
+                return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
+            except StreamReset as reset:
+                return await fail(_status_for_reset(reset), reset.message or str(reset))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": head.status,
+                    "headers": response_headers(head.headers, request_id),
+                }
+            )
+            if head.end_stream:
+                await send({"type": "http.response.body", "body": b""})
+                return None
+            while True:
+                try:
+                    chunk = await stream.read()
+                except StreamReset as reset:
+                    logger.warning("%s stream reset after the response head: %s", request_id, reset)
+                    return None  # the server closes the connection: the visitor sees a truncated body
+                if chunk is None:
+                    await send({"type": "http.response.body", "body": b""})
+                    return None
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await stream.consumed(len(chunk))
+        finally:
+            if uploader is not None and not uploader.done():
+                uploader.cancel()
+                with contextlib.suppress(BaseException):
+                    await uploader
+            if stream.reset is None and stream.id in session.streams and not stream._ended:
+                with contextlib.suppress(Exception):
+                    await stream.cancel()
+
+    async def _upload(self, stream: EdgeStream, receive, body: bytes, more: bool) -> None:
+        try:
+            await stream.send_body(body, end=not more)
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    await stream.cancel(protocol.ResetCode.CANCEL, "the visitor went away")
+                    return
+                more = message.get("more_body", False)
+                await stream.send_body(message.get("body", b""), end=not more)
+        except StreamReset:
+            return
+
+    # -- WebSocket passthrough --------------------------------------------------------------------------------
+
+    async def websocket(self, scope: dict[str, Any], receive, send) -> None:
+        hub = await self.hub()
+        request_id = self.request_id(hub)
+        host, raw_host = request_host(scope)
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return
+        route = await self.route(host)
+        session = hub.pick_session(route.tunnel_id) if route is not None else None
+        if session is None:
+            await send({"type": "websocket.close", "code": 1011 if route else 1008})
+            return
+        stream = session.open_stream()
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        headers = origin_headers(scope, request_id, websocket=True)
+        await session.send(
+            protocol.Request(
+                stream_id=stream.id,
+                method="GET",
+                scheme="https" if scope.get("scheme") == "wss" else "http",
+                authority=raw_host.decode("latin-1"),
+                target=target.decode("latin-1"),
+                headers=headers,
+                websocket=True,
+            )
+        )
+        try:
+            head = await asyncio.wait_for(asyncio.shield(stream.response), settings.EDGE_RESPONSE_TIMEOUT_SECONDS)
+        except (TimeoutError, StreamReset):
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        if head.status != 101 or stream.ws_messages is None:
+            await send({"type": "websocket.close", "code": 1011})
+            await stream.cancel()
+            return
+        accept: dict[str, Any] = {"type": "websocket.accept"}
+        for name, value in head.headers:
+            if name.lower() == b"sec-websocket-protocol":
+                accept["subprotocol"] = value.decode("latin-1")
+        await send(accept)
+
+        async def visitor_to_origin() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    code = message.get("code", 1000)
+                    await session.send(protocol.WsMessage.close(stream.id, code if code < 5000 else 1000))
+                    return
+                if message.get("bytes") is not None:
+                    await session.send(protocol.WsMessage(stream.id, message["bytes"], binary=True))
+                elif message.get("text") is not None:
+                    await session.send(protocol.WsMessage(stream.id, message["text"].encode(), binary=False))
+
+        async def origin_to_visitor() -> None:
+            assert stream.ws_messages is not None
+            while True:
+                message = await stream.ws_messages.get()
+                if message.end_stream:
+                    code, reason = message.close_code()
+                    await send(
+                        {
+                            "type": "websocket.close",
+                            "code": code if code not in (1005, 1006) else 1000,
+                            "reason": reason,
+                        }
+                    )
+                    return
+                if message.binary:
+                    await send({"type": "websocket.send", "bytes": message.data})
+                else:
+                    await send({"type": "websocket.send", "text": message.data.decode("utf-8", "replace")})
+                await stream.consumed(len(message.data))
+
+        tasks = [asyncio.ensure_future(visitor_to_origin()), asyncio.ensure_future(origin_to_visitor())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await stream.cancel()
+
+
+def _status_for_reset(reset: StreamReset) -> int:
+    if reset.code == protocol.ResetCode.TIMEOUT:
+        return 504
+    if reset.code == protocol.ResetCode.REFUSED_STREAM:
+        return 502
+    return 502
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+edge_application = Edge()

@@ -1,0 +1,154 @@
+"""The edge's request path in-process: a protocol-level peer stands in for the connector (the real connector is
+exercised end to end in tests/edge/test_edge_e2e.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import HttpCommunicator, WebsocketCommunicator
+
+from connector import protocol
+from controlplane.actors import Actor
+from controlplane.services.zones import zone_create, zone_mark_verified
+from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+CONFIG = {
+    "ingress": [{"hostname": "app.example.com", "service": "http://localhost:3001"}, {"service": "http_status:404"}]
+}
+
+
+def application():
+    from controlplane.asgi import application
+
+    return application
+
+
+@pytest.fixture
+def routed_tunnel(org_a):
+    zone_mark_verified(zone=zone_create(organisation=org_a, name="example.com", actor=Actor.cli()), actor=Actor.cli())
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
+    tunnel_config_update(tunnel=tunnel, config=CONFIG, actor=Actor.cli())
+    return tunnel
+
+
+async def peer(token: str, features=("streams",)):
+    comm = WebsocketCommunicator(
+        application(),
+        protocol.WEBSOCKET_PATH,
+        headers=[(b"authorization", f"Bearer {token}".encode()), (b"host", b"127.0.0.1")],
+    )
+    comm.scope["client"] = ("127.0.0.1", 40000)
+    assert (await comm.connect())[0]
+    await comm.send_to(
+        bytes_data=protocol.encode(
+            protocol.Hello(connector_id=str(uuid.uuid4()), version="peer", features=list(features))
+        )
+    )
+    while True:
+        msg = protocol.decode((await comm.receive_output(3))["bytes"])
+        if isinstance(msg, protocol.Welcome):
+            return comm
+
+
+async def next_frame(comm, kinds=(protocol.Request, protocol.Data, protocol.Reset, protocol.Window)):
+    while True:
+        msg = protocol.decode((await comm.receive_output(3))["bytes"])
+        if isinstance(msg, kinds):
+            return msg
+
+
+def visit(path="/", method="GET", body=b"", headers=None, host=b"app.example.com"):
+    return HttpCommunicator(application(), method, path, body=body, headers=[(b"host", host), *(headers or [])])
+
+
+async def test_unknown_host_is_404_and_no_connector_is_530(fresh_hub, routed_tunnel):
+    response = await visit(host=b"nope.example.org").get_response(timeout=5)
+    assert response["status"] == 404 and b"not a public hostname" in response["body"]
+    response = await visit().get_response(timeout=5)
+    assert response["status"] == 530
+    ray = dict(response["headers"])[b"cf-ray"]
+    assert ray in response["body"]
+
+
+async def test_request_and_streamed_response(fresh_hub, routed_tunnel):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = visit("/hello?x=1", headers=[(b"cf-connecting-ip", b"6.6.6.6")])
+    response_task = asyncio.ensure_future(visitor.get_response(timeout=5))
+    request = await next_frame(conn)
+    assert isinstance(request, protocol.Request) and request.end_stream
+    assert request.method == "GET" and request.target == "/hello?x=1" and request.authority == "app.example.com"
+    headers = dict(request.headers)
+    assert headers[b"cf-connecting-ip"] != b"6.6.6.6"
+    await conn.send_to(
+        bytes_data=protocol.encode(protocol.Response(request.stream_id, 200, [(b"content-type", b"text/plain")]))
+    )
+    await conn.send_to(bytes_data=protocol.encode(protocol.Data(request.stream_id, b"hello ")))
+    await conn.send_to(bytes_data=protocol.encode(protocol.Data(request.stream_id, b"world", end_stream=True)))
+    response = await response_task
+    assert response["status"] == 200 and response["body"] == b"hello world"
+    assert dict(response["headers"])[b"content-type"] == b"text/plain"
+
+
+async def test_upload_is_streamed_within_the_window(fresh_hub, routed_tunnel):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    body = b"x" * (protocol.INITIAL_WINDOW + 100_000)
+    response_task = asyncio.ensure_future(visit("/upload", "POST", body=body).get_response(timeout=10))
+    request = await next_frame(conn)
+    assert not request.end_stream
+    received = b""
+    while len(received) < protocol.INITIAL_WINDOW:
+        data = await next_frame(conn)
+        received += data.data
+    assert len(received) == protocol.INITIAL_WINDOW  # nothing beyond the window until we grant more
+    assert await conn.receive_nothing(0.2)
+    await conn.send_to(bytes_data=protocol.encode(protocol.Window(request.stream_id, 200_000)))
+    while True:
+        data = await next_frame(conn)
+        received += data.data
+        if data.end_stream:
+            break
+    assert received == body
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(request.stream_id, 201, [], end_stream=True)))
+    assert (await response_task)["status"] == 201
+
+
+async def test_origin_failure_before_the_head_is_a_502_naming_the_cause(fresh_hub, routed_tunnel):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    response_task = asyncio.ensure_future(visit().get_response(timeout=5))
+    request = await next_frame(conn)
+    await conn.send_to(
+        bytes_data=protocol.encode(
+            protocol.Reset(request.stream_id, protocol.ResetCode.ORIGIN_ERROR, "connection refused by localhost:3001")
+        )
+    )
+    response = await response_task
+    assert response["status"] == 502 and b"connection refused by localhost:3001" in response["body"]
+
+
+async def test_connectors_without_the_data_plane_are_not_used(fresh_hub, routed_tunnel):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    await peer(token, features=())
+    response = await visit().get_response(timeout=5)
+    assert response["status"] == 530
+
+
+async def test_a_connector_exceeding_the_window_is_reset(fresh_hub, routed_tunnel):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    response_task = asyncio.ensure_future(visit().get_response(timeout=5))
+    request = await next_frame(conn)
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(request.stream_id, 200, [])))
+    chunk = b"y" * protocol.MAX_DATA_CHUNK
+    for _ in range(protocol.INITIAL_WINDOW // len(chunk) + 1):
+        await conn.send_to(bytes_data=protocol.encode(protocol.Data(request.stream_id, chunk)))
+    reset = await next_frame(conn, kinds=(protocol.Reset,))
+    assert reset.code == protocol.ResetCode.FLOW_CONTROL_ERROR
+    response_task.cancel()
