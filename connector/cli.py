@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TUNNEL_TOKEN_FILE"),
         help="file holding the token (env TUNNEL_TOKEN_FILE); --token wins when both are given",
     )
-    run.add_argument("--edge", default=os.environ.get("TUNNEL_EDGE"), help="control plane URL, when the token has none")
+    run.add_argument(
+        "--edge",
+        default=os.environ.get("TUNNEL_EDGE"),
+        help="control plane URL (env TUNNEL_EDGE; overrides the token's)",
+    )
     run.add_argument(
         "--edge-ca-file", default=os.environ.get("TUNNEL_EDGE_CA_FILE"), help="CA bundle to verify the control plane"
     )
