@@ -104,9 +104,8 @@ def member_list(
         entries += [MemberEntry(membership=membership) for membership in _memberships(organisation)]
     if status in (None, "pending", "rejected"):
         wanted = InvitationStatus.DECLINED if status == "rejected" else InvitationStatus.PENDING
+        # Expired invitations stay listed: one still blocks a new invitation to that address until it is revoked.
         invitations = Invitation.objects.for_org(organisation).select_related("organisation").filter(status=wanted)
-        if wanted == InvitationStatus.PENDING:
-            invitations = invitations.filter(expires_at__gt=timezone.now())
         entries += [MemberEntry(invitation=invitation) for invitation in invitations]
     entries.sort(key=_member_sort_key(order), reverse=direction == "desc")
     return entries
