@@ -38,6 +38,8 @@ def embedded_env(tmp_path) -> dict[str, str]:
         "EMAIL_URL",
         "CELERY_BROKER_URL",
         "SECRET_KEY",
+        "DATA_ENCRYPTION_KEY",
+        "DATA_ENCRYPTION_KEYS",
         "CONTROLPLANE_MODE",
         "TEST_DB_NAME",
         "PUBLIC_URL",
