@@ -7,3 +7,6 @@ urlpatterns = [
     path("", include("tunnels.urls")),
     path("", include("controlplane.ui.urls")),
 ]
+
+# Kept last, after every app's API include: any other /client/v4/ path gets a v4 JSON 404.
+urlpatterns += [path("client/v4/", include("controlplane.api.fallback_urls"))]

@@ -49,6 +49,7 @@ NOT_ORGANISATION_SCOPED: dict[str, str] = {
     "client/v4/zones": "lists zones of the caller's organisations; a create resolves the account named in the body "
     "with the same access check (tests/controlplane/api/test_zones.py)",
     "client/v4/schema": "the public OpenAPI schema",
+    "client/v4/<path:unknown>": "answers 404 for any path no API endpoint matched",
     "docs/api/": "the public API documentation page",
     # UI: signing in and out, one's own account, creating an organisation
     "": "home: redirects to the signed-in user's organisation or to sign-in",

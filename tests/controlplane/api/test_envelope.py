@@ -75,10 +75,14 @@ def test_403(raw_http, org_a):
 )
 def test_404(raw_http, bearer, org_a, path):
     response = raw_http.get(path.format(acc=org_a.account_id), headers=bearer)
-    if path.endswith("no-such-endpoint"):
-        assert response.status_code == 404  # no API view matched: Django's own 404 page
-        return
     assert_error(response, 404, 7003)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+def test_unknown_endpoints_are_a_v4_404_even_anonymously(raw_http, method):
+    response = raw_http.request(method, "/client/v4/accounts/x/dns_firewall/y")
+    body = assert_error(response, 404, 7003)
+    assert f"{method} /client/v4/accounts/x/dns_firewall/y" in body["errors"][0]["message"]
 
 
 def test_405_after_access_is_resolved(raw_http, bearer, org_a):
