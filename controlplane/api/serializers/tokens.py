@@ -10,6 +10,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from controlplane.api.serializers.common import QueryParams, direction_field
 from controlplane.choices import TOKEN_RESOURCES, Level
 from controlplane.models import ApiToken
 
@@ -56,6 +57,14 @@ class PermissionGroupSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     scopes = serializers.ListField(child=serializers.CharField())
+
+
+class TokenListQuery(QueryParams):
+    def params(self) -> dict[str, Any]:
+        return {
+            "include_expired": serializers.BooleanField(required=False, default=False),
+            "direction": direction_field("desc"),
+        }
 
 
 class PermissionGroupQuery(serializers.Serializer):

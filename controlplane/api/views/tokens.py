@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
 from rest_framework.exceptions import ValidationError as InvalidRequest
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,11 +14,12 @@ from controlplane.api.base import OrgScopedAPIView, PrincipalView, request_token
 from controlplane.api.envelope import fields_as_sent
 from controlplane.api.pagination import V4Pagination, paginated_response
 from controlplane.api.schema import errors
-from controlplane.api.serializers.common import IdResultSerializer, QueryParams, direction_field
+from controlplane.api.serializers.common import IdResultSerializer
 from controlplane.api.serializers.tokens import (
     PermissionGroupQuery,
     PermissionGroupSerializer,
     TokenCreatedSerializer,
+    TokenListQuery,
     TokenSerializer,
     TokenUpdateSerializer,
     TokenVerifySerializer,
@@ -39,14 +39,6 @@ def as_sent(body: Any) -> dict[str, tuple[str, ...]]:
     if isinstance(body, dict) and "policies" in body:
         paths["permissions"] = ("policies",)
     return paths
-
-
-class TokenListQuery(QueryParams):
-    def params(self) -> dict[str, Any]:
-        return {
-            "include_expired": serializers.BooleanField(required=False, default=False),
-            "direction": direction_field("desc"),
-        }
 
 
 class TokenListView(OrgScopedAPIView):
@@ -88,14 +80,15 @@ class TokenListView(OrgScopedAPIView):
         return Response(TokenCreatedSerializer(token).data)
 
 
-def _unsupported_changes(token: ApiToken, data: dict[str, Any]) -> dict[str, str]:
-    """The fields a PUT would change other than `status`: tokens are immutable apart from being revoked."""
+def _unsupported_changes(token: ApiToken, data: dict[str, Any], body: Any) -> dict[str, Any]:
+    """The fields a PUT would change other than `status`: tokens are immutable apart from being revoked (there is
+    no update service; see the API notes)."""
     message = "A token's {} cannot be changed: create a new token and revoke this one."
     changed: dict[str, Any] = {}
     if data["name"].strip() != token.name:
         changed["name"] = message.format("name")
     if "grants" in data and data["grants"] != token.grants:
-        changed["policies"] = message.format("permissions")
+        changed[as_sent(body).get("permissions", ("permissions",))[0]] = message.format("permissions")
     if "allowed_networks" in data:
         with fields_as_sent(as_sent({})):
             networks = clean_networks(data["allowed_networks"])
@@ -129,7 +122,7 @@ class TokenDetailView(OrgScopedAPIView):
         serializer = TokenUpdateSerializer(data=request.data, context={"organisation": self.organisation})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        changed = _unsupported_changes(token, data)
+        changed = _unsupported_changes(token, data, request.data)
         if changed:
             raise InvalidRequest(changed)
         status = data.get("status")

@@ -125,6 +125,13 @@ def test_update_can_only_disable(admin_sdk_a, org_a):
             condition={"request_ip": {"in": ["10.0.0.0/8"]}},
         )
     assert error.value.errors[0].source.pointer == "/condition/request_ip/in"
+    with pytest.raises(cloudflare.BadRequestError) as error:
+        admin_sdk_a.put(
+            f"/accounts/{org_a.account_id}/tokens/{created.id}",
+            body={"name": "ci", "permissions": {"zones": "edit"}},
+            cast_to=object,
+        )
+    assert error.value.errors[0].source.pointer == "/permissions"
     disabled = update(
         created.id, account_id=org_a.account_id, name="ci", policies=[policy("zones.read")], status="disabled"
     )
