@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -180,6 +181,9 @@ async def _next_message(sock: _Socket) -> Any:
 async def _refuse(sock: _Socket, hub, code: int, reason: str, origin_ip: str) -> None:
     hub.stats["refused"] += 1
     logger.warning("connector from %s refused: %s", origin_ip or "?", reason)
+    # Some servers (daphne) drop close reasons: say it in an ERROR frame first, which the connector logs.
+    with contextlib.suppress(Exception):
+        await sock.send_bytes(protocol.encode(protocol.Error(code=str(int(code)), message=reason)))
     await sock.close(code, reason)
 
 

@@ -49,6 +49,7 @@ def _connector_view(connector: Connector) -> ConnectorView:
         config_version=connector.config_version,
         config_error=connector.config_error,
         run_at=connector.run_at,
+        features=tuple(connector.features or ()),
     )
 
 

@@ -57,6 +57,17 @@ async def receive(comm, timeout: float = 3.0):
     return protocol.decode(output["bytes"])
 
 
+async def closed(comm, timeout: float = 3.0) -> dict:
+    """The close that ends a refused connection; the ERROR frame that explains it comes first and must agree."""
+    output = await comm.receive_output(timeout)
+    if output["type"] == "websocket.send":
+        error = protocol.decode(output["bytes"])
+        assert isinstance(error, protocol.Error)
+        output = await comm.receive_output(timeout)
+        assert output["type"] == "websocket.close" and error.code == str(output["code"])
+    return output
+
+
 async def wait_for(predicate, timeout: float = 5.0):
     for _ in range(int(timeout / 0.05)):
         if await sync_to_async(predicate)():
@@ -120,24 +131,23 @@ async def test_malformed_tokens_are_refused_with_a_reason(fresh_hub, tunnel_a, h
     comm = WebsocketCommunicator(application(), protocol.WEBSOCKET_PATH, headers=headers)
     connected, _ = await comm.connect()
     assert connected
-    closed = await comm.receive_output(3)
-    assert closed["type"] == "websocket.close" and closed["code"] == code
+    output = await closed(comm)
+    assert output["type"] == "websocket.close" and output["code"] == code
 
 
 async def test_wrong_secret_and_rotated_token_are_refused(fresh_hub, tunnel_a):
     wrong = build_token(account_tag=tunnel_a.organisation_id.hex, tunnel_id=tunnel_a.id, secret=b"x" * 32)
     comm, _ = await open_connector(wrong)
-    closed = await comm.receive_output(3)
-    assert closed["code"] == protocol.CloseCode.TOKEN_REFUSED
+    assert (await closed(comm))["code"] == protocol.CloseCode.TOKEN_REFUSED
 
     old = await sync_to_async(tunnel_token)(tunnel_a)
     live, _ = await open_connector(old)
     assert isinstance(await receive(live), protocol.Welcome)
     rotated = await sync_to_async(tunnel_rotate_secret)(tunnel=tunnel_a, actor=Actor.cli(), disconnect=True)
-    closed = await live.receive_output(3)
-    assert closed["type"] == "websocket.close" and closed["code"] == protocol.CloseCode.TOKEN_REFUSED
+    output = await live.receive_output(3)
+    assert output["type"] == "websocket.close" and output["code"] == protocol.CloseCode.TOKEN_REFUSED
     again, _ = await open_connector(old)
-    assert (await again.receive_output(3))["code"] == protocol.CloseCode.TOKEN_REFUSED
+    assert (await closed(again))["code"] == protocol.CloseCode.TOKEN_REFUSED
     fresh = await sync_to_async(tunnel_token)(rotated)
     ok, _ = await open_connector(fresh)
     welcome = await receive(ok)
@@ -176,8 +186,7 @@ async def test_text_frames_and_missing_hello_are_refused(fresh_hub, tunnel_a):
     )
     await comm.connect()
     await comm.send_to(text_data=json.dumps({"kind": "hello"}))
-    closed = await comm.receive_output(3)
-    assert closed["code"] == protocol.CloseCode.PROTOCOL_VIOLATION
+    assert (await closed(comm))["code"] == protocol.CloseCode.PROTOCOL_VIOLATION
 
 
 async def test_ping_is_answered(fresh_hub, tunnel_a):

@@ -63,7 +63,7 @@ def connector_data(health: ConnectorHealth, current_version: int) -> dict[str, A
         "config_version": c.config_version,
         "config_outdated": c.config_version < current_version,
         "config_error": c.config_error,
-        "features": [],
+        "features": list(c.features),
         "run_at": c.run_at,
         "expected_connections": c.expected_connections,
         "missing_connections": [{"conn_index": i, "reason": why} for i, why in health.missing],

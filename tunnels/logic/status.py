@@ -39,6 +39,7 @@ class ConnectorView:
     config_version: int
     config_error: str
     run_at: datetime.datetime
+    features: tuple[str, ...] = ()
 
 
 @dataclass
