@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
@@ -152,5 +153,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             if exc.status_code == 400
             else [{"code": CODE_SERVER, "message": str(exc.detail)}],
         )
+    if isinstance(exc, (ValueError, DataError)) and "NUL (0x00)" in str(exc):
+        # PostgreSQL refuses text holding NUL; a query parameter a view passed on unchecked is bad input, not a bug
+        # worth a 500 (DRF's own fields refuse NUL before it gets this far).
+        return error_response(400, [{"code": CODE_VALIDATION, "message": "Text cannot contain NUL characters."}])
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
     return error_response(500, [{"code": CODE_SERVER, "message": "Internal error; it has been logged."}])
