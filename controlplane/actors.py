@@ -37,12 +37,13 @@ class Actor:
 
     @classmethod
     def from_request(cls, request: Any, *, interface: str | None = None) -> Actor:
-        from controlplane.models import ApiToken
+        from controlplane.models import ApiToken, User
 
         auth = getattr(request, "auth", None)
         token = auth if isinstance(auth, ApiToken) else None
+        # Only a person is a user: a token call's request.user is a TokenPrincipal, an anonymous one nobody.
         user = getattr(request, "user", None)
-        if user is not None and not getattr(user, "is_authenticated", False):
+        if token is not None or not isinstance(user, User) or not user.is_authenticated:
             user = None
         if interface is None:
             interface = Interface.API if request.path.startswith("/client/v4/") else Interface.UI

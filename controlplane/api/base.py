@@ -3,7 +3,6 @@ resolved in `initial()`, before any handler runs; querysets come from the model'
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 from django.db import models
@@ -30,9 +29,8 @@ def request_user(request: Request) -> Any:
 
 
 def request_actor(request: Request) -> Actor:
-    """Who acts, for the audit log. A token call's `request.user` is a TokenPrincipal, not a person."""
-    actor = Actor.from_request(request)
-    return dataclasses.replace(actor, user=None) if actor.token is not None else actor
+    """Who acts, for the audit log."""
+    return Actor.from_request(request)
 
 
 class PrincipalView(APIView):

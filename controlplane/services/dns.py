@@ -50,7 +50,7 @@ def tunnel_for_target(zone: Zone, content: str):
     """The live tunnel a CNAME target `<uuid>.<TUNNEL_DOMAIN>` names, checked to be the zone's organisation's."""
     from tunnels.models import Tunnel
 
-    suffix = "." + settings.TUNNEL_DOMAIN
+    suffix = "." + str(settings.TUNNEL_DOMAIN)
     if not content.endswith(suffix):
         return None
     try:

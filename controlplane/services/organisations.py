@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from controlplane.actors import Actor
@@ -60,6 +60,14 @@ def organisation_create(
     return organisation
 
 
+def _is_super_admin(organisation: Organisation, actor: Actor) -> bool:
+    if actor.token is not None:
+        return False
+    if actor.user is None:
+        return True  # the operator's command line
+    return Membership.objects.for_org(organisation).filter(user=actor.user, role=Role.SUPER_ADMIN).exists()
+
+
 @transaction.atomic
 def organisation_update(*, organisation: Organisation, actor: Actor, **fields: object) -> Organisation:
     """Change team name, display name or the 2FA requirement. Renaming changes the team domain."""
@@ -67,6 +75,9 @@ def organisation_update(*, organisation: Organisation, actor: Actor, **fields: o
     if unknown:
         raise ValidationError({name: "This field cannot be changed." for name in unknown})
     organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
+    renaming = "team_name" in fields and str(fields["team_name"]).strip() != organisation.team_name
+    if renaming and not _is_super_admin(organisation, actor):
+        raise PermissionDenied("Only a Super Administrator can rename the team (it changes the team domain).")
     before = snapshot(organisation, ORGANISATION_FIELDS)
     for name, value in fields.items():
         if isinstance(value, str):

@@ -161,3 +161,75 @@ def api_token_authenticate(raw: str, *, ip: str | None) -> ApiToken:
         ApiToken.objects.for_org(token.organisation).filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+_UNCHANGED: Any = object()
+
+
+@transaction.atomic
+def api_token_update(
+    *,
+    token: ApiToken,
+    actor: Actor,
+    name: Any = _UNCHANGED,
+    grants: Any = _UNCHANGED,
+    allowed_networks: Any = _UNCHANGED,
+    expires_at: Any = _UNCHANGED,
+    not_before: Any = _UNCHANGED,
+) -> ApiToken:
+    """Change a token's name, grants (capped to the actor's role, as at creation), client IP ranges or validity.
+    The secret stays the same; a revoked token cannot be changed."""
+    token = ApiToken.objects.for_org(token.organisation).select_for_update().get(pk=token.pk)
+    if token.revoked_at is not None:
+        raise ValidationError("This token is revoked; create a new one.")
+    before = {
+        "name": token.name,
+        "grants": token.grants,
+        "allowed_networks": token.allowed_networks,
+        "expires_at": token.expires_at,
+        "not_before": token.not_before,
+    }
+    if name is not _UNCHANGED:
+        text = (name or "").strip()
+        if not text:
+            raise ValidationError({"name": "Give the token a name."})
+        if len(text) > 120:
+            raise ValidationError({"name": "At most 120 characters."})
+        token.name = text
+    if grants is not _UNCHANGED:
+        cleaned = clean_grants(grants)
+        if cleaned != token.grants:
+            _cap_to_actor(token.organisation, actor, cleaned)
+        token.grants = cleaned
+    if allowed_networks is not _UNCHANGED:
+        token.allowed_networks = clean_networks(allowed_networks)
+    if expires_at is not _UNCHANGED:
+        if expires_at is not None and expires_at != token.expires_at and expires_at <= timezone.now():
+            raise ValidationError({"expires_on": "The expiry must be in the future."})
+        token.expires_at = expires_at
+    if not_before is not _UNCHANGED:
+        token.not_before = not_before
+    if token.expires_at is not None and token.not_before is not None and token.not_before >= token.expires_at:
+        raise ValidationError({"not_before": "must be before the expiry."})
+    after = {
+        "name": token.name,
+        "grants": token.grants,
+        "allowed_networks": token.allowed_networks,
+        "expires_at": token.expires_at,
+        "not_before": token.not_before,
+    }
+    from controlplane.services.audit import diff
+
+    changes = diff(before, after)
+    if changes:
+        token.save()
+        audit_record(
+            organisation=token.organisation,
+            actor=actor,
+            action=AuditAction.UPDATE,
+            resource_type="api_token",
+            resource_id=token.id,
+            resource_name=token.name,
+            changes=changes,
+        )
+    return token

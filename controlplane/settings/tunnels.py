@@ -13,14 +13,15 @@ def _generate_fernet_key() -> str:
 
 # Keys that encrypt tunnel secrets at rest (Fernet). The first encrypts; all decrypt, so keys can be rotated by
 # prepending a new one. Embedded mode generates one into the data dir; production requires it.
-DATA_ENCRYPTION_KEYS = env_list(
-    "DATA_ENCRYPTION_KEYS", [persistent_secret("DATA_ENCRYPTION_KEY", "encryption_key", _generate_fernet_key)]
-)
+# DATA_ENCRYPTION_KEYS (comma-separated) wins; else DATA_ENCRYPTION_KEY; else (embedded) the data dir's key.
+DATA_ENCRYPTION_KEYS: list[str] = env_list("DATA_ENCRYPTION_KEYS", []) or [
+    persistent_secret("DATA_ENCRYPTION_KEY", "encryption_key", _generate_fernet_key)
+]
 
 # CNAME target of public hostnames: <tunnel id>.<TUNNEL_DOMAIN>
-TUNNEL_DOMAIN = env_str("TUNNEL_DOMAIN", "cfargotunnel.localhost")
+TUNNEL_DOMAIN: str = env_str("TUNNEL_DOMAIN") or "cfargotunnel.localhost"
 # Address connectors dial (put into tunnel tokens as "e"); defaults to PUBLIC_URL.
-CONNECTOR_EDGE_URL = env_str("CONNECTOR_EDGE_URL", "")
+CONNECTOR_EDGE_URL: str = env_str("CONNECTOR_EDGE_URL") or ""
 
 # Heartbeats on connector connections: sent every interval; a connection silent for 3 intervals is dead.
 CONNECTOR_HEARTBEAT_SECONDS = env_int("CONNECTOR_HEARTBEAT_SECONDS", 10)

@@ -111,10 +111,10 @@ def compute_health(
         parts = []
         for health in degraded:
             short = health.connector.connector_id[:8]
-            up = len(health.connections)
+            count = len(health.connections)
             want = health.connector.expected_connections
             reasons = "; ".join(f"connection #{index}: {why}" for index, why in health.missing)
-            parts.append(f"connector {short} has {up} of {want} connections ({reasons})")
+            parts.append(f"connector {short} has {count} of {want} connections ({reasons})")
         return TunnelHealth(TunnelStatus.DEGRADED, "Serving, but " + "; ".join(parts) + ".", healths)
     total = sum(len(h.connections) for h in healths)
     connectors_text = f"{len(healths)} connector{'s' if len(healths) != 1 else ''}"

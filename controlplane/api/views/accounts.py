@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,7 +12,7 @@ from controlplane.api.base import OrgScopedAPIView, PrincipalView
 from controlplane.api.pagination import V4Pagination, paginated_response
 from controlplane.api.schema import errors
 from controlplane.api.serializers.accounts import AccountListQuery, AccountSerializer, AccountUpdateSerializer
-from controlplane.choices import Resource, Role
+from controlplane.choices import Resource
 from controlplane.services.organisations import organisation_update
 
 
@@ -56,8 +55,5 @@ class AccountDetailView(OrgScopedAPIView):
         serializer = AccountUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields: dict[str, Any] = serializer.validated_data
-        if fields.get("team_name", self.organisation.team_name) != self.organisation.team_name:
-            if self.access.role != Role.SUPER_ADMIN:
-                raise PermissionDenied("Only a Super Administrator can rename the team.")
         organisation = organisation_update(organisation=self.organisation, actor=self.actor, **fields)
         return Response(AccountSerializer(organisation).data)

@@ -25,12 +25,11 @@ from controlplane.api.serializers.tokens import (
     TokenVerifySerializer,
     TokenWriteSerializer,
     permission_groups,
-    same_moment,
 )
 from controlplane.choices import Resource
 from controlplane.models import ApiToken
 from controlplane.selectors import api_token_get, api_token_list
-from controlplane.services.tokens import api_token_create, api_token_revoke, clean_networks
+from controlplane.services.tokens import api_token_create, api_token_revoke, api_token_update
 
 
 def as_sent(body: Any) -> dict[str, tuple[str, ...]]:
@@ -80,26 +79,6 @@ class TokenListView(OrgScopedAPIView):
         return Response(TokenCreatedSerializer(token).data)
 
 
-def _unsupported_changes(token: ApiToken, data: dict[str, Any], body: Any) -> dict[str, Any]:
-    """The fields a PUT would change other than `status`: tokens are immutable apart from being revoked (there is
-    no update service; see the API notes)."""
-    message = "A token's {} cannot be changed: create a new token and revoke this one."
-    changed: dict[str, Any] = {}
-    if data["name"].strip() != token.name:
-        changed["name"] = message.format("name")
-    if "grants" in data and data["grants"] != token.grants:
-        changed[as_sent(body).get("permissions", ("permissions",))[0]] = message.format("permissions")
-    if "allowed_networks" in data:
-        with fields_as_sent(as_sent({})):
-            networks = clean_networks(data["allowed_networks"])
-        if networks != token.allowed_networks:
-            changed["condition"] = {"request_ip": {"in": message.format("allowed IP ranges")}}
-    for field, current in (("expires_on", token.expires_at), ("not_before", token.not_before)):
-        if field in data and not same_moment(data[field], current):
-            changed[field] = message.format(field)
-    return changed
-
-
 class TokenDetailView(OrgScopedAPIView):
     resource = Resource.TOKENS
 
@@ -122,14 +101,23 @@ class TokenDetailView(OrgScopedAPIView):
         serializer = TokenUpdateSerializer(data=request.data, context={"organisation": self.organisation})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        changed = _unsupported_changes(token, data, request.data)
-        if changed:
-            raise InvalidRequest(changed)
         status = data.get("status")
-        if status == "disabled":
-            token = api_token_revoke(token=token, actor=self.actor)
-        elif status is not None and status != token.status:
+        if status is not None and status not in (token.status, "disabled"):
             raise InvalidRequest({"status": f"The token is {token.status}; it can only be disabled (revoked)."})
+        changes: dict[str, Any] = {"name": data["name"]}
+        for field, argument in (
+            ("grants", "grants"),
+            ("allowed_networks", "allowed_networks"),
+            ("expires_on", "expires_at"),
+            ("not_before", "not_before"),
+        ):
+            if field in data:
+                changes[argument] = data[field]
+        with fields_as_sent(as_sent(request.data)):
+            if token.revoked_at is None:
+                token = api_token_update(token=token, actor=self.actor, **changes)
+            if status == "disabled":
+                token = api_token_revoke(token=token, actor=self.actor)
         return Response(TokenSerializer(self.token(token_id)).data)
 
     @extend_schema(

@@ -106,38 +106,37 @@ def test_delete_revokes(admin_sdk_a, org_a):
     assert AuditEvent.objects.for_org(org_a).filter(resource_type="api_token", action="delete").count() == 1
 
 
-def test_update_can_only_disable(admin_sdk_a, org_a):
+def test_update_changes_name_grants_networks_and_then_disable(admin_sdk_a, org_a):
     created = admin_sdk_a.accounts.tokens.create(
         account_id=org_a.account_id, name="ci", policies=[policy("zones.read")]
     )
     update = admin_sdk_a.accounts.tokens.update
-    same = update(created.id, account_id=org_a.account_id, name="ci", policies=[policy("zones.read")])
-    assert same.status == "active"
-    with pytest.raises(cloudflare.BadRequestError) as error:
-        update(created.id, account_id=org_a.account_id, name="renamed", policies=[policy("zones.edit")])
-    assert sorted(e.source.pointer for e in error.value.errors) == ["/name", "/policies"]
-    with pytest.raises(cloudflare.BadRequestError) as error:
-        update(
-            created.id,
-            account_id=org_a.account_id,
-            name="ci",
-            policies=[policy("zones.read")],
-            condition={"request_ip": {"in": ["10.0.0.0/8"]}},
-        )
-    assert error.value.errors[0].source.pointer == "/condition/request_ip/in"
+    renamed = update(
+        created.id,
+        account_id=org_a.account_id,
+        name="deploy",
+        policies=[policy("zones.edit"), policy("tunnels.read")],
+        condition={"request_ip": {"in": ["10.0.0.0/8"]}},
+    )
+    assert renamed.name == "deploy" and renamed.status == "active"
+    stored = ApiToken.objects.for_org(org_a).get(pk=created.id)
+    assert stored.grants == {"zones": "edit", "tunnels": "read"}
+    assert stored.allowed_networks == ["10.0.0.0/8"]
+    assert AuditEvent.objects.for_org(org_a).filter(resource_type="api_token", action="update").count() == 1
+    # The secret did not change, but the token now refuses callers outside 10.0.0.0/8.
+    with pytest.raises(cloudflare.AuthenticationError):
+        token_sdk(created.value).user.tokens.verify()
     with pytest.raises(cloudflare.BadRequestError) as error:
         admin_sdk_a.put(
             f"/accounts/{org_a.account_id}/tokens/{created.id}",
-            body={"name": "ci", "permissions": {"zones": "edit"}},
+            body={"name": "deploy", "permissions": {"zones": "sudo"}},
             cast_to=object,
         )
-    assert error.value.errors[0].source.pointer == "/permissions"
+    assert error.value.errors[0].source.pointer == "/permissions/zones"
     disabled = update(
-        created.id, account_id=org_a.account_id, name="ci", policies=[policy("zones.read")], status="disabled"
+        created.id, account_id=org_a.account_id, name="deploy", policies=[policy("zones.read")], status="disabled"
     )
     assert disabled.status == "disabled"
-    with pytest.raises(cloudflare.AuthenticationError):
-        token_sdk(created.value).user.tokens.verify()
     with pytest.raises(cloudflare.BadRequestError) as error:
         update(created.id, account_id=org_a.account_id, name="ci", policies=[policy("zones.read")], status="active")
     assert error.value.errors[0].source.pointer == "/status"
