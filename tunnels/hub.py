@@ -590,4 +590,17 @@ async def reset_hub_for_tests() -> None:
     for task in hub._tasks:
         with contextlib.suppress(BaseException):
             await task
+    # Close each database thread's connection (Django's are per thread), so the test database can be dropped.
+    workers = hub._db._max_workers
+    barrier = threading.Barrier(workers)
+
+    def close_connection() -> None:
+        from django.db import connections
+
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connections.close_all()
+
+    for _ in range(workers):
+        hub._db.submit(close_connection)
     hub._db.shutdown(wait=True)

@@ -126,3 +126,15 @@ def test_read_only_token_cannot_write(org_a):
     assert list(reader.zero_trust.tunnels.cloudflared.list(account_id=org_a.id.hex)) == []
     with pytest.raises(cloudflare.PermissionDeniedError):
         reader.zero_trust.tunnels.cloudflared.create(account_id=org_a.id.hex, name="lab")
+
+
+def test_list_filters_are_validated(cf, org_a):
+    import httpx
+
+    for query in ("name=%00", "status=broken", "existed_at=yesterday", "is_deleted=maybe", "uuid=nope", "page=0"):
+        response = cf._client.get(
+            f"http://testserver/client/v4/accounts/{org_a.id.hex}/cfd_tunnel?{query}",
+            headers={"Authorization": cf._client.headers.get("Authorization") or f"Bearer {cf.api_token}"},
+        )
+        assert response.status_code == 400, (query, response.text)
+        assert isinstance(response, httpx.Response) and response.json()["success"] is False

@@ -16,6 +16,22 @@ class TunnelCreateInput(serializers.Serializer):
     tunnel_secret = serializers.CharField(required=False, allow_blank=False)
 
 
+class TunnelListQuery(serializers.Serializer):
+    """Filters of the tunnel list (Cloudflare's); text filters refuse NUL and control characters."""
+
+    name = serializers.CharField(required=False, max_length=255)
+    uuid = serializers.UUIDField(required=False)
+    is_deleted = serializers.BooleanField(required=False, allow_null=True, default=None)
+    status = serializers.ChoiceField(choices=["inactive", "healthy", "degraded", "down"], required=False)
+    include_prefix = serializers.CharField(required=False, max_length=255)
+    exclude_prefix = serializers.CharField(required=False, max_length=255)
+    existed_at = serializers.DateTimeField(required=False)
+    was_active_at = serializers.DateTimeField(required=False)
+    was_inactive_at = serializers.DateTimeField(required=False)
+    page = serializers.FloatField(required=False, min_value=1)
+    per_page = serializers.FloatField(required=False, min_value=1)
+
+
 class TunnelEditInput(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False)
     tunnel_secret = serializers.CharField(required=False)

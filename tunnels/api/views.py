@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
@@ -21,25 +20,13 @@ from tunnels.api.serializers import (
     ConnectorOutput,
     TunnelCreateInput,
     TunnelEditInput,
+    TunnelListQuery,
     TunnelOutput,
     configuration_data,
     connector_data,
     tunnel_data,
 )
-from tunnels.choices import TunnelStatus
 from tunnels.models import TunnelConfiguration
-
-LIST_FILTERS = [
-    OpenApiParameter("name", str),
-    OpenApiParameter("uuid", str),
-    OpenApiParameter("is_deleted", bool),
-    OpenApiParameter("status", str, enum=TunnelStatus.values),
-    OpenApiParameter("include_prefix", str),
-    OpenApiParameter("exclude_prefix", str),
-    OpenApiParameter("existed_at", OpenApiTypes.DATETIME),
-    OpenApiParameter("was_active_at", OpenApiTypes.DATETIME),
-    OpenApiParameter("was_inactive_at", OpenApiTypes.DATETIME),
-]
 
 
 def _bool(value: str | None, name: str) -> bool | None:
@@ -50,15 +37,6 @@ def _bool(value: str | None, name: str) -> bool | None:
     if value.lower() in {"false", "0"}:
         return False
     raise ValidationError({name: "must be true or false."})
-
-
-def _when(value: str | None, name: str) -> Any:
-    if value in (None, ""):
-        return None
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise ValidationError({name: "must be an ISO 8601 date-time."})
-    return parsed
 
 
 class TunnelBase(OrgScopedAPIView):
@@ -74,35 +52,32 @@ class TunnelBase(OrgScopedAPIView):
 
 
 class TunnelListView(TunnelBase):
-    @extend_schema(parameters=LIST_FILTERS, responses=TunnelOutput(many=True), summary="List tunnels")
+    pagination_class = V4Pagination
+
+    @extend_schema(parameters=[TunnelListQuery], responses=TunnelOutput(many=True), summary="List tunnels")
     def get(self, request: Request, account_id: str) -> Response:
-        params = request.query_params
-        is_deleted = _bool(params.get("is_deleted"), "is_deleted")
-        qs = selectors.tunnel_list(organisation=self.organisation, is_deleted=is_deleted)
-        if params.get("name"):
+        query = TunnelListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        qs = selectors.tunnel_list(organisation=self.organisation, is_deleted=params["is_deleted"])
+        if "name" in params:
             qs = qs.filter(name=params["name"])
-        if params.get("uuid"):
-            qs = qs.filter(pk__in=[u for u in [params["uuid"]] if _is_uuid(u)])
-        if params.get("include_prefix"):
+        if "uuid" in params:
+            qs = qs.filter(pk=params["uuid"])
+        if "include_prefix" in params:
             qs = qs.filter(name__startswith=params["include_prefix"])
-        if params.get("exclude_prefix"):
+        if "exclude_prefix" in params:
             qs = qs.exclude(name__startswith=params["exclude_prefix"])
-        existed_at = _when(params.get("existed_at"), "existed_at")
-        if existed_at:
-            qs = qs.filter(created_at__lte=existed_at)
-        was_active_at = _when(params.get("was_active_at"), "was_active_at")
-        if was_active_at:
-            qs = qs.filter(conns_active_at__lte=was_active_at)
-        was_inactive_at = _when(params.get("was_inactive_at"), "was_inactive_at")
-        if was_inactive_at:
-            qs = qs.filter(conns_inactive_at__lte=was_inactive_at)
-        status = params.get("status")
-        if status and status not in TunnelStatus.values:
-            raise ValidationError({"status": f"must be one of {', '.join(TunnelStatus.values)}."})
+        if "existed_at" in params:
+            qs = qs.filter(created_at__lte=params["existed_at"])
+        if "was_active_at" in params:
+            qs = qs.filter(conns_active_at__lte=params["was_active_at"])
+        if "was_inactive_at" in params:
+            qs = qs.filter(conns_inactive_at__lte=params["was_inactive_at"])
         tunnels = list(qs)
         health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
-        if status:
-            tunnels = [t for t in tunnels if health[t.pk].status == status]
+        if "status" in params:
+            tunnels = [t for t in tunnels if health[t.pk].status == params["status"]]
         paginator = V4Pagination()
         page = paginator.paginate_queryset(tunnels, request, view=self)
         return paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page])
@@ -114,16 +89,6 @@ class TunnelListView(TunnelBase):
         response = self.tunnel_response(tunnel)
         response.data["token"] = services.tunnel_token(tunnel)
         return response
-
-
-def _is_uuid(value: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _valid(serializer_class: Any, data: Any) -> dict[str, Any]:
