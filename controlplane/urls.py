@@ -1,6 +1,10 @@
 from django.urls import include, path
 
+from controlplane.health import healthz, readyz
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("client/v4/", include("controlplane.api.urls")),
     path("client/v4/", include("tunnels.api.urls")),
     path("docs/api/", include("controlplane.api.docs_urls")),

@@ -67,7 +67,9 @@ NOT_ORGANISATION_SCOPED: dict[str, str] = {
     "account/two-factor/remove/": "the signed-in user's own second factor",
     "organisations/new/": "creates a new organisation owned by the signed-in user",
     "invitations/<str:secret>/": "an invitation link is its own authority (hashed secret)",
-    # Public files
+    # Public files and probes
+    "healthz": "liveness probe: says only that the process answers",
+    "readyz": "readiness probe: says only whether the database (and Redis) answer",
     "connector/download/<str:filename>": "the connector's installable package, the same for everyone",
 }
 
