@@ -8,6 +8,7 @@ changed so their status can be pushed."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -188,15 +189,21 @@ def _flush(batch: Batch, server_id: str) -> set[tuple[uuid.UUID, uuid.UUID]]:
             )
         changed |= {(c.organisation_id, c.tunnel_id) for c in batch.closes}
 
-    for ack in batch.acks:
-        connector = Connector.objects.filter(
-            organisation_id=ack.organisation_id, tunnel_id=ack.tunnel_id, connector_id=ack.connector_id
+    # A push to a tunnel's 1,000 connections is acked 1,000 times within a flush: one UPDATE per run of acks with
+    # the same (tunnel, version, outcome) instead of one per ack. Only consecutive acks are merged, so the rows
+    # end up exactly as if the acks were applied one by one, in order.
+    def ack_key(ack: ConfigAck) -> tuple[uuid.UUID, uuid.UUID, int, str]:
+        return (ack.organisation_id, ack.tunnel_id, ack.version, ack.error)
+
+    for (org_id, tunnel_id, version, error), run in itertools.groupby(batch.acks, key=ack_key):
+        connectors = Connector.objects.filter(
+            organisation_id=org_id, tunnel_id=tunnel_id, connector_id__in={ack.connector_id for ack in run}
         )
-        if ack.error:
-            connector.update(config_error=f"version {ack.version}: {ack.error}"[:1000])
+        if error:
+            connectors.update(config_error=f"version {version}: {error}"[:1000])
         else:
-            connector.filter(config_version__lte=ack.version).update(config_version=ack.version, config_error="")
-        changed.add((ack.organisation_id, ack.tunnel_id))
+            connectors.filter(config_version__lte=version).update(config_version=version, config_error="")
+        changed.add((org_id, tunnel_id))
 
     if batch.closes:
         audits.extend(_mark_stopped_connectors(orgs, {c.connector_id for c in batch.closes}, now))

@@ -486,3 +486,17 @@ def notification_destination_create(
             changes={"kind": [None, kind], "alert_types": [None, types], "target": [None, url or destination.emails]},
         )
     return destination
+
+
+@transaction.atomic
+def notification_destination_delete(*, destination, actor: Actor) -> None:
+    audit_record(
+        organisation=destination.organisation,
+        actor=actor,
+        action=AuditAction.DELETE,
+        resource_type="notification_destination",
+        resource_id=destination.id,
+        resource_name=destination.name,
+        changes={"kind": [destination.kind, None]},
+    )
+    destination.delete()

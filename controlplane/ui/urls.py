@@ -27,7 +27,7 @@ organisation_patterns = [
     path("audit/<str:event_id>/", audit.AuditEventView.as_view(), name="audit-event"),
     path("outbox/", outbox.OutboxListView.as_view(), name="outbox"),
     path("outbox/<str:message_id>/", outbox.OutboxMessageView.as_view(), name="outbox-message"),
-    path("tunnels/", organisations.TunnelsView.as_view(), name="tunnels"),
+    path("", include("tunnels.ui_urls")),
     path("access/", organisations.AccessView.as_view(), name="access"),
     path("certificates/", organisations.CertificatesView.as_view(), name="certificates"),
 ]

@@ -128,6 +128,31 @@ class World:
             organisation=self.org_a, tunnel=self.tunnel, connector_id=uuid.uuid4(), run_at=now, last_seen_at=now
         )
 
+    @functools.cached_property
+    def hostname_index(self) -> int:
+        """Index of a public hostname rule in the tunnel's configuration."""
+        from controlplane.services.zones import zone_mark_verified
+        from tunnels.services import tunnel_config_update
+
+        zone = zone_create(organisation=self.org_a, name="routes.example", actor=self.admin)
+        zone_mark_verified(zone=zone, actor=self.admin)
+        config = {
+            "ingress": [
+                {"hostname": "app.routes.example", "service": "http://localhost:1"},
+                {"service": "http_status:404"},
+            ]
+        }
+        tunnel_config_update(tunnel=self.tunnel, config=config, actor=self.admin)
+        return 0
+
+    @functools.cached_property
+    def destination(self):
+        from tunnels.services import notification_destination_create
+
+        return notification_destination_create(
+            organisation=self.org_a, actor=self.admin, name="ops", kind="email", emails=["ops@alpha.test"]
+        )
+
 
 # URL kwarg name -> organisation A's value for it. Add new object kwargs here.
 REGISTRY: dict[str, Callable[[World], Any]] = {
@@ -141,6 +166,8 @@ REGISTRY: dict[str, Callable[[World], Any]] = {
     "role_id": lambda world: Role.READ_ONLY.value,
     "tunnel_id": lambda world: world.tunnel.id,
     "connector_id": lambda world: world.connector.connector_id,
+    "index": lambda world: world.hostname_index,
+    "destination_id": lambda world: world.destination.id,
 }
 
 
