@@ -28,7 +28,7 @@ def tunnel_status_json(tunnel: Tunnel, health: TunnelHealth) -> dict[str, Any]:
                 "origin_ip": h.connector.origin_ip,
                 "run_at": h.connector.run_at.isoformat(),
                 "config_version": h.connector.config_version,
-                "config_outdated": h.connector.config_version < tunnel.config_version,
+                "config_outdated": h.config_outdated,
                 "config_error": h.connector.config_error,
                 "expected_connections": h.connector.expected_connections,
                 "connections": [

@@ -77,7 +77,7 @@ def connector_data(health: ConnectorHealth, current_version: int) -> dict[str, A
         "hostname": c.hostname,
         "origin_ip": c.origin_ip,
         "config_version": c.config_version,
-        "config_outdated": c.config_version < current_version,
+        "config_outdated": health.config_outdated,
         "config_error": c.config_error,
         "features": list(c.features),
         "run_at": c.run_at,

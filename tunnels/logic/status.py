@@ -99,7 +99,7 @@ def compute_health(
                 connector=connector,
                 connections=conns,
                 missing=missing,
-                config_outdated=connector.config_version < config_version,
+                config_outdated=config_version > 0 and connector.config_version < config_version,
             )
         )
     if not healths:

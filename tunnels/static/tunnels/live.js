@@ -48,16 +48,17 @@
       var up = c.connections.length, want = c.expected_connections;
       var status = c.missing.length ? "degraded" : "healthy";
       var conns = el("div", {}, c.connections.map(function (conn) {
-        return el("div", { "class": "small", text: "#" + conn.index + " via " + conn.server + " since " +
-                           new Date(conn.opened_at).toLocaleTimeString() });
+        return el("div", { "class": "small muted", title: "held by " + conn.server,
+                           text: "#" + conn.index + " since " + new Date(conn.opened_at).toLocaleTimeString() });
       }).concat(c.missing.map(function (miss) {
         return el("div", { "class": "small error-text", text: "#" + miss.index + " down: " + miss.reason });
       })));
+      var version = c.config_version < 0 ? "none" : "v" + c.config_version;
       var config = el("span", { "class": c.config_outdated ? "badge badge-amber" : "muted small",
                                 title: c.config_error || "",
-                                text: "v" + c.config_version + (c.config_outdated ? " (not latest: v" + t.config_version + ")" : "") });
+                                text: version + (c.config_outdated ? " (latest is v" + t.config_version + ")" : "") });
       var cells = [
-        el("td", {}, [el("code", { text: c.id })]),
+        el("td", {}, [el("code", { title: c.id, text: c.id.slice(0, 8) + "…" })]),
         el("td", {}, [el("span", { "class": "badge " + BADGES[status], text: status === "healthy" ? "Connected" : "Degraded" })]),
         el("td", { text: c.version }),
         el("td", { text: c.arch || c.platform }),
@@ -77,10 +78,10 @@
       }
       return el("tr", { "data-connector": c.id }, cells);
     });
-    return el("table", { "class": "table" }, [
+    return el("div", { "class": "table-scroll" }, [el("table", { "class": "table table-compact" }, [
       el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]),
       el("tbody", {}, rows)
-    ]);
+    ])]);
   }
 
   function render() {
