@@ -44,6 +44,11 @@ TYPECHECK_PATHS = $(wildcard */services.py */services */selectors.py */selectors
 typecheck: dev-deps
 	$(BIN)/mypy --config-file .ci/mypy.ini $(TYPECHECK_PATHS)
 
+## Connector fleet benchmark, daphne vs uvicorn at N=1,000 and 10,000 (~5 min; docs/benchmarks.md). BENCH_ARGS=--quick
+.PHONY: bench-connectors
+bench-connectors: dev-deps
+	$(BIN)/python -m bench.connectors $(BENCH_ARGS)
+
 ## A Celery worker (production topology: set REDIS_URL)
 worker: deps
 	$(BIN)/celery -A controlplane worker -B -l info

@@ -1,0 +1,1 @@
+"""Connector fleet benchmark (issue 3): `python -m bench.connectors --help`; docs/benchmarks.md."""

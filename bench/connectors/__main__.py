@@ -1,0 +1,5 @@
+import sys
+
+from bench.connectors.run import main
+
+sys.exit(main())
