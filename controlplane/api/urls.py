@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
-from controlplane.api.views import accounts, audit, members, roles, tokens, zones
+from controlplane.api.views import accounts, audit, dns, members, roles, tokens, zones
 
 account = "accounts/<str:account_id>"
 
@@ -28,6 +28,8 @@ urlpatterns = [
     path("user/tokens/verify", tokens.UserTokenVerifyView.as_view(), name="api-user-token-verify"),
     path("zones", zones.ZoneListView.as_view(), name="api-zones"),
     path("zones/<str:zone_id>", zones.ZoneDetailView.as_view(), name="api-zone"),
+    path("zones/<str:zone_id>/dns_records", dns.DnsRecordListView.as_view(), name="api-dns-records"),
+    path("zones/<str:zone_id>/dns_records/<str:record_id>", dns.DnsRecordDetailView.as_view(), name="api-dns-record"),
     path(
         "zones/<str:zone_id>/activation_check",
         zones.ZoneActivationCheckView.as_view(),

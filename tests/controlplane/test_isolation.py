@@ -146,6 +146,12 @@ class World:
         return 0
 
     @functools.cached_property
+    def dns_record(self):
+        from controlplane.services.dns import dns_record_create
+
+        return dns_record_create(zone=self.zone, actor=self.admin, type="A", name="www", content="192.0.2.10")
+
+    @functools.cached_property
     def destination(self):
         from tunnels.services import notification_destination_create
 
@@ -168,6 +174,7 @@ REGISTRY: dict[str, Callable[[World], Any]] = {
     "connector_id": lambda world: world.connector.connector_id,
     "index": lambda world: world.hostname_index,
     "destination_id": lambda world: world.destination.id,
+    "record_id": lambda world: world.dns_record.id,
 }
 
 

@@ -107,6 +107,15 @@ def seed_connections(org: Organisation, admin: Any, rows: int) -> Seeded:
     return Seeded({"tunnel_id": str(tunnel.id)})
 
 
+def seed_dns_records(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from controlplane.services.dns import dns_record_create
+
+    zone = ZoneFactory(organisation=org, name=f"records.{org.team_name}.example")
+    for index in range(rows):
+        dns_record_create(zone=zone, actor=Actor(user=admin), type="A", name=f"host{index}", content="192.0.2.1")
+    return Seeded({"zone_id": zone.id.hex})
+
+
 # OpenAPI path of each list endpoint -> how to give it `rows` rows (as seen by org A's Super Administrator).
 SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts": seed_accounts,
@@ -118,6 +127,7 @@ SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/zones": seed_zones,
     "/accounts/{account_id}/cfd_tunnel": seed_tunnels,
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections": seed_connections,
+    "/zones/{zone_id}/dns_records": seed_dns_records,
 }
 
 
