@@ -88,3 +88,16 @@ def validate_domain_name(value: str, *, allow_wildcard: bool = False) -> None:
             raise ValidationError(f"“{value}” is not a valid domain name.", code="hostname_invalid")
     if labels[-1].isdigit():
         raise ValidationError("IP addresses are not domain names.", code="hostname_ip")
+
+
+def reserved_by_installation(name: str) -> str | None:
+    """Why `name` (a zone or a DNS name) cannot belong to a tenant, or None. The control plane's own hosts, its
+    team domains (`*.AUTH_DOMAIN`) and the tunnel CNAME domain are the installation's."""
+    from django.conf import settings
+
+    for domain in (settings.AUTH_DOMAIN, settings.TUNNEL_DOMAIN):
+        if domain and (name == domain or name.endswith("." + domain) or domain.endswith("." + name)):
+            return f"{name} overlaps {domain}, which this installation uses itself."
+    if name in getattr(settings, "CONTROL_PLANE_HOSTS", []):
+        return f"{name} is the control plane's own address."
+    return None

@@ -16,7 +16,7 @@ from controlplane.actors import Actor
 from controlplane.choices import AuditAction
 from controlplane.models import DnsRecord, Zone
 from controlplane.services.audit import audit_record, diff, snapshot
-from controlplane.validators import normalise_hostname, validate_domain_name
+from controlplane.validators import normalise_hostname, reserved_by_installation, validate_domain_name
 
 RECORD_TYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "NS", "CAA", "SRV")
 ADDRESS_RECORD_TYPES = ("A", "AAAA", "CNAME")
@@ -43,6 +43,9 @@ def record_name(zone: Zone, value: str) -> str:
         validate_domain_name(name, allow_wildcard=True)
     except ValidationError as exc:
         raise ValidationError({"name": exc.messages}) from None
+    reserved = reserved_by_installation(name)
+    if reserved:
+        raise ValidationError({"name": reserved})
     return name
 
 

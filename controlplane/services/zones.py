@@ -19,7 +19,7 @@ from controlplane.actors import Actor
 from controlplane.choices import AuditAction, ZoneStatus
 from controlplane.models import Organisation, Zone
 from controlplane.services.audit import audit_record
-from controlplane.validators import normalise_hostname, validate_domain_name
+from controlplane.validators import normalise_hostname, reserved_by_installation, validate_domain_name
 
 _ZONE_LOCK_KEY = 0x5A4F4E45  # "ZONE": serialises overlap checks between concurrent writers on PostgreSQL
 
@@ -36,6 +36,9 @@ def clean_zone_name(value: str) -> str:
         validate_domain_name(name)
     except ValidationError as exc:
         raise ValidationError({"name": exc.messages}) from None
+    reserved = reserved_by_installation(name)
+    if reserved:
+        raise ValidationError({"name": reserved})
     return name
 
 

@@ -361,3 +361,27 @@ def test_the_periodic_task_rechecks_pending_zones_not_checked_recently(org_a, or
     assert unpublished.last_check_error.startswith("No TXT record")
     event = AuditEvent.objects.for_org(org_a).filter(action="update").get()
     assert (event.actor_type, event.interface, event.user_agent) == ("system", "system", "zone verification")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name", ["access.localhost", "team.access.localhost", "cfargotunnel.localhost", "x.cfargotunnel.localhost"]
+)
+def test_the_installations_own_domains_cannot_be_claimed(org_a, name):
+    from controlplane.actors import Actor
+    from controlplane.services.zones import zone_create
+
+    with pytest.raises(ValidationError, match="this installation uses itself"):
+        zone_create(organisation=org_a, name=name, actor=Actor.cli())
+
+
+@pytest.mark.django_db
+def test_the_control_plane_host_cannot_be_routed(org_a, settings):
+    from controlplane.actors import Actor
+    from controlplane.services.dns import dns_record_create
+    from controlplane.services.zones import zone_create
+
+    settings.CONTROL_PLANE_HOSTS = ["zt.example.org"]
+    zone = zone_create(organisation=org_a, name="example.org", actor=Actor.cli())
+    with pytest.raises(ValidationError, match="control plane's own address"):
+        dns_record_create(zone=zone, actor=Actor.cli(), type="A", name="zt", content="192.0.2.1")

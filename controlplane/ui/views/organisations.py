@@ -135,32 +135,6 @@ class ComingSoonView(OrgRequiredMixin, TemplateView):
         return context
 
 
-class TunnelsView(ComingSoonView):
-    resource = Resource.TUNNELS
-    nav = "tunnels"
-    section: ClassVar[dict[str, Any]] = {
-        "title": "Tunnels",
-        "summary": "Connect origin servers without opening a single inbound port: a small connector on your "
-        "server dials out to this control plane and holds the connection open, and requests for your public "
-        "hostnames travel down it.",
-        "coming": [
-            "Create a tunnel and copy the one-line install command for the connector.",
-            "See each connector live: Healthy, Degraded, Down or Inactive, with what each state means.",
-            "Publish public hostnames under your active zones, with ingress rules ending in a catch-all.",
-        ],
-        "docs": [
-            (
-                "Cloudflare Tunnel (concepts)",
-                "https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/",
-            ),
-            (
-                "Tunnel status meanings",
-                "https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/monitor-tunnels/",
-            ),
-        ],
-    }
-
-
 class AccessView(ComingSoonView):
     resource = Resource.ACCESS
     nav = "access"

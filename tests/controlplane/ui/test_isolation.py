@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.urls import URLPattern, reverse
+from django.urls import URLPattern, URLResolver, reverse
 
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction, Role
@@ -18,7 +18,29 @@ from controlplane.services.tokens import api_token_create
 from controlplane.ui.urls import organisation_patterns
 from tests.factories import ZoneFactory
 
-POST_ONLY = {"member-role", "member-remove", "invitation-revoke", "token-revoke", "zone-check", "zone-delete"}
+POST_ONLY = {
+    "member-role",
+    "member-remove",
+    "invitation-revoke",
+    "token-revoke",
+    "zone-check",
+    "zone-delete",
+    "tunnel-rename",
+    "tunnel-rotate",
+    "tunnel-disconnect",
+    "tunnel-delete",
+    "tunnel-hostname-delete",
+    "tunnel-notification-delete",
+}
+
+
+def flat_patterns(patterns):
+    """Every URLPattern, descending into includes (tunnels' pages are included from tunnels/ui_urls.py)."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from flat_patterns(pattern.url_patterns)
+        else:
+            yield pattern
 
 
 def objects_of(org, *, settings_outbox=True):
@@ -32,7 +54,20 @@ def objects_of(org, *, settings_outbox=True):
     event = audit_record(organisation=org, actor=actor, action=AuditAction.UPDATE, resource_type="test")
     message = OutboxMessage.objects.create(organisation=org, from_email="a@b", to=["c@d"], subject="s", body="b")
     member = Membership.objects.for_org(org).order_by("-pk").first()
+    from tunnels.services import notification_destination_create, tunnel_config_update, tunnel_create
+
+    tunnel = tunnel_create(organisation=org, name="lab", actor=actor)
+    config = {
+        "ingress": [{"hostname": f"app.{zone.name}", "service": "http://localhost:1"}, {"service": "http_status:404"}]
+    }
+    tunnel_config_update(tunnel=tunnel, config=config, actor=actor)
+    destination = notification_destination_create(
+        organisation=org, actor=actor, name="ops", kind="email", emails=["ops@example.org"]
+    )
     return {
+        "tunnel_id": tunnel.id.hex,
+        "index": "0",
+        "destination_id": destination.id.hex,
         "zone_id": zone.id.hex,
         "invitation_id": invitation.id.hex,
         "token_id": token.id.hex,
@@ -44,7 +79,7 @@ def objects_of(org, *, settings_outbox=True):
 
 def organisation_urls(org, object_kwargs):
     urls = []
-    for pattern in organisation_patterns:
+    for pattern in flat_patterns(organisation_patterns):
         assert isinstance(pattern, URLPattern)
         names = re.findall(r"<(?:\w+:)?(\w+)>", str(pattern.pattern))
         kwargs = {"account_id": org.account_id, **{name: object_kwargs[name] for name in names}}
@@ -59,7 +94,7 @@ def world(org_a, org_b, admin_a, reader_a, admin_b, settings):
 
 
 def test_every_organisation_url_is_covered_by_the_object_kwargs(world, org_a):
-    assert len(organisation_urls(org_a, world["a"])) == len(organisation_patterns)
+    assert len(organisation_urls(org_a, world["a"])) == len(list(flat_patterns(organisation_patterns)))
 
 
 def test_every_page_renders_for_an_administrator(admin_client, world, org_a):
@@ -116,6 +151,8 @@ def test_objects_of_another_organisation_are_404_inside_your_own(admin_client, w
             "audit",
             "outbox",
             "tunnels",
+            "tunnel-notifications",
+            "connectors",
             "access",
             "certificates",
         }:
