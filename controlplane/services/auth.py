@@ -372,3 +372,19 @@ def two_factor_disable(*, user: User, code: str, actor: Actor) -> None:
         _audit_in_users_organisations(
             user=user, actor=actor, action=AuditAction.UPDATE, changes={"two_factor": [True, False]}
         )
+
+
+PASSWORD_RESET_PER_IP_PER_HOUR = 10
+
+
+def password_reset_allowed(ip: str | None) -> bool:
+    """At most PASSWORD_RESET_PER_IP_PER_HOUR reset requests per client address an hour (each sends a mail)."""
+    key = f"password-reset-ip:{ip or 'unknown'}"
+    if cache.add(key, 1, timeout=3600):
+        return True
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=3600)
+        return True
+    return count <= PASSWORD_RESET_PER_IP_PER_HOUR

@@ -189,6 +189,15 @@ class PasswordResetView(UIView, auth_views.PasswordResetView):
     form_class = PasswordResetForm
     success_url = reverse_lazy("ui:password-reset-done")
 
+    def form_valid(self, form: Any) -> HttpResponse:
+        from controlplane.actors import client_ip
+        from controlplane.services.auth import password_reset_allowed
+
+        if not password_reset_allowed(client_ip(self.request)):
+            form.add_error(None, "Too many reset requests from your address. Try again in an hour.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)
+
 
 class PasswordResetDoneView(UIView, auth_views.PasswordResetDoneView):
     template_name = "ui/auth/password_reset_done.html"

@@ -88,3 +88,17 @@ def test_password_change_for_a_signed_in_user(admin_client, admin_a):
     assert response.url == "/account/"
     admin_a.refresh_from_db()
     assert admin_a.check_password(NEW_PASSWORD)
+
+
+def test_reset_requests_are_limited_per_client_address(client, admin_a, settings, django_capture_on_commit_callbacks):
+    settings.EMAIL_BACKEND = "controlplane.mail.OutboxEmailBackend"
+    from controlplane.models import OutboxMessage
+    from controlplane.services.auth import PASSWORD_RESET_PER_IP_PER_HOUR
+
+    for _ in range(PASSWORD_RESET_PER_IP_PER_HOUR):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert client.post("/password-reset/", {"email": admin_a.email}).status_code == 302
+    response = client.post("/password-reset/", {"email": admin_a.email})
+    assert response.status_code == 429 and "Too many reset requests" in response.content.decode()
+    sent = [m for m in OutboxMessage.objects.unscoped("test: installation-wide mail") if admin_a.email in m.to]
+    assert len(sent) == PASSWORD_RESET_PER_IP_PER_HOUR
