@@ -23,13 +23,15 @@ import uuid
 from typing import Any, Callable
 
 from . import __version__, protocol
+from .dataplane import DataPlane, Mux
+from .httpclient import env_extra_ca_file
 from .protocol import CloseCode, ProtocolError
 from .token import TunnelToken
 from .websocket import ConnectionClosed, HandshakeError, WebSocket, WebSocketError, connect
 
 log = logging.getLogger("connector")
 
-FEATURES = ["remote-config", "ha-connections"]
+FEATURES = ["remote-config", "ha-connections", "streams"]
 # HTTP answers to the upgrade that mean the credentials, not the network, are the problem.
 _REFUSAL_STATUSES = frozenset({401, 403, 404, 410})
 
@@ -76,6 +78,9 @@ class Settings:
     backoff_cap: float = 60.0
     open_timeout: float = 15.0
     welcome_timeout: float = 15.0
+    # Extra CA bundle origins are verified against (besides the system roots and each rule's caPool): the hook for
+    # the Origin CA bundle the control plane will provide. TUNNEL_ORIGIN_CA_FILE by default.
+    origin_ca_file: str = dataclasses.field(default_factory=env_extra_ca_file)
 
 
 @dataclasses.dataclass
@@ -144,7 +149,8 @@ class Connection:
         self.stats = stats
         self.welcome: protocol.Welcome | None = None
         self.draining = False  # DRAIN sent or received: no new streams
-        self.streams: dict[int, Any] = {}  # in-flight data-plane streams (the edge issue fills this)
+        self.streams: dict[int, Any] = {}  # in-flight data-plane streams (connector/dataplane.py)
+        self.mux: Mux | None = None
         self.last_received = time.monotonic()
         self.pings: dict[int, float] = {}
         self._nonce = 0
@@ -191,6 +197,7 @@ class Supervisor:
         self._tasks: list[asyncio.Task] = []
         self.hostname = socket.gethostname()
         self.arch = go_arch()
+        self.dataplane = DataPlane(self.config, settings.origin_ca_file, self.connector_id)
 
     @property
     def ready_connections(self) -> int:
@@ -213,6 +220,7 @@ class Supervisor:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.dataplane.close()
 
     def stop(self) -> None:
         """Begin the drained shutdown (idempotent)."""
@@ -298,6 +306,7 @@ class Supervisor:
             return False, False
 
         conn = Connection(index, ws, self.stats)
+        conn.mux = self.dataplane.attach(conn)
         self.connections[index] = conn
         heartbeat: asyncio.Task | None = None
         try:
@@ -329,6 +338,7 @@ class Supervisor:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            conn.mux.close()
             if self.connections.get(index) is conn:
                 del self.connections[index]
                 self.stats.heartbeat_rtt.pop(index, None)  # /metrics shows live connections only
@@ -378,7 +388,13 @@ class Supervisor:
         )
 
     async def _dispatch(self, conn: Connection, message: protocol.Message) -> None:
-        if isinstance(message, protocol.Config):
+        if message.KIND >= 16:  # the data plane: handled synchronously, never waiting on a stream's I/O
+            assert conn.mux is not None
+            if message.KIND == protocol.Kind.REQUEST:
+                conn.mux.on_request(message)  # type: ignore[arg-type]
+            else:
+                conn.mux.on_frame(message)
+        elif isinstance(message, protocol.Config):
             await conn.send(self.config.apply(message))
         elif isinstance(message, protocol.Ping):
             await conn.send(protocol.Pong(nonce=message.nonce, ts=message.ts))
@@ -389,12 +405,6 @@ class Supervisor:
             log.info("The control plane is draining connIndex=%s: %s", conn.index, message.reason or "no reason given")
         elif isinstance(message, protocol.Error):
             self._log_error(conn, message)
-        elif isinstance(message, protocol.Request):
-            # The data plane arrives with the edge issue; until then a stream is refused, so the edge may retry it.
-            reset = protocol.Reset(message.stream_id, protocol.ResetCode.REFUSED_STREAM, "streams not supported")
-            await conn.send(reset)
-        elif message.KIND in protocol.DATA_KINDS:
-            pass  # frames of streams this connector does not hold (e.g. already reset): dropped, as HTTP/2 does
         else:
             raise ProtocolError(f"unexpected {message.KIND.name} from the server")
 

@@ -238,6 +238,32 @@ class WebSocket:
         else:
             await self._send_frame(OP_BINARY, bytes(message))
 
+    def send_nowait(self, messages: Sequence[bytes]) -> None:
+        """Write binary messages at once, without waiting for the socket (the data plane batches its frames and
+        watches `buffered` for backpressure). Raises ConnectionClosed once the connection is closing."""
+        if self._close_exc is not None or self._close_sent:
+            raise self._close_exc or ConnectionClosed(1006, "closing")
+        frame = self._frame
+        if len(messages) == 1:
+            self._writer.write(frame(OP_BINARY, messages[0]))
+        else:
+            self._writer.writelines([frame(OP_BINARY, message) for message in messages])
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet handed to the kernel."""
+        transport = self._writer.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its low-water mark."""
+        try:
+            async with self._drain_lock:
+                await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._lost(f"write failed: {exc}")
+            raise self._close_exc  # type: ignore[misc]
+
     async def ping(self, data: bytes = b"") -> None:
         await self._send_frame(OP_PING, data[:125])
 

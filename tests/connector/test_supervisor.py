@@ -232,13 +232,14 @@ async def test_oversized_frame_from_the_server_closes_1009(edge):
         await edge.next_connection()
 
 
-async def test_stream_requests_are_refused_until_the_data_plane_exists(edge):
+async def test_streams_before_any_configuration_answer_503(edge):
     sup = make_supervisor(edge, ha_connections=1)
     async with Running(sup):
         conn = await edge.next_connection()
         await conn.send(protocol.Request(1, "GET", "https", "a.example.com", "/", end_stream=True))
-        reset = await conn.expect(Kind.RESET)
-        assert (reset.stream_id, reset.code) == (1, protocol.ResetCode.REFUSED_STREAM)
+        response = await conn.expect(Kind.RESPONSE)
+        assert (response.stream_id, response.status) == (1, 503)  # cloudflared: no ingress rules -> 503
+        await conn.expect(Kind.DATA)
         await conn.send(protocol.Data(9, b"stray"))  # frames of unknown streams are dropped
         await conn.send(protocol.Ping(nonce=1))
         await conn.expect(Kind.PONG)
