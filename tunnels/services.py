@@ -386,14 +386,31 @@ def _locked(tunnel: Tunnel) -> Tunnel:
     return Tunnel.objects.for_org(tunnel.organisation).select_for_update().get(pk=tunnel.pk)
 
 
+def _check_version(tunnel: Tunnel, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != tunnel.config_version:
+        raise ValidationError(
+            {
+                "version": f"The configuration is at version {tunnel.config_version}, not {expected_version}: someone "
+                "changed it since you read it. Read it again and retry."
+            }
+        )
+
+
 @transaction.atomic
 def public_hostname_save(
-    *, tunnel: Tunnel, actor: Actor, rule: dict[str, Any], index: int | None = None
+    *,
+    tunnel: Tunnel,
+    actor: Actor,
+    rule: dict[str, Any],
+    index: int | None = None,
+    expected_version: int | None = None,
 ) -> TunnelConfiguration:
-    """Add (index None) or replace (index) one public hostname rule, keeping every other rule as it is."""
+    """Add (index None) or replace (index) one public hostname rule, keeping every other rule as it is. With
+    `expected_version`, refuse if the configuration changed meanwhile (optimistic concurrency)."""
     if not isinstance(rule, dict) or not rule.get("hostname"):
         raise ValidationError({"hostname": "A public hostname needs a hostname."})
     tunnel = _locked(tunnel)
+    _check_version(tunnel, expected_version)
     rules, catch_all = _rules_with_catch_all(tunnel.config or {})
     if index is None:
         rules.append(rule)
@@ -406,8 +423,11 @@ def public_hostname_save(
 
 
 @transaction.atomic
-def public_hostname_delete(*, tunnel: Tunnel, actor: Actor, index: int) -> TunnelConfiguration:
+def public_hostname_delete(
+    *, tunnel: Tunnel, actor: Actor, index: int, expected_version: int | None = None
+) -> TunnelConfiguration:
     tunnel = _locked(tunnel)
+    _check_version(tunnel, expected_version)
     rules, catch_all = _rules_with_catch_all(tunnel.config or {})
     if not 0 <= index < len(rules):
         raise ValidationError({"index": "No such public hostname."})

@@ -116,6 +116,16 @@ def seed_dns_records(org: Organisation, admin: Any, rows: int) -> Seeded:
     return Seeded({"zone_id": zone.id.hex})
 
 
+def seed_hostnames(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from tunnels.services import tunnel_config_update, tunnel_create
+
+    zone = ZoneFactory(organisation=org, name=f"apps.{org.team_name}.example")
+    tunnel = tunnel_create(organisation=org, name="many", actor=Actor(user=admin))
+    rules = [{"hostname": f"app{i}.{zone.name}", "service": "http://localhost:1"} for i in range(rows)]
+    tunnel_config_update(tunnel=tunnel, config={"ingress": [*rules, {"service": "http_status:404"}]}, actor=Actor.cli())
+    return Seeded({"tunnel_id": str(tunnel.id)})
+
+
 # OpenAPI path of each list endpoint -> how to give it `rows` rows (as seen by org A's Super Administrator).
 SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts": seed_accounts,
@@ -128,6 +138,7 @@ SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts/{account_id}/cfd_tunnel": seed_tunnels,
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections": seed_connections,
     "/zones/{zone_id}/dns_records": seed_dns_records,
+    "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/hostnames": seed_hostnames,
 }
 
 

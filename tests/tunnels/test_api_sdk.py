@@ -138,3 +138,47 @@ def test_list_filters_are_validated(cf, org_a):
         )
         assert response.status_code == 400, (query, response.text)
         assert isinstance(response, httpx.Response) and response.json()["success"] is False
+
+
+def test_single_public_hostnames_through_the_api(cf, org_a):
+    tunnels = cf.zero_trust.tunnels.cloudflared
+    acc = org_a.id.hex
+    tunnel = tunnels.create(account_id=acc, name="lab")
+    base = f"/accounts/{acc}/cfd_tunnel/{tunnel.id}/hostnames"
+
+    def call(method, path, **kwargs):
+        """A raw call through the SDK (these endpoints are ours, not in its types): the envelope's result."""
+        return getattr(cf, method)(path, cast_to=object, **kwargs)["result"]
+
+    listed = call("post", base, body={"hostname": "a.example.com", "service": "http://localhost:1"})
+    assert [h["hostname"] for h in listed] == ["a.example.com"]
+    listed = call("post", base, body={"hostname": "b.example.com", "service": "http://localhost:2", "version": 1})
+    assert [(h["index"], h["hostname"]) for h in listed] == [(0, "a.example.com"), (1, "b.example.com")]
+    config = tunnels.configurations.get(tunnel.id, account_id=acc)
+    assert config.version == 2 and config.config.ingress[-1].service == "http_status:404"
+    # A stale version is refused, naming the field; nothing changes.
+    with pytest.raises(cloudflare.BadRequestError) as excinfo:
+        cf.put(
+            f"{base}/0",
+            body={"hostname": "a.example.com", "service": "http://localhost:9", "version": 1},
+            cast_to=object,
+        )
+    assert excinfo.value.errors[0].source.pointer == "/version"
+    updated = call(
+        "put",
+        f"{base}/0",
+        body={
+            "hostname": "a.example.com",
+            "service": "https://localhost:9",
+            "originRequest": {"noTLSVerify": True},
+            "version": 2,
+        },
+    )
+    assert updated[0]["service"] == "https://localhost:9" and updated[0]["originRequest"] == {"noTLSVerify": True}
+    assert call("get", f"{base}/1")["hostname"] == "b.example.com"
+    remaining = call("delete", f"{base}/1")
+    assert [h["hostname"] for h in remaining] == ["a.example.com"]
+    with pytest.raises(cloudflare.NotFoundError):
+        call("get", f"{base}/1")
+    with pytest.raises(cloudflare.BadRequestError):
+        call("post", base, body={"hostname": "c.other.org", "service": "http://localhost:1"})

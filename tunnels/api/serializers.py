@@ -156,3 +156,47 @@ def configuration_data(tunnel: Tunnel, created_at: Any) -> dict[str, Any]:
         "created_at": created_at,
         "config": tunnel.config or {},
     }
+
+
+class HostnameInput(serializers.Serializer):
+    """One public hostname rule (cloudflared's ingress rule with a hostname)."""
+
+    hostname = serializers.CharField(max_length=253)
+    service = serializers.CharField(max_length=500)
+    path = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    originRequest = serializers.DictField(required=False)  # noqa: N815 (the wire name)
+    version = serializers.IntegerField(
+        required=False, help_text="The configuration version you read; refused if it changed since."
+    )
+
+    def rule(self) -> dict[str, Any]:
+        data = dict(self.validated_data)
+        data.pop("version", None)
+        if not data.get("path"):
+            data.pop("path", None)
+        return data
+
+
+class HostnameOutput(serializers.Serializer):
+    index = serializers.IntegerField()
+    hostname = serializers.CharField()
+    path = serializers.CharField(allow_blank=True)
+    service = serializers.CharField()
+    originRequest = serializers.DictField()  # noqa: N815
+    config_version = serializers.IntegerField()
+
+
+def hostnames_data(tunnel: Tunnel) -> list[dict[str, Any]]:
+    rules = (tunnel.config or {}).get("ingress") or []
+    return [
+        {
+            "index": index,
+            "hostname": rule["hostname"],
+            "path": rule.get("path", ""),
+            "service": rule.get("service", ""),
+            "originRequest": rule.get("originRequest") or {},
+            "config_version": tunnel.config_version,
+        }
+        for index, rule in enumerate(rules)
+        if rule.get("hostname")
+    ]

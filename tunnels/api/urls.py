@@ -11,6 +11,10 @@ urlpatterns = [
     path(f"{base}/<str:tunnel_id>/token/rotate", views.TunnelRotateView.as_view(), name="api-tunnel-rotate"),
     path(f"{base}/<str:tunnel_id>/configurations", views.TunnelConfigurationView.as_view(), name="api-tunnel-config"),
     path(f"{base}/<str:tunnel_id>/connections", views.TunnelConnectionsView.as_view(), name="api-tunnel-connections"),
+    path(f"{base}/<str:tunnel_id>/hostnames", views.TunnelHostnamesView.as_view(), name="api-tunnel-hostnames"),
+    path(
+        f"{base}/<str:tunnel_id>/hostnames/<str:index>", views.TunnelHostnameView.as_view(), name="api-tunnel-hostname"
+    ),
     path(
         f"{base}/<str:tunnel_id>/connectors/<str:connector_id>",
         views.TunnelConnectorView.as_view(),

@@ -18,12 +18,15 @@ from tunnels.api.serializers import (
     ConfigurationInput,
     ConfigurationOutput,
     ConnectorOutput,
+    HostnameInput,
+    HostnameOutput,
     TunnelCreateInput,
     TunnelEditInput,
     TunnelListQuery,
     TunnelOutput,
     configuration_data,
     connector_data,
+    hostnames_data,
     tunnel_data,
 )
 from tunnels.models import TunnelConfiguration
@@ -92,9 +95,7 @@ class TunnelListView(TunnelBase):
 
 
 def _valid(serializer_class: Any, data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+    return dict(_validated(serializer_class, data).validated_data)
 
 
 class TunnelDetailView(TunnelBase):
@@ -187,3 +188,85 @@ class TunnelConnectorView(TunnelBase):
         tunnel = self.tunnel(tunnel_id, include_deleted=True)
         health = selectors.connector_health(tunnel=tunnel, connector_id=connector_id)
         return Response(connector_data(health, tunnel.config_version))
+
+
+class TunnelHostnamesView(TunnelBase):
+    """Public hostnames one at a time, so automation need not replace the whole configuration."""
+
+    @extend_schema(responses=HostnameOutput(many=True), summary="List the tunnel's public hostnames")
+    def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        return Response(hostnames_data(self.tunnel(tunnel_id)))
+
+    @extend_schema(
+        request=HostnameInput,
+        responses=HostnameOutput(many=True),
+        summary="Add one public hostname (before the catch-all); creates its DNS record",
+    )
+    def post(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        serializer = _validated(HostnameInput, request.data)
+        tunnel = self.tunnel(tunnel_id)
+        services.public_hostname_save(
+            tunnel=tunnel,
+            actor=self.actor,
+            rule=serializer.rule(),
+            expected_version=serializer.validated_data.get("version"),
+        )
+        tunnel.refresh_from_db()
+        return Response(hostnames_data(tunnel))
+
+
+class TunnelHostnameView(TunnelBase):
+    def index(self, tunnel, index: str) -> int:
+        from controlplane.errors import NotFound
+
+        try:
+            value = int(index)
+        except ValueError:
+            raise NotFound("No such public hostname.") from None
+        if value not in {item["index"] for item in hostnames_data(tunnel)}:
+            raise NotFound("No such public hostname.")
+        return value
+
+    @extend_schema(responses=HostnameOutput, summary="Get one public hostname")
+    def get(self, request: Request, account_id: str, tunnel_id: str, index: str) -> Response:
+        tunnel = self.tunnel(tunnel_id)
+        position = self.index(tunnel, index)
+        return Response(next(item for item in hostnames_data(tunnel) if item["index"] == position))
+
+    @extend_schema(request=HostnameInput, responses=HostnameOutput(many=True), summary="Replace one public hostname")
+    def put(self, request: Request, account_id: str, tunnel_id: str, index: str) -> Response:
+        serializer = _validated(HostnameInput, request.data)
+        tunnel = self.tunnel(tunnel_id)
+        services.public_hostname_save(
+            tunnel=tunnel,
+            actor=self.actor,
+            rule=serializer.rule(),
+            index=self.index(tunnel, index),
+            expected_version=serializer.validated_data.get("version"),
+        )
+        tunnel.refresh_from_db()
+        return Response(hostnames_data(tunnel))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("version", int, description="Refuse if the configuration changed since.")],
+        responses=HostnameOutput(many=True),
+        summary="Remove one public hostname and its DNS record",
+    )
+    def delete(self, request: Request, account_id: str, tunnel_id: str, index: str) -> Response:
+        tunnel = self.tunnel(tunnel_id)
+        raw_version = request.query_params.get("version")
+        try:
+            version = int(raw_version) if raw_version not in (None, "") else None
+        except ValueError:
+            raise ValidationError({"version": "must be a whole number."}) from None
+        services.public_hostname_delete(
+            tunnel=tunnel, actor=self.actor, index=self.index(tunnel, index), expected_version=version
+        )
+        tunnel.refresh_from_db()
+        return Response(hostnames_data(tunnel))
+
+
+def _validated(serializer_class: Any, data: Any) -> Any:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer
