@@ -78,6 +78,8 @@ class ConnectorSession:
         stream = EdgeStream(self, self.next_stream_id)
         self.next_stream_id += 2
         self.streams[stream.id] = stream
+        if self.closed:  # lost between pick_session() and now: fail at once rather than wait for a response
+            stream.fail(protocol.ResetCode.INTERNAL_ERROR, "the connector connection was lost")
         return stream
 
     def dispatch_stream_frame(self, message: Any) -> None:
