@@ -158,6 +158,7 @@ class Hub:
         self.peer_relays: set[PeerRelay] = set()
         self.peer_url = ""
         self._holdings_dirty: set[uuid.UUID] = set()  # tunnels whose connections stopped carrying streams (DRAIN)
+        self._peer_url_warned = False
         self.stats = {"connects": 0, "refused": 0, "events": 0}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -486,6 +487,12 @@ class Hub:
             from edge.peers import own_peer_url
 
             self.peer_url = own_peer_url()
+            if not self.peer_url and not self._peer_url_warned:
+                self._peer_url_warned = True
+                logger.warning(
+                    "this instance advertises no peer address (set EDGE_PEER_URL): requests reaching other "
+                    "instances for tunnels connected here cannot be forwarded to it"
+                )
         await self.db(
             ledger.heartbeat_instance,
             self.server_id,
