@@ -551,6 +551,7 @@ class PeerDirectory:
                     del holders[tunnel_id]
         self.urls, self.holders = urls, holders
         for server in [server for server in self.links if server not in urls]:
+            logger.info("edge instance %s is no longer alive: its peer link is closed", server)
             await self.links.pop(server).stop("the instance is no longer alive")
         for server in {server for servers in holders.values() for server in servers}:
             self._ensure_link(server)

@@ -305,4 +305,4 @@ def test_a_request_at_b_is_served_by_the_connector_on_a(services, routed, tmp_pa
             # Reconciled as lost after SERVER_INSTANCE_DEADLINE_SECONDS: still 530, and the link is given up.
             time.sleep(8)
             assert visit(b, "app.example.com").status_code == 530
-            assert "no longer alive" in b.log_text() or "peer link" in b.log_text()
+            assert "is no longer alive: its peer link is closed" in b.log_text()
