@@ -251,7 +251,6 @@ class PeerLink:
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._task: asyncio.Task | None = None
-        self._ready_event = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
@@ -272,11 +271,6 @@ class PeerLink:
                 self._views.clear()
             view = self._views[tunnel_id] = PeerTunnelView(self, tunnel_id)
         return view
-
-    async def wait_ready(self, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready_event.wait(), timeout)
-        return self.ready
 
     # -- streams ---------------------------------------------------------------------------------------------
 
@@ -352,7 +346,6 @@ class PeerLink:
                 failures = 0
                 self.connects += 1
                 self.ws, self.ready, self.last_rx = ws, True, time.monotonic()
-                self._ready_event.set()
                 logger.info("peer link to %s (%s) is up", self.server_id, self.url)
                 reason = await self._serve(ws, interval)
             except _Stale as exc:
@@ -376,7 +369,6 @@ class PeerLink:
 
     def _down(self, reason: str) -> None:
         self.ready = False
-        self._ready_event.clear()
         ws, self.ws = self.ws, None
         self._out = []
         if ws is not None:
@@ -427,7 +419,6 @@ class PeerLink:
                         await self.send(protocol.Pong(nonce=message.nonce, ts=message.ts))
                     elif isinstance(message, protocol.Drain):
                         self.ready = False  # the peer is going away: finish in-flight streams, open none
-                        self._ready_event.clear()
                     elif isinstance(message, protocol.Error):
                         logger.warning("peer %s reports %s: %s", self.server_id, message.code, message.message)
                     elif not isinstance(message, protocol.Pong):

@@ -49,7 +49,7 @@ def routed_tunnel(org_a):
     return tunnel
 
 
-# -- authentication and framing (no database) -------------------------------------------------------------------
+# -- authentication, framing, the advertised address -------------------------------------------------------------------
 
 
 def test_the_peer_signature_round_trips_and_refuses_forgeries_and_old_ones(settings):
