@@ -2,8 +2,9 @@
 
 Requests for the control plane's own hosts (settings.CONTROL_PLANE_HOSTS and team domains) go to Django (HTTP)
 and to the websocket routes; the connector endpoint is routed before any session or origin middleware (it
-authenticates with its token and sends no Origin). Every other Host is a public hostname: the edge carries it
-down its tunnel without entering Django's request machinery.
+authenticates with its token and sends no Origin). The peer endpoint (edge/peers.py: another instance forwarding
+requests for tunnels connected here) is routed by path and its EdgePeer authorization, whatever the Host. Every
+other Host is a public hostname: the edge carries it down its tunnel without entering Django's request machinery.
 """
 
 import os
@@ -19,6 +20,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from connector.protocol import WEBSOCKET_PATH  # noqa: E402
 from controlplane.routing import websocket_urlpatterns  # noqa: E402
+from edge import peers  # noqa: E402
 from edge.app import edge_application, is_control_plane_host, request_host  # noqa: E402
 from tunnels.endpoints import connector_app  # noqa: E402
 
@@ -29,6 +31,10 @@ async def application(scope, receive, send):
     kind = scope["type"]
     if kind == "lifespan":
         return await edge_application(scope, receive, send)
+    if not peers.listen_port_known():
+        peers.note_server(scope)  # the port this process serves on, for the address it advertises to its peers
+    if kind == "websocket" and peers.is_peer_request(scope):
+        return await peers.peer_app(scope, receive, send)
     host, _ = request_host(scope)
     if kind == "websocket" and scope["path"] == WEBSOCKET_PATH and is_control_plane_host(host):
         return await connector_app(scope, receive, send)

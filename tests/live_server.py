@@ -129,14 +129,17 @@ def run_daphne(
     log_dir: str | None = None,
     daphne_args: list[str] | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
+    port: int | None = None,
 ) -> Iterator[LiveServer]:
-    """Start `daphne controlplane.asgi:application` on a free port against the test database; stop it after.
+    """Start `daphne controlplane.asgi:application` on a free port (or `port`) against the test database; stop it
+    after.
 
     `env` adds to (or overrides) the server's environment, e.g. REDIS_URL for the production topology;
-    `daphne_args` adds command-line options such as ["--websocket_timeout", "-1"]."""
+    `daphne_args` adds command-line options such as ["--websocket_timeout", "-1"]; `port` is for a server whose
+    environment must name its own address (EDGE_PEER_URL)."""
     from django.conf import settings
 
-    port = free_port()
+    port = port or free_port()
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept open for the subprocess's lifetime)
         prefix=f"daphne-{port}-", suffix=".log", dir=log_dir, delete=False
     )

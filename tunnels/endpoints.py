@@ -137,7 +137,7 @@ async def connector_app(scope: dict[str, Any], receive, send) -> None:
             elif isinstance(msg, STREAM_MESSAGES):
                 session.dispatch_stream_frame(msg)
             elif isinstance(msg, protocol.Drain):
-                session.draining = True
+                hub.session_draining(session)
             elif isinstance(msg, protocol.Error):
                 logger.warning("connector %s reports %s: %s", session.connector_id, msg.code, msg.message)
             elif isinstance(msg, protocol.Hello):

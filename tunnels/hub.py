@@ -6,7 +6,9 @@ needs ~60 s to accept 10,000 sockets and half a core at idle, and a group_send t
 So there is one hub per process: sockets are plain ASGI websockets registered in dictionaries, an event is
 delivered to the local sockets directly, and the channel layer (Redis pub/sub in production) is used once per
 process to hear events published by other processes. Database writes for connection opens/closes/acks are
-batched by the ledger. One sweeper task per process handles heartbeats for all connections.
+batched by the ledger. One sweeper task per process handles heartbeats for all connections. With several instances,
+the hub also knows which other instances hold which tunnels, and requests for those go to them over direct peer
+links (edge/peers.py), never through the channel layer.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from connector import protocol
 from tunnels import ledger
+
+if TYPE_CHECKING:
+    from edge.peers import PeerDirectory, PeerRelay, PeerTunnelView
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +83,8 @@ class ConnectorSession:
         stream = EdgeStream(self, self.next_stream_id)
         self.next_stream_id += 2
         self.streams[stream.id] = stream
+        if self.closed:  # lost between pick_session() and now: fail at once rather than wait for a response
+            stream.fail(protocol.ResetCode.INTERNAL_ERROR, "the connector connection was lost")
         return stream
 
     def dispatch_stream_frame(self, message: Any) -> None:
@@ -145,6 +152,13 @@ class Hub:
         self.location = os.environ.get("EDGE_LOCATION", socket.gethostname()[:16])
         # The edge's route table registers here to be reloaded when a `routes` event arrives.
         self.on_routes_changed: Callable[[], Awaitable[None]] | None = None
+        # Cross-instance forwarding (edge/peers.py), with a shared channel layer only: which other instances hold
+        # which tunnels and the links to them; the links peers opened to us; the address we advertise.
+        self.peers: PeerDirectory | None = None
+        self.peer_relays: set[PeerRelay] = set()
+        self.peer_url = ""
+        self._holdings_dirty: set[uuid.UUID] = set()  # tunnels whose connections stopped carrying streams (DRAIN)
+        self._peer_url_warned = False
         self.stats = {"connects": 0, "refused": 0, "events": 0}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -155,7 +169,12 @@ class Hub:
         self.loop = asyncio.get_running_loop()
         tune_gc()
         self._flush_wakeup = asyncio.Event()
-        await self.db(ledger.heartbeat_instance, self.server_id, socket.gethostname(), os.getpid(), self.started_at)
+        if uses_shared_layer():
+            from edge.peers import PeerDirectory, own_peer_url
+
+            self.peers = PeerDirectory(self)
+            self.peer_url = own_peer_url()
+        await self._heartbeat_instance()
         # Without a shared channel layer there is only one process: connections any earlier run left open are gone.
         changed = await self.db(
             ledger.reconcile_lost_instances,
@@ -171,6 +190,7 @@ class Hub:
         if uses_shared_layer():
             self._tasks.append(asyncio.ensure_future(self._layer_loop()))
         await self._tunnels_changed(changed)
+        await self._reload_peers()
         logger.info("hub %s started", self.server_id)
 
     async def db(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -288,9 +308,25 @@ class Hub:
             )
             self._wake_flush()
 
-    def pick_session(self, tunnel_id: uuid.UUID) -> ConnectorSession | None:
-        """A connection of the tunnel that carries requests, spreading streams across connectors and their
-        connections (round robin; draining ones skipped)."""
+    def session_draining(self, session: ConnectorSession) -> None:
+        """DRAIN from a connector: no new streams on this connection; the peers hear it if it was the tunnel's
+        last carrying connection here."""
+        session.draining = True
+        if self.peers is not None:
+            self._holdings_dirty.add(session.tunnel_id)
+            self._wake_flush()
+
+    def pick_session(self, tunnel_id: uuid.UUID) -> ConnectorSession | PeerTunnelView | None:
+        """Where a request for the tunnel goes: a connection held by this process, else the link to another
+        instance holding one (edge/peers.py; never a database query)."""
+        session = self.pick_local_session(tunnel_id)
+        if session is None and self.peers is not None:
+            return self.peers.pick(tunnel_id)
+        return session
+
+    def pick_local_session(self, tunnel_id: uuid.UUID) -> ConnectorSession | None:
+        """A connection of the tunnel held by this process that carries requests, spreading streams across
+        connectors and their connections (round robin; draining ones skipped)."""
         peers = self.sessions.get(tunnel_id)
         if not peers:
             return None
@@ -328,6 +364,10 @@ class Hub:
         if kind == "routes":
             if self.on_routes_changed is not None:
                 await self.on_routes_changed()
+            return
+        if kind == "holders":
+            if self.peers is not None:
+                self.peers.on_event(event)
             return
         tunnel_id = uuid.UUID(event["tunnel"])
         org_id = uuid.UUID(event["org"])
@@ -418,14 +458,56 @@ class Hub:
             await asyncio.sleep(FLUSH_INTERVAL)  # gather what arrives meanwhile into the same transaction
             self._flush_wakeup.clear()
             batch, self.batch = self.batch, ledger.Batch()
-            if not batch:
-                continue
+            holdings, self._holdings_dirty = self._holdings_dirty, set()
+            changed = None
+            if batch:
+                try:
+                    changed = await self.db(ledger.flush, batch, self.server_id)
+                except Exception:
+                    logger.exception("writing %d opens / %d closes failed", len(batch.opens), len(batch.closes))
+            holdings |= {o.tunnel_id for o in batch.opens} | {c.tunnel_id for c in batch.closes}
+            await self._announce_holdings(holdings)
+            if changed is not None:
+                await self._tunnels_changed(changed)
+
+    async def _announce_holdings(self, tunnel_ids: set[uuid.UUID]) -> None:
+        """Tell the other instances which tunnels this one started or stopped holding, once the connection rows
+        are written (so that a peer's database reload agrees with the event)."""
+        if self.peers is None or not tunnel_ids:
+            return
+        gained, lost = self.peers.holdings_changed(tunnel_ids)
+        for event in self.peers.holdings_events(gained, lost):
             try:
-                changed = await self.db(ledger.flush, batch, self.server_id)
+                await self._broadcast(event)
             except Exception:
-                logger.exception("writing %d opens / %d closes failed", len(batch.opens), len(batch.closes))
-                continue
-            await self._tunnels_changed(changed)
+                logger.exception("announcing tunnel holdings failed (the peers' reload heals it)")
+
+    async def _heartbeat_instance(self) -> None:
+        if self.peers is not None and not self.peer_url:
+            from edge.peers import own_peer_url
+
+            self.peer_url = own_peer_url()
+            if not self.peer_url and not self._peer_url_warned:
+                self._peer_url_warned = True
+                logger.warning(
+                    "this instance advertises no peer address (set EDGE_PEER_URL): requests reaching other "
+                    "instances for tunnels connected here cannot be forwarded to it"
+                )
+        await self.db(
+            ledger.heartbeat_instance,
+            self.server_id,
+            socket.gethostname(),
+            os.getpid(),
+            self.started_at,
+            self.peer_url,
+        )
+
+    async def _reload_peers(self) -> None:
+        if self.peers is not None:
+            try:
+                await self.peers.reload()
+            except Exception:
+                logger.exception("loading where tunnels are connected failed")
 
     async def _sweep_loop(self) -> None:
         """Heartbeats for every connection of this process: ping the quiet ones, drop the silent ones."""
@@ -454,9 +536,7 @@ class Hub:
         while True:
             await asyncio.sleep(settings.SERVER_INSTANCE_HEARTBEAT_SECONDS)
             try:
-                await self.db(
-                    ledger.heartbeat_instance, self.server_id, socket.gethostname(), os.getpid(), self.started_at
-                )
+                await self._heartbeat_instance()
                 changed = await self.db(
                     ledger.reconcile_lost_instances,
                     self.server_id,
@@ -464,6 +544,7 @@ class Hub:
                 )
                 await self._tunnels_changed(changed)
                 await self._resend_outdated_configs()
+                await self._reload_peers()
             except Exception:
                 logger.exception("hub housekeeping failed")
 
@@ -640,6 +721,8 @@ async def reset_hub_for_tests() -> None:
     for task in hub._tasks:
         with contextlib.suppress(BaseException):
             await task
+    if hub.peers is not None:
+        await hub.peers.close()
     # Close each database thread's connection (Django's are per thread), so the test database can be dropped.
     workers = hub._db._max_workers
     barrier = threading.Barrier(workers)

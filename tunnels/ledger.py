@@ -255,13 +255,48 @@ def _update_tunnel_activity(orgs: set[uuid.UUID], tunnel_ids: set[uuid.UUID], no
             Tunnel.objects.filter(organisation_id=tunnel.organisation_id, pk=tunnel.pk).update(conns_inactive_at=now)
 
 
-def heartbeat_instance(server_id: str, hostname: str, pid: int, started_at) -> None:
+def heartbeat_instance(server_id: str, hostname: str, pid: int, started_at, peer_url: str = "") -> None:
     close_old_connections()
     now = timezone.now()
     ServerInstance.objects.update_or_create(
         server_id=server_id,
-        defaults={"hostname": hostname, "pid": pid, "started_at": started_at, "last_seen_at": now, "stopped_at": None},
+        defaults={
+            "hostname": hostname,
+            "pid": pid,
+            "started_at": started_at,
+            "last_seen_at": now,
+            "stopped_at": None,
+            "peer_url": peer_url[:255],
+        },
     )
+
+
+def load_peer_holdings(
+    server_id: str, deadline: datetime.timedelta
+) -> tuple[dict[str, str], dict[uuid.UUID, set[str]]]:
+    """For cross-instance forwarding (edge/peers.py): the other live instances that advertise a peer address, and
+    for each tunnel the ones among them holding an open connection of a connector that carries streams."""
+    close_old_connections()
+    now = timezone.now()
+    urls = dict(
+        ServerInstance.objects.filter(last_seen_at__gte=now - deadline, stopped_at__isnull=True)
+        .exclude(server_id=server_id)
+        .exclude(peer_url="")
+        .values_list("server_id", "peer_url")
+    )
+    holders: dict[uuid.UUID, set[str]] = {}
+    if urls:
+        rows = (
+            Connection.objects.unscoped("the edge forwards to whichever instance holds a tunnel's connections")
+            .filter(closed_at__isnull=True, server_id__in=list(urls))
+            .order_by()
+            .values_list("tunnel_id", "server_id", "connector__features")
+            .distinct()
+        )
+        for tunnel_id, server, features in rows:
+            if isinstance(features, list) and "streams" in features:
+                holders.setdefault(tunnel_id, set()).add(server)
+    return urls, holders
 
 
 def reconcile_lost_instances(server_id: str, deadline: datetime.timedelta, *, all_others: bool = False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from .base import ALLOWED_HOSTS, AUTH_DOMAIN, PUBLIC_URL
-from .env import env_int, env_list
+from .env import env_int, env_list, env_str
 
 # Requests for these hosts (and for team domains under AUTH_DOMAIN) are the control plane's: UI, API, connector
 # websockets. Every other Host is looked up among public hostnames by the edge. They take precedence, so no
@@ -27,3 +27,6 @@ CONTROL_PLANE_DOMAIN_SUFFIXES = [f".{AUTH_DOMAIN}"]
 EDGE_RESPONSE_TIMEOUT_SECONDS = env_int("EDGE_RESPONSE_TIMEOUT_SECONDS", 100)
 # Clients whose address the edge trusts to set X-Forwarded-For / X-Forwarded-Proto (a load balancer in front).
 EDGE_TRUSTED_PROXY_COUNT = env_int("EDGE_TRUSTED_PROXY_COUNT", 0)
+# Cross-instance forwarding (production, REDIS_URL set): the address the other server instances use to reach this
+# one's peer endpoint, e.g. ws://10.0.0.5:8000. Unset: ws://<this host's address>:<the port this process serves>.
+EDGE_PEER_URL: str = env_str("EDGE_PEER_URL") or ""
