@@ -1,0 +1,126 @@
+"""controlplane/daphne_flow.py: daphne hands request bodies out as the application reads them, and send() of a
+response body waits while the transport's buffer is full. Measured through real processes in
+tests/edge/test_edge_e2e.py (upload, stalled download); here the pieces against the installed daphne."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from controlplane import daphne_flow
+
+
+class FakeRequest:
+    def __init__(self, body: bytes = b"") -> None:
+        self.content = io.BytesIO(body)
+        self.channel = FakeChannel()
+        self.finished = False
+        self.producer = None
+
+    def registerProducer(self, producer, streaming):  # noqa: N802
+        assert streaming and self.producer is None
+        self.producer = producer
+
+    def unregisterProducer(self):  # noqa: N802
+        self.producer = None
+
+
+class FakeChannel:
+    _waitingForTransport = False
+
+
+def test_the_application_controlplane_serves_is_served_by_the_patched_daphne():
+    from daphne.http_protocol import WebRequest
+    from daphne.server import Server
+
+    import controlplane.asgi  # noqa: F401  (installs the patches)
+
+    assert Server.create_application.__module__ == "controlplane.daphne_flow"
+    assert Server.handle_reply.__module__ == "controlplane.daphne_flow"
+    assert WebRequest.__init__.__module__ == "controlplane.daphne_flow"
+
+
+async def test_the_spooled_body_is_read_chunk_by_chunk_as_the_application_asks():
+    body = bytes(range(256)) * 600  # 153,600 bytes
+    request = FakeRequest(body)
+    queue = daphne_flow.SpooledBodyQueue(request, chunk_size=65536)
+    # daphne's own loop then reads from the current position: nothing is left for it to queue.
+    assert request.content.read(8192) == b""
+    queue.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+    assert queue.empty()
+
+    messages = [await queue.get() for _ in range(3)]
+    assert [len(m["body"]) for m in messages] == [65536, 65536, 153600 - 131072]
+    assert [m["more_body"] for m in messages] == [True, True, False]
+    assert b"".join(m["body"] for m in messages) == body
+
+    queue.put_nowait({"type": "http.disconnect"})
+    assert await asyncio.wait_for(queue.get(), 1) == {"type": "http.disconnect"}
+
+
+async def test_a_body_of_whole_chunks_ends_with_an_empty_message_and_a_lost_connection_ends_the_body():
+    request = FakeRequest(b"x" * 8)
+    queue = daphne_flow.SpooledBodyQueue(request, chunk_size=4)
+    assert (await queue.get())["more_body"] is True
+    assert (await queue.get())["more_body"] is True
+    assert await queue.get() == {"type": "http.request", "body": b"", "more_body": False}
+
+    lost = FakeRequest(b"y" * 100)
+    queue = daphne_flow.SpooledBodyQueue(lost, chunk_size=10)
+    assert (await queue.get())["body"] == b"y" * 10
+    lost.content.close()  # Twisted closes the content when the connection is lost
+    queue.put_nowait({"type": "http.disconnect"})
+    assert await asyncio.wait_for(queue.get(), 1) == {"type": "http.disconnect"}
+
+
+async def test_send_waits_while_the_transport_is_full_and_not_after_the_connection_is_lost(monkeypatch):
+    request = FakeRequest()
+    await asyncio.wait_for(daphne_flow.wait_writable(request), 1)  # not paused: returns at once
+    assert request.producer is None
+
+    request.channel._waitingForTransport = True
+    waiting = asyncio.ensure_future(daphne_flow.wait_writable(request))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and isinstance(request.producer, daphne_flow._Writable)
+    request.channel._waitingForTransport = False
+    request.producer.resumeProducing()  # Twisted: the buffer drained
+    await asyncio.wait_for(waiting, 1)
+
+    monkeypatch.setattr(daphne_flow, "WAIT_CHECK_SECONDS", 0.05)
+    request.channel._waitingForTransport = True
+    waiting = asyncio.ensure_future(daphne_flow.wait_writable(request))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    request.channel = None  # the connection is lost without a resume
+    await asyncio.wait_for(waiting, 1)
+
+
+@pytest.mark.parametrize("more", [True, False])
+async def test_the_producer_is_released_before_the_last_body_message(monkeypatch, more):
+    """Twisted's finish() logs an error for a producer left registered."""
+    from daphne.http_protocol import WebRequest
+    from daphne.server import Server
+
+    import controlplane.asgi  # noqa: F401
+
+    seen = []
+
+    class Request(WebRequest):
+        def __init__(self) -> None:  # no Twisted channel: only what handle_reply touches
+            self.producer = daphne_flow._Writable()
+            self.channel = FakeChannel()
+            self.finished = False
+
+        def unregisterProducer(self):  # noqa: N802
+            self.producer = None
+
+        def handle_reply(self, message):
+            seen.append((message["type"], self.producer is None))
+
+    server = Server.__new__(Server)
+    request = Request()
+    server.connections = {request: {}}
+    await server.handle_reply(request, {"type": "http.response.body", "body": b"x", "more_body": more})
+    assert seen == [("http.response.body", not more)]
