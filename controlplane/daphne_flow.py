@@ -10,6 +10,11 @@ upload; a visitor who stops reading a download leaves the server buffering every
 * form bodies: Twisted also reads a whole `application/x-www-form-urlencoded` or `multipart/form-data` POST body
   into memory to parse it into `request.args` (which daphne never uses), and answers 400 itself when it is not
   valid multipart: a body meant for an origin must reach it as it is. Turned off.
+* an exception after the response head: daphne answers it with an error page whose `http.response.start` raises
+  (the response has started) inside its once-a-second application checker, which then stops for good (no more
+  reaping, no more timeouts), and the visitor's connection stays open waiting for the rest of the body. Here the
+  connection is closed once what was sent is flushed, so the visitor sees the body cut short (ASGI servers close
+  the connection when the application fails after the head; the edge relies on it for streams that fail).
 * response bodies: `send()` writes to the Twisted transport, which buffers without limit. Here `send()` of a body
   chunk waits while the transport's buffer is full (Twisted pauses a registered push producer), as uvicorn's
   `send()` does, so the edge grants the connector more only as the visitor reads (docs/architecture.md).
@@ -157,7 +162,16 @@ def install() -> None:
             await wait_writable(protocol)
         return None
 
+    original_handle_exception = web_request.handle_exception
+
+    def handle_exception(self, exception: BaseException) -> None:
+        if not self._response_started:
+            original_handle_exception(self, exception)
+        elif getattr(self, "channel", None) is not None and not self.finished:
+            self.loseConnection()
+
     web_request.__init__ = request_init
+    web_request.handle_exception = handle_exception
     server_class.create_application = create_application
     server_class.handle_reply = handle_reply
     _installed = True

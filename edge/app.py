@@ -263,7 +263,10 @@ class Edge:
                     chunk = await stream.read()
                 except StreamReset as reset:
                     logger.warning("%s stream reset after the response head: %s", request_id, reset)
-                    return None  # the server closes the connection: the visitor sees a truncated body
+                    # Finishing the response would make a cut body look complete (a chunked one gets its last
+                    # chunk), and returning leaves the visitor waiting for the rest: an exception after the
+                    # head is how ASGI asks the server to close the connection.
+                    raise ResponseCut(f"{request_id}: the response was cut short: {reset}") from None
                 if chunk is None:
                     await send({"type": "http.response.body", "body": b""})
                     return None
@@ -376,6 +379,10 @@ class Edge:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await stream.cancel()
+
+
+class ResponseCut(Exception):
+    """The stream failed after the response head was sent: the server must close the visitor's connection."""
 
 
 def _status_for_reset(reset: StreamReset) -> int:

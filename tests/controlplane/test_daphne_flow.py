@@ -124,3 +124,28 @@ async def test_the_producer_is_released_before_the_last_body_message(monkeypatch
     server.connections = {request: {}}
     await server.handle_reply(request, {"type": "http.response.body", "body": b"x", "more_body": more})
     assert seen == [("http.response.body", not more)]
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_an_application_error_after_the_head_closes_the_connection_instead_of_raising(started):
+    """daphne's own answer (an error page) raised inside its application checker once the head was sent."""
+    from daphne.http_protocol import WebRequest
+
+    import controlplane.asgi  # noqa: F401
+
+    events = []
+
+    class Request(WebRequest):
+        def __init__(self) -> None:
+            self._response_started = started
+            self.channel = FakeChannel()
+            self.finished = False
+
+        def loseConnection(self):  # noqa: N802
+            events.append("closed")
+
+        def basic_error(self, status, status_text, body):
+            events.append(status)
+
+    Request().handle_exception(RuntimeError("cut"))
+    assert events == (["closed"] if started else [500])

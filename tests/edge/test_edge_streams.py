@@ -152,3 +152,24 @@ async def test_a_connector_exceeding_the_window_is_reset(fresh_hub, routed_tunne
     reset = await next_frame(conn, kinds=(protocol.Reset,))
     assert reset.code == protocol.ResetCode.FLOW_CONTROL_ERROR
     response_task.cancel()
+
+
+async def test_a_stream_reset_after_the_head_fails_the_response_so_that_the_server_closes_the_connection(
+    fresh_hub, routed_tunnel
+):
+    """Finishing the response would make the cut body look complete; returning would leave the visitor waiting."""
+    from edge.app import ResponseCut
+
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = visit("/cut")
+    await visitor.send_input({"type": "http.request", "body": b""})
+    request = await next_frame(conn)
+    sid = request.stream_id
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(sid, 200, [(b"content-length", b"100")])))
+    await conn.send_to(bytes_data=protocol.encode(protocol.Data(sid, b"x" * 10)))
+    assert (await visitor.receive_output(5))["status"] == 200
+    assert (await visitor.receive_output(5))["body"] == b"x" * 10
+    await conn.send_to(bytes_data=protocol.encode(protocol.Reset(sid, protocol.ResetCode.ORIGIN_ERROR, "origin gone")))
+    with pytest.raises(ResponseCut, match="origin gone"):
+        await visitor.receive_output(5)
