@@ -242,7 +242,7 @@ class Edge:
             uploader = asyncio.ensure_future(self._upload(stream, receive, body, more))
         try:
             try:
-                head = await asyncio.wait_for(asyncio.shield(stream.response), settings.EDGE_RESPONSE_TIMEOUT_SECONDS)
+                head = await self._response_head(stream, uploader)
             except TimeoutError:
                 await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
                 return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
@@ -280,6 +280,23 @@ class Edge:
             if stream.reset is None and stream.id in session.streams and not stream._ended:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
+
+    async def _response_head(self, stream: EdgeStream, uploader: asyncio.Future | None) -> protocol.Response:
+        """The response head, or TimeoutError once the origin has kept us waiting EDGE_RESPONSE_TIMEOUT_SECONDS.
+        As nginx's proxy_read_timeout, the wait is counted from the end of the request: a body still being
+        sent restarts it whenever some of it moves (a 1 GiB upload is not an origin timeout), and only an
+        upload that makes no progress for the whole timeout (the origin stopped reading) ends it."""
+        timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
+        while uploader is not None and not uploader.done():
+            sent = stream.sent
+            done, _ = await asyncio.wait(
+                {stream.response, uploader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stream.response in done:
+                return stream.response.result()
+            if not done and stream.sent == sent:
+                raise TimeoutError
+        return await asyncio.wait_for(asyncio.shield(stream.response), timeout)
 
     async def _upload(self, stream: EdgeStream, receive, body: bytes, more: bool) -> None:
         try:

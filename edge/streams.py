@@ -42,6 +42,7 @@ class EdgeStream:
         "id",
         "reset",
         "response",
+        "sent",
         "session",
         "ws_messages",
     )
@@ -56,6 +57,7 @@ class EdgeStream:
         self._recv_window = protocol.INITIAL_WINDOW  # what the connector may still send us
         self._unacked = 0  # consumed by the visitor but not yet granted back
         self._send_window = protocol.INITIAL_WINDOW
+        self.sent = 0  # body bytes handed to the connection (progress of an upload)
         self._window_open = asyncio.Event()
         self._window_open.set()
         self.reset: StreamReset | None = None
@@ -126,6 +128,7 @@ class EdgeStream:
             chunk, view = bytes(view[:size]), view[size:]
             self._send_window -= size
             await self.session.send(protocol.Data(self.id, chunk, end_stream=end and not view))
+            self.sent += size
             if end and not view:
                 return
 

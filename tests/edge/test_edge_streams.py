@@ -173,3 +173,41 @@ async def test_a_stream_reset_after_the_head_fails_the_response_so_that_the_serv
     await conn.send_to(bytes_data=protocol.encode(protocol.Reset(sid, protocol.ResetCode.ORIGIN_ERROR, "origin gone")))
     with pytest.raises(ResponseCut, match="origin gone"):
         await visitor.receive_output(5)
+
+
+async def drain(comm) -> int:
+    """Bytes of the DATA frames that arrive until the connection is quiet for 50 ms."""
+    size = 0
+    while not await comm.receive_nothing(0.05):  # (a receive_output timeout would cancel the application)
+        frame = protocol.decode((await comm.receive_output(1))["bytes"])
+        if isinstance(frame, protocol.Data):
+            size += len(frame.data)
+    return size
+
+
+async def test_the_response_timeout_runs_from_the_end_of_the_upload(fresh_hub, routed_tunnel, settings):
+    """An upload that keeps moving is not an origin timeout (nginx's proxy_read_timeout counts the same way);
+    one the origin stops taking is (504)."""
+    settings.EDGE_RESPONSE_TIMEOUT_SECONDS = 1
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    quarter = protocol.INITIAL_WINDOW // 4
+    body = b"u" * (protocol.INITIAL_WINDOW + 4 * quarter)  # the last byte moves with the fourth grant
+    response_task = asyncio.ensure_future(visit("/slow-upload", "POST", body=body).get_response(timeout=10))
+    request = await next_frame(conn)
+    received = 0
+    for _ in range(4):  # a quarter window every 0.6 s: 2.4 s of upload, over twice the timeout
+        await asyncio.sleep(0.6)
+        received += await drain(conn)
+        await conn.send_to(bytes_data=protocol.encode(protocol.Window(request.stream_id, quarter)))
+    received += await drain(conn)
+    assert received == len(body)
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(request.stream_id, 201, [], end_stream=True)))
+    assert (await response_task)["status"] == 201
+
+    # Nothing granted: the upload stalls at the window, and the wait ends one timeout later.
+    started = asyncio.get_running_loop().time()
+    response = await visit("/stalled-upload", "POST", body=body).get_response(timeout=10)
+    assert response["status"] == 504
+    assert 1 <= asyncio.get_running_loop().time() - started < 3
+
