@@ -363,10 +363,19 @@ class Edge:
                     code = message.get("code", 1000)
                     await session.send(protocol.WsMessage.close(stream.id, code if code < 5000 else 1000))
                     return
-                if message.get("bytes") is not None:
-                    await session.send(protocol.WsMessage(stream.id, message["bytes"], binary=True))
-                elif message.get("text") is not None:
-                    await session.send(protocol.WsMessage(stream.id, message["text"].encode(), binary=False))
+                binary = message.get("bytes") is not None
+                data = message["bytes"] if binary else (message.get("text") or "").encode()
+                if len(data) > protocol.MAX_PAYLOAD_SIZE:
+                    # One message is one frame: what cannot be framed is refused as the connector refuses an
+                    # origin's (1009), and costs this websocket only.
+                    too_big = f"message larger than {protocol.MAX_PAYLOAD_SIZE} bytes"
+                    await session.send(protocol.WsMessage.close(stream.id, 1009, too_big))
+                    await send({"type": "websocket.close", "code": 1009, "reason": too_big})
+                    return
+                try:
+                    await stream.send_ws_message(data, binary)
+                except StreamReset:
+                    await asyncio.Event().wait()  # origin_to_visitor delivers the reset's close and ends both
 
         async def origin_to_visitor() -> None:
             assert stream.ws_messages is not None

@@ -132,6 +132,21 @@ class EdgeStream:
             if end and not view:
                 return
 
+    async def send_ws_message(self, data: bytes, binary: bool) -> None:
+        """One websocket message of an upgraded stream, within the connector's grant: the window counts message
+        bytes as it counts DATA. A message cannot be split, so it may overdraw a window that is still positive
+        (the connector accepts it then); past that, wait for WINDOW frames."""
+        while self._send_window <= 0:
+            if self.reset is not None:
+                raise self.reset
+            self._window_open.clear()
+            await self._window_open.wait()
+        if self.reset is not None:
+            raise self.reset
+        self._send_window -= len(data)
+        await self.session.send(protocol.WsMessage(self.id, data, binary=binary))
+        self.sent += len(data)
+
     async def read(self) -> bytes | None:
         """The next chunk of the response body, None at its end; raises StreamReset."""
         while not self._inbound:

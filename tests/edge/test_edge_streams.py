@@ -211,3 +211,35 @@ async def test_the_response_timeout_runs_from_the_end_of_the_upload(fresh_hub, r
     assert response["status"] == 504
     assert 1 <= asyncio.get_running_loop().time() - started < 3
 
+
+async def test_websocket_messages_from_the_visitor_wait_for_the_window_and_oversized_ones_get_1009(
+    fresh_hub, routed_tunnel
+):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = WebsocketCommunicator(application(), "/chat", headers=[(b"host", b"app.example.com")])
+    connecting = asyncio.ensure_future(visitor.connect(timeout=5))
+    request = await next_frame(conn)
+    assert request.websocket
+    sid = request.stream_id
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(sid, 101, [])))
+    assert (await connecting)[0]
+
+    message = b"m" * 200_000
+    for _ in range(3):
+        await visitor.send_to(bytes_data=message)
+    kinds = (protocol.WsMessage,)
+    assert (await next_frame(conn, kinds)).data == message  # 56 KiB of the window left
+    assert (await next_frame(conn, kinds)).data == message  # a message may overdraw a positive window once
+    assert await conn.receive_nothing(0.3)  # the third waits for credit
+    await conn.send_to(bytes_data=protocol.encode(protocol.Window(sid, 400_000)))
+    assert (await next_frame(conn, kinds)).data == message
+
+    await visitor.send_to(bytes_data=b"x" * (protocol.MAX_PAYLOAD_SIZE + 1))
+    close = await next_frame(conn, kinds)
+    assert close.end_stream and close.close_code()[0] == 1009
+    assert (await visitor.receive_output(5)) == {
+        "type": "websocket.close",
+        "code": 1009,
+        "reason": f"message larger than {protocol.MAX_PAYLOAD_SIZE} bytes",
+    }
