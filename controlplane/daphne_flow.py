@@ -15,6 +15,10 @@ upload; a visitor who stops reading a download leaves the server buffering every
   reaping, no more timeouts), and the visitor's connection stays open waiting for the rest of the body. Here the
   connection is closed once what was sent is flushed, so the visitor sees the body cut short (ASGI servers close
   the connection when the application fails after the head; the edge relies on it for streams that fail).
+* websocket closes: daphne sends `websocket.close` through autobahn's `sendClose()`, which raises for any code
+  but 1000 and 3000-4999 (so 1001 "going away", 1008, 1009, 1011 from an origin or the edge left the visitor's
+  socket open), and drops the reason. Here every code a server may send (RFC 6455 §7.4) goes out, with the
+  reason. And `websocket.send` of an empty message is sent, not dropped.
 * response bodies: `send()` writes to the Twisted transport, which buffers without limit. Here `send()` of a body
   chunk waits while the transport's buffer is full (Twisted pauses a registered push producer), as uvicorn's
   `send()` does, so the edge grants the connector more only as the visitor reads (docs/architecture.md).
@@ -115,12 +119,18 @@ def _release(request: Any) -> None:
         request.unregisterProducer()
 
 
+def sendable_close_code(code: Any) -> bool:
+    """A close code a server may put on the wire (RFC 6455 §7.4.1 and the IANA registry): not 1004-1006/1015,
+    which are reserved or only reported locally."""
+    return isinstance(code, int) and (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
+
+
 def install() -> None:
     """Patch daphne's server and request classes (once; only what the docstring lists)."""
     global _installed
     if _installed:
         return
-    from daphne import http_protocol, server
+    from daphne import http_protocol, server, ws_protocol
 
     web_request = http_protocol.WebRequest
     server_class = server.Server
@@ -170,6 +180,26 @@ def install() -> None:
         elif getattr(self, "channel", None) is not None and not self.finished:
             self.loseConnection()
 
+    websocket_protocol = ws_protocol.WebSocketProtocol
+    original_ws_handle_reply = websocket_protocol.handle_reply
+
+    def ws_handle_reply(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind in ("websocket.close", "websocket.send") and self.state != self.STATE_CONNECTING:
+            if kind == "websocket.close":
+                code = message.get("code") or 1000
+                reason = (message.get("reason") or "").encode("utf-8")[:123].decode("utf-8", "ignore")
+                self.sendCloseFrame(
+                    code=code if sendable_close_code(code) else 1000, reasonUtf8=reason.encode() if reason else None
+                )
+                return None
+            data, text = message.get("bytes"), message.get("text")
+            if (data is None) != (text is None):
+                self.serverSend(data if data is not None else text, data is not None)
+                return None
+        return original_ws_handle_reply(self, message)
+
+    websocket_protocol.handle_reply = ws_handle_reply
     web_request.__init__ = request_init
     web_request.handle_exception = handle_exception
     server_class.create_application = create_application

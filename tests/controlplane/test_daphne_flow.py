@@ -149,3 +149,39 @@ def test_an_application_error_after_the_head_closes_the_connection_instead_of_ra
 
     Request().handle_exception(RuntimeError("cut"))
     assert events == (["closed"] if started else [500])
+
+
+@pytest.mark.parametrize(
+    ("message", "sent"),
+    [
+        ({"type": "websocket.close", "code": 1001, "reason": "going away"}, ("close", 1001, b"going away")),
+        ({"type": "websocket.close", "code": 1011}, ("close", 1011, None)),
+        ({"type": "websocket.close", "code": 4001, "reason": "é" * 100}, ("close", 4001, ("é" * 61).encode())),
+        ({"type": "websocket.close", "code": 1006}, ("close", 1000, None)),  # reserved: never on the wire
+        ({"type": "websocket.close"}, ("close", 1000, None)),
+        ({"type": "websocket.send", "bytes": b""}, ("send", b"", True)),
+        ({"type": "websocket.send", "text": ""}, ("send", "", False)),
+        ({"type": "websocket.send", "text": "hi"}, ("send", "hi", False)),
+    ],
+)
+def test_websocket_closes_carry_any_server_code_and_the_reason_and_empty_messages_are_sent(message, sent):
+    """autobahn's sendClose() raises for codes other than 1000 and 3000-4999, and daphne dropped reasons and
+    empty messages."""
+    from daphne.ws_protocol import WebSocketProtocol
+
+    import controlplane.asgi  # noqa: F401
+
+    out = []
+
+    class Socket(WebSocketProtocol):
+        def __init__(self) -> None:
+            self.state = self.STATE_OPEN
+
+        def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False):  # noqa: N802, N803
+            out.append(("close", code, reasonUtf8))
+
+        def serverSend(self, content, binary=False):  # noqa: N802
+            out.append(("send", content, binary))
+
+    Socket().handle_reply(message)
+    assert out == [sent]
