@@ -4,8 +4,8 @@ so that the test process, the server and the connector each have their own inter
 It listens on three loopback ports and prints them as one JSON line on stdout:
 
 * `http`: HTTP/1.1 with keep-alive, content-length and chunked request bodies, streamed both ways;
-* `ws`: a websocket echo server (the `websockets` library), choosing a subprotocol and closing with a code on
-  request;
+* `ws`: a websocket echo server (the `websockets` library), choosing a subprotocol, closing with a code on
+  request, slow to start reading on `/slow`;
 * `tls`: the same HTTP over TLS with a self-signed certificate (no CA knows it: verification must fail).
 
 Gates let a test hold an answer until it says so: `/sse?gate=g` sends its first event, then waits until
@@ -19,7 +19,7 @@ Routes (the path without the query):
 | `/echo` | JSON: method, target, headers (as received, in order), body length, body (latin-1), chunked |
 | `/respond?status=N` | status N, two Set-Cookie and two X-Multi headers, a fixed body |
 | `/download?size=N[&chunked=1]` | N bytes of a repeating pattern (see `pattern()`), generated on the fly |
-| `/upload` | reads the body as it comes; JSON: size and crc32 |
+| `/upload[?rate=N]` | reads the body as it comes (at N bytes/s); JSON: size and crc32 |
 | `/sse?gate=g`, `/chunks?gate=g` | an event stream / a chunked body in two parts, the second after the gate |
 | `/hold?gate=g` | no head until the gate opens (then 200 "released") |
 | `/partial?gate=g` | head and half of a 2,000,000-byte body, the rest after the gate |
@@ -105,9 +105,13 @@ class Origin:
         path = url.path
         if path == "/upload":
             size, crc = 0, 0
+            rate = float(query.get("rate", "0"))  # bytes per second, 0 = as fast as it comes
+            started = asyncio.get_running_loop().time()
             async for chunk in body_chunks(reader, lower):
                 size += len(chunk)
                 crc = zlib.crc32(chunk, crc)
+                if rate:
+                    await asyncio.sleep(max(0.0, started + size / rate - asyncio.get_running_loop().time()))
             respond(writer, 200, json.dumps({"size": size, "crc32": crc}).encode(), "application/json")
             return True
         body = b"".join([chunk async for chunk in body_chunks(reader, lower)])
@@ -237,8 +241,11 @@ def respond(writer, status: int, body: bytes, content_type: str, extra: list[tup
 
 
 async def ws_echo(ws) -> None:
-    """Echo every message as it came (text stays text); "close:<code>:<reason>" closes with that code."""
+    """Echo every message as it came (text stays text); "close:<code>:<reason>" closes with that code. On the
+    path /slow the origin reads nothing for two seconds first, so that what the edge sends meanwhile piles up."""
     try:
+        if ws.request.path.startswith("/slow"):
+            await asyncio.sleep(2)
         async for message in ws:
             if isinstance(message, str) and message.startswith("close:"):
                 _, code, reason = message.split(":", 2)
@@ -295,7 +302,9 @@ async def main(name: str) -> None:
     origin = Origin(name)
     http = await asyncio.start_server(origin.serve, "127.0.0.1", 0, limit=256 * 1024)
     tls = await asyncio.start_server(origin.serve, "127.0.0.1", 0, ssl=self_signed_context())
-    ws = await serve(ws_echo, "127.0.0.1", 0, select_subprotocol=select_subprotocol, max_size=2**24)
+    ws = await serve(
+        ws_echo, "127.0.0.1", 0, select_subprotocol=select_subprotocol, max_size=2**24, max_queue=4, write_limit=2**16
+    )
     ports = {
         "http": http.sockets[0].getsockname()[1],
         "tls": tls.sockets[0].getsockname()[1],

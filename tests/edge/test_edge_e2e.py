@@ -36,7 +36,8 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from tests.edge.e2e_origin import pattern
+from connector import protocol
+from tests.edge.e2e_origin import BLOCK, pattern
 from tests.live_server import LiveServer, free_port, run_daphne
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, available_apps=["django.contrib.staticfiles"])]
@@ -529,6 +530,19 @@ def test_large_upload_streams_with_bounded_memory(world, chunked):
     assert max(watch.growth().values()) < RSS_LIMIT, watch.growth()
 
 
+def test_an_upload_longer_than_the_response_timeout_is_not_an_origin_timeout(world):
+    """The response timeout counts from the end of the request: the origin reads this body for 4 s (the world's
+    timeout is 3 s) and answers as soon as it has it. (32 MiB: far more than the sockets on the way buffer, so
+    the edge is still sending when the timeout would have struck.)"""
+    size = 32 * MiB
+    body = pattern() * (size // BLOCK)
+    started = time.monotonic()
+    answer = visit(world.server, "app.example.com", f"/upload?rate={8 * MiB}", method="POST", body=body)
+    assert answer.status == 200, answer.body[:300]
+    assert answer.json() == {"size": size, "crc32": zlib.crc32(body)}
+    assert time.monotonic() - started > RESPONSE_TIMEOUT
+
+
 # ------------------------------------------------------------------------------------------------ websockets
 
 
@@ -546,7 +560,7 @@ def test_websocket_echo_with_subprotocol_text_binary_and_the_close_code(world):
             max_size=2**22,
         ) as ws:
             echoed = []
-            for message in ["hello", "héllo ✓", b"\x00\x01binary\xff", b"z" * 300_000]:
+            for message in ["hello", "héllo ✓", b"\x00\x01binary\xff", b"z" * 300_000, "", b""]:
                 await ws.send(message)
                 echoed.append(await asyncio.wait_for(ws.recv(), 10))
             # A burst beyond the stream's window (256 KiB), sent without waiting for the echoes.
@@ -559,11 +573,65 @@ def test_websocket_echo_with_subprotocol_text_binary_and_the_close_code(world):
                 await asyncio.wait_for(ws.recv(), 10)
             return ws.subprotocol, echoed, ws.close_code, ws.close_reason
 
-    subprotocol, echoed, code, _reason = asyncio.run(session())
+    subprotocol, echoed, code, reason = asyncio.run(session())
     assert subprotocol == "chat.v2"
-    assert echoed[:4] == ["hello", "héllo ✓", b"\x00\x01binary\xff", b"z" * 300_000]
-    assert echoed[4:] == [bytes([i]) * 128 * 1024 for i in range(8)]
-    assert code == 4001  # daphne drops close reasons, so only the code is checked
+    assert echoed[:6] == ["hello", "héllo ✓", b"\x00\x01binary\xff", b"z" * 300_000, "", b""]
+    assert echoed[6:] == [bytes([i]) * 128 * 1024 for i in range(8)]
+    assert (code, reason) == (4001, "done here")
+
+
+@pytest.mark.parametrize("code", [1001, 1011, 1000, 3000])
+def test_the_origins_close_code_and_reason_reach_the_visitor(world, code):
+    port = world.server.port
+
+    async def session() -> tuple[int | None, str | None]:
+        async with ws_connect(f"ws://ws.example.com:{port}/", host="127.0.0.1", port=port, open_timeout=10) as ws:
+            await ws.send(f"close:{code}:bye from the origin")
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            return ws.close_code, ws.close_reason
+
+    assert asyncio.run(session()) == (code, "bye from the origin")
+
+
+def test_a_websocket_origin_slow_to_read_holds_the_visitor_back_within_the_stream_window(world):
+    """8 MiB sent at once while the origin reads nothing: the edge may send the connector only what it granted
+    (exceeding the window is a FLOW_CONTROL_ERROR that resets the stream)."""
+    port = world.server.port
+    burst = [bytes([i]) * 256 * 1024 for i in range(32)]
+
+    async def session() -> list[bytes]:
+        async with ws_connect(
+            f"ws://ws.example.com:{port}/slow", host="127.0.0.1", port=port, open_timeout=10, max_size=2**22
+        ) as ws:
+            sender = asyncio.ensure_future(asyncio.gather(*(ws.send(message) for message in burst)))
+            echoed = [await asyncio.wait_for(ws.recv(), 15) for _ in burst]
+            await asyncio.wait_for(sender, 5)
+            return echoed
+
+    echoed = asyncio.run(session())
+    assert [len(m) for m in echoed] == [len(m) for m in burst] and echoed == burst
+
+
+def test_a_websocket_message_too_large_for_a_frame_is_refused_with_1009(world):
+    """A message the protocol cannot carry in one frame (MAX_FRAME_SIZE) costs its own websocket, with the code
+    the connector gives an origin in the same case, never the tunnel's connection."""
+    port = world.server.port
+
+    async def session() -> tuple[int | None, str | bytes]:
+        options = {"host": "127.0.0.1", "port": port, "open_timeout": 10, "max_size": 2**22}
+        async with ws_connect(f"ws://ws.example.com:{port}/", **options) as ws:
+            # Just over what a frame carries (daphne itself refuses messages over 1 MiB; uvicorn takes 16 MiB).
+            await ws.send(b"x" * (protocol.MAX_PAYLOAD_SIZE + 4))
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+        async with ws_connect(f"ws://ws.example.com:{port}/", **options) as again:
+            await again.send("still there?")
+            return ws.close_code, await asyncio.wait_for(again.recv(), 10)
+
+    code, echoed = asyncio.run(session())
+    assert code == 1009
+    assert echoed == "still there?"
 
 
 # ------------------------------------------------------------------------------------------------ incremental
