@@ -219,35 +219,47 @@ class Edge:
             return None
         body = first.get("body", b"")
         more = first.get("more_body", False)
-        stream = session.open_stream()
+        has_body = bool(body or more)
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
-        request = protocol.Request(
-            stream_id=stream.id,
-            method=scope["method"],
-            scheme="https" if scope.get("scheme") == "https" else "http",
-            authority=raw_host.decode("latin-1"),
-            target=target.decode("latin-1"),
-            headers=origin_headers(scope, request_id, websocket=False),
-            end_stream=not body and not more,
-        )
-        try:
-            await session.send(request)
-        except Exception:
-            stream.fail(protocol.ResetCode.INTERNAL_ERROR, "connection lost")
-            return await fail(502, "The connection to the connector was lost.")
+        headers = origin_headers(scope, request_id, websocket=False)
+        tried: set[int] = set()
         uploader = None
-        if body or more:
-            uploader = asyncio.ensure_future(self._upload(stream, receive, body, more))
         try:
-            try:
-                head = await self._response_head(stream, uploader)
-            except TimeoutError:
-                await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
-                return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
-            except StreamReset as reset:
-                return await fail(_status_for_reset(reset), reset.message or str(reset))
+            while True:
+                tried.add(id(session))
+                stream = session.open_stream()
+                request = protocol.Request(
+                    stream_id=stream.id,
+                    method=scope["method"],
+                    scheme="https" if scope.get("scheme") == "https" else "http",
+                    authority=raw_host.decode("latin-1"),
+                    target=target.decode("latin-1"),
+                    headers=headers,
+                    end_stream=not has_body,
+                )
+                try:
+                    await session.send(request)
+                except Exception:
+                    stream.fail(protocol.ResetCode.INTERNAL_ERROR, "connection lost", connection_lost=True)
+                if has_body and stream.reset is None:
+                    uploader = asyncio.ensure_future(self._upload(stream, receive, body, more))
+                try:
+                    head = await self._response_head(stream, uploader)
+                except TimeoutError:
+                    await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
+                    return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
+                except StreamReset as reset:
+                    retry = None
+                    if len(tried) < MAX_ATTEMPTS and _may_retry(reset, scope["method"], has_body):
+                        retry = hub.pick_session(route.tunnel_id, exclude=tried)
+                    if retry is None:
+                        return await fail(_status_for_reset(reset), reset.message or str(reset))
+                    logger.info("%s retried on another connection: %s", request_id, reset)
+                    session = retry
+                    continue
+                break
             await send(
                 {
                     "type": "http.response.start",
@@ -277,7 +289,7 @@ class Edge:
                 uploader.cancel()
                 with contextlib.suppress(BaseException):
                     await uploader
-            if stream.reset is None and stream.id in session.streams and not stream._ended:
+            if stream.reset is None and stream.id in stream.session.streams and not stream._ended:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
 
@@ -409,6 +421,23 @@ class Edge:
 
 class ResponseCut(Exception):
     """The stream failed after the response head was sent: the server must close the visitor's connection."""
+
+
+# Requests that no connector has answered yet are tried on another connection of the tunnel, at most this many
+# times in all, when that is safe: the connector refused the stream (REFUSED_STREAM: not processed at all, e.g.
+# it was draining), or the connection was lost before any answer and the method is safe to repeat (as nginx's
+# proxy_next_upstream does for idempotent requests). Only requests without a body: a body already streamed
+# from the visitor cannot be sent twice.
+MAX_ATTEMPTS = 3
+RETRY_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def _may_retry(reset: StreamReset, method: str, has_body: bool) -> bool:
+    if has_body:
+        return False
+    if reset.code == protocol.ResetCode.REFUSED_STREAM:
+        return True
+    return reset.connection_lost and method in RETRY_SAFE_METHODS
 
 
 def _status_for_reset(reset: StreamReset) -> int:

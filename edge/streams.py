@@ -20,7 +20,9 @@ GRANT_THRESHOLD = protocol.INITIAL_WINDOW // 2
 
 
 class StreamReset(Exception):
-    def __init__(self, code: int, message: str = "") -> None:
+    """The stream failed: reset by the connector (its code), or `connection_lost` with its connection."""
+
+    def __init__(self, code: int, message: str = "", connection_lost: bool = False) -> None:
         try:
             name = protocol.ResetCode(code).name
         except ValueError:
@@ -28,6 +30,7 @@ class StreamReset(Exception):
         super().__init__(message or name)
         self.code = code
         self.message = message
+        self.connection_lost = connection_lost
 
 
 class EdgeStream:
@@ -96,9 +99,9 @@ class EdgeStream:
         elif isinstance(message, protocol.Reset):
             self.fail(message.code, message.message)
 
-    def fail(self, code: int, message: str = "") -> None:
+    def fail(self, code: int, message: str = "", connection_lost: bool = False) -> None:
         if self.reset is None:
-            self.reset = StreamReset(code, message)
+            self.reset = StreamReset(code, message, connection_lost)
         if not self.response.done():
             self.response.set_exception(self.reset)
             self.response.exception()  # retrieved: no "never retrieved" warning if nobody awaits it

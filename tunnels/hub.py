@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +87,7 @@ class ConnectorSession:
 
     def fail_streams(self, reason: str) -> None:
         for stream in list(self.streams.values()):
-            stream.fail(protocol.ResetCode.INTERNAL_ERROR, reason)
+            stream.fail(protocol.ResetCode.INTERNAL_ERROR, reason, connection_lost=True)
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -288,13 +288,13 @@ class Hub:
             )
             self._wake_flush()
 
-    def pick_session(self, tunnel_id: uuid.UUID) -> ConnectorSession | None:
+    def pick_session(self, tunnel_id: uuid.UUID, exclude: Collection[int] = ()) -> ConnectorSession | None:
         """A connection of the tunnel that carries requests, spreading streams across connectors and their
-        connections (round robin; draining ones skipped)."""
+        connections (round robin; draining ones skipped, and those whose id() is in `exclude`: a retry's)."""
         peers = self.sessions.get(tunnel_id)
         if not peers:
             return None
-        candidates = [s for s in peers.values() if s.carries_streams]
+        candidates = [s for s in peers.values() if s.carries_streams and id(s) not in exclude]
         if not candidates:
             return None
         turn = self._turns.get(tunnel_id, 0)

@@ -243,3 +243,69 @@ async def test_websocket_messages_from_the_visitor_wait_for_the_window_and_overs
         "code": 1009,
         "reason": f"message larger than {protocol.MAX_PAYLOAD_SIZE} bytes",
     }
+
+
+async def request_on_either(conns) -> tuple[object, protocol.Request]:
+    """The connection (of `conns`) that got the next REQUEST, and the request."""
+    for _ in range(100):
+        for comm in conns:
+            if not await comm.receive_nothing(0.01):
+                frame = await next_frame(comm, (protocol.Request,))
+                return comm, frame
+    raise AssertionError("no REQUEST on any connection")
+
+
+async def pending(comm) -> list:
+    """The frames that arrive until the connection is quiet for 100 ms."""
+    frames = []
+    while not await comm.receive_nothing(0.1):
+        frames.append(protocol.decode((await comm.receive_output(1))["bytes"]))
+    return frames
+
+
+async def respond(comm, sid: int, status: int = 200) -> None:
+    await comm.send_to(bytes_data=protocol.encode(protocol.Response(sid, status, [], end_stream=True)))
+
+
+async def test_a_refused_stream_is_tried_on_another_connection_but_not_with_a_body(fresh_hub, routed_tunnel):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conns = [await peer(token), await peer(token)]
+    answer = asyncio.ensure_future(visit("/refused", "POST").get_response(timeout=5))  # POST without a body
+    first, request = await request_on_either(conns)
+    await first.send_to(
+        bytes_data=protocol.encode(protocol.Reset(request.stream_id, protocol.ResetCode.REFUSED_STREAM, "draining"))
+    )
+    second, retried = await request_on_either(conns)
+    assert second is not first and retried.target == "/refused" and retried.method == "POST"
+    await respond(second, retried.stream_id, 201)
+    assert (await answer)["status"] == 201
+
+    # With a body, the body went to the first connection: nothing is retried.
+    answer = asyncio.ensure_future(visit("/refused", "POST", body=b"once").get_response(timeout=5))
+    first, request = await request_on_either(conns)
+    await first.send_to(
+        bytes_data=protocol.encode(protocol.Reset(request.stream_id, protocol.ResetCode.REFUSED_STREAM, "draining"))
+    )
+    assert (await answer)["status"] == 502
+    assert not [frame for comm in conns for frame in await pending(comm) if isinstance(frame, protocol.Request)]
+
+
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("DELETE", False)])
+async def test_a_request_whose_connection_is_lost_is_retried_only_if_its_method_is_safe(
+    fresh_hub, routed_tunnel, method, retried
+):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conns = [await peer(token), await peer(token)]
+    answer = asyncio.ensure_future(visit("/lost", method).get_response(timeout=5))
+    first, request = await request_on_either(conns)
+    await first.send_input({"type": "websocket.disconnect", "code": 1006})
+    other = conns[1] if first is conns[0] else conns[0]
+    if retried:
+        _, again = await request_on_either([other])
+        assert again.target == "/lost"
+        await respond(other, again.stream_id)
+        assert (await answer)["status"] == 200
+    else:
+        response = await answer
+        assert response["status"] == 502 and b"connection lost" in response["body"]
+        assert not [frame for frame in await pending(other) if isinstance(frame, protocol.Request)]
