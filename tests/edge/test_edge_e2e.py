@@ -820,6 +820,58 @@ def test_two_connectors_share_the_traffic_and_one_takes_all_after_the_other_is_k
         second.stop()
 
 
+def run_traffic(
+    world: World, host: str, stop: threading.Event, results: list, workers: int = 3
+) -> list[threading.Thread]:
+    """Visitors in a loop until `stop`; each result is (status, body) or (0, the exception)."""
+
+    def loop(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                answer = visit(world.server, host, f"/whoami?w={n}&i={i}", timeout=10)
+                results.append((answer.status, answer.body[:300]))
+            except Exception as exc:
+                results.append((0, repr(exc)))
+
+    threads = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_connector_leaving_under_traffic_loses_no_request(world, how):
+    """Two connectors, visitors in a loop, one connector stops (drained, or killed): every request succeeds,
+    including those that raced with the DRAIN or were sent on a connection already dead."""
+    server = world.server
+    first = ConnectorProcess(world.tokens["pair"], server, world.log_dir, f"leave-{how}-1")
+    second = ConnectorProcess(world.tokens["pair"], server, world.log_dir, f"leave-{how}-2")
+    stop = threading.Event()
+    results: list[tuple[int, object]] = []
+    threads: list[threading.Thread] = []
+    try:
+        first.wait_ready(2)
+        second.wait_ready(2)
+        threads = run_traffic(world, "pair.example.com", stop, results)
+        time.sleep(0.5)
+        if how == "SIGTERM":
+            first.process.send_signal(signal.SIGTERM)
+            first.process.wait(15)
+        else:
+            first.kill()
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+        first.stop()
+        second.stop()
+    failures = [result for result in results if result != (200, b"alpha")]
+    assert len(results) > 20 and not failures, (len(results), failures[:5])
+
+
 # ------------------------------------------------------------------------------------------------ error pages
 
 
