@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from connector import protocol
+from controlplane.daphne_flow import WAIT_WRITABLE
 from edge.pages import error_body, wants_json
 from edge.routes import Route, RouteTable, load_routes
 from edge.streams import EdgeStream, StreamReset
@@ -403,10 +404,13 @@ class Edge:
                         }
                     )
                     return
+                # WAIT_WRITABLE: under daphne, send() returns once the visitor's socket can take more (uvicorn's
+                # always does), so a visitor who stops reading holds back the stream, not the server's memory.
                 if message.binary:
-                    await send({"type": "websocket.send", "bytes": message.data})
+                    await send({"type": "websocket.send", "bytes": message.data, WAIT_WRITABLE: True})
                 else:
-                    await send({"type": "websocket.send", "text": message.data.decode("utf-8", "replace")})
+                    text = message.data.decode("utf-8", "replace")
+                    await send({"type": "websocket.send", "text": text, WAIT_WRITABLE: True})
                 await stream.consumed(len(message.data))
 
         tasks = [asyncio.ensure_future(visitor_to_origin()), asyncio.ensure_future(origin_to_visitor())]

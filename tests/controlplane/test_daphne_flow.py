@@ -185,3 +185,45 @@ def test_websocket_closes_carry_any_server_code_and_the_reason_and_empty_message
 
     Socket().handle_reply(message)
     assert out == [sent]
+
+
+@pytest.mark.parametrize("asks", [True, False])
+async def test_a_websocket_send_that_asks_for_it_waits_while_the_transport_is_full(asks):
+    """Only on request (the edge's sends to visitors): the hub's sends to connectors come from shared loops."""
+    from daphne.server import Server
+    from daphne.ws_protocol import WebSocketProtocol
+
+    import controlplane.asgi  # noqa: F401
+
+    class Channel:  # the HTTP channel that carried the upgrade: still the transport's producer
+        _waitingForTransport = True
+        _requestProducer = None
+
+        def registerProducer(self, producer, streaming):  # noqa: N802
+            self._requestProducer = producer
+
+    class Transport:
+        disconnected = False
+        producer = Channel()
+
+    class Socket(WebSocketProtocol):
+        def __init__(self) -> None:
+            self.transport = Transport()
+
+        def handle_reply(self, message):
+            pass
+
+    server = Server.__new__(Server)
+    socket = Socket()
+    server.connections = {socket: {}}
+    message = {"type": "websocket.send", "bytes": b"x"}
+    if asks:
+        message[daphne_flow.WAIT_WRITABLE] = True
+    sending = asyncio.ensure_future(server.handle_reply(socket, message))
+    await asyncio.sleep(0.05)
+    assert sending.done() is not asks
+    if asks:
+        channel = socket.transport.producer
+        channel._waitingForTransport = False
+        channel._requestProducer.resumeProducing()
+        await asyncio.wait_for(sending, 1)
