@@ -5,7 +5,7 @@ It listens on three loopback ports and prints them as one JSON line on stdout:
 
 * `http`: HTTP/1.1 with keep-alive, content-length and chunked request bodies, streamed both ways;
 * `ws`: a websocket echo server (the `websockets` library), choosing a subprotocol, closing with a code on
-  request, slow to start reading on `/slow`;
+  request, slow to start reading on `/slow`, sending N MiB as fast as it can on `/flood?mib=N`;
 * `tls`: the same HTTP over TLS with a self-signed certificate (no CA knows it: verification must fail).
 
 Gates let a test hold an answer until it says so: `/sse?gate=g` sends its first event, then waits until
@@ -244,6 +244,12 @@ async def ws_echo(ws) -> None:
     """Echo every message as it came (text stays text); "close:<code>:<reason>" closes with that code. On the
     path /slow the origin reads nothing for two seconds first, so that what the edge sends meanwhile piles up."""
     try:
+        if ws.request.path.startswith("/flood"):  # /flood?mib=N: N MiB of binary messages, then close
+            block = pattern(256 * 1024)
+            for _ in range(int(ws.request.path.split("=")[1]) * 4):
+                await ws.send(block)
+            await ws.close(1000, "flood done")
+            return
         if ws.request.path.startswith("/slow"):
             await asyncio.sleep(2)
         async for message in ws:

@@ -635,6 +635,31 @@ def test_a_websocket_message_too_large_for_a_frame_is_refused_with_1009(world):
     assert echoed == "still there?"
 
 
+def test_a_websocket_visitor_who_stops_reading_holds_back_the_origin_not_the_servers_memory(world):
+    port = world.server.port
+    mib = 256
+
+    async def session() -> tuple[dict[str, int], int]:
+        async with ws_connect(
+            f"ws://ws.example.com:{port}/flood?mib={mib}", host="127.0.0.1", port=port, open_timeout=10, max_size=2**20
+        ) as ws:
+            ws.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            ws.transport.pause_reading()
+            with RssWatch(server=world.server.process.pid, connector=world.connector_a.pid) as watch:
+                await asyncio.sleep(3)  # reading nothing, while the origin could send it all
+            ws.transport.resume_reading()
+            received = 0
+            with contextlib.suppress(websockets.exceptions.ConnectionClosedOK):
+                while True:
+                    received += len(await asyncio.wait_for(ws.recv(), 20))
+            return watch.growth(), received
+
+    growth, received = asyncio.run(session())
+    print(f"stalled websocket: peak RSS growth {growth}")
+    assert received == mib * MiB
+    assert max(growth.values()) < RSS_LIMIT, growth
+
+
 # ------------------------------------------------------------------------------------------------ incremental
 
 
