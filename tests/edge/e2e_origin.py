@@ -16,7 +16,7 @@ Routes (the path without the query):
 
 | path | answer |
 |---|---|
-| `/echo` | JSON: method, target, headers (as received, in order), body length, body (latin-1), chunked |
+| `/echo`, `/echo/...` | JSON: method, target, headers (as received, in order), body length, body (latin-1), chunked |
 | `/respond?status=N` | status N, two Set-Cookie and two X-Multi headers, a fixed body |
 | `/download?size=N[&chunked=1]` | N bytes of a repeating pattern (see `pattern()`), generated on the fly |
 | `/upload[?rate=N]` | reads the body as it comes (at N bytes/s); JSON: size and crc32 |
@@ -115,7 +115,7 @@ class Origin:
             respond(writer, 200, json.dumps({"size": size, "crc32": crc}).encode(), "application/json")
             return True
         body = b"".join([chunk async for chunk in body_chunks(reader, lower)])
-        if path == "/echo":
+        if path == "/echo" or path.startswith("/echo/"):
             seen = {
                 "origin": self.name,
                 "method": method,
@@ -137,7 +137,12 @@ class Origin:
             respond(writer, status, b"exactly these bytes\x00\xff", "application/octet-stream", extra)
         elif path == "/download":
             size = int(query["size"])
-            await self.download(writer, size, chunked=query.get("chunked") == "1")
+            if method == "HEAD":
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: %d\r\n\r\n" % size
+                )
+            else:
+                await self.download(writer, size, chunked=query.get("chunked") == "1")
         elif path in ("/sse", "/chunks"):
             sse = path == "/sse"
             writer.write(

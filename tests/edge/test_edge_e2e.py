@@ -395,6 +395,9 @@ def test_get_with_query_and_repeated_headers_reaches_the_origin_as_sent(world):
     assert [v for k, v in seen["headers"] if k.lower() == "x-rep"] in (["first", "second"], ["first, second"])
     assert [v for k, v in seen["headers"] if k.lower() == "host"] == ["app.example.com"]
     assert seen["body_length"] == 0
+    # The target byte for byte: percent-encodings (an encoded slash too) are not decoded on the way.
+    raw = "/echo/caf%C3%A9/a%2Fb;p=1?q=%2F%20&q=x+y"
+    assert visit(world.server, "app.example.com:8080", raw).json()["target"] == raw
 
 
 def test_post_with_content_length_and_chunked_bodies(world):
@@ -425,6 +428,19 @@ def test_form_posts_reach_the_origin_untouched_even_when_not_well_formed(world, 
     )
     assert answer.status == 200, answer.body[:500]
     assert answer.json()["body"].encode("latin-1") == body
+
+
+def test_head_keeps_the_length_and_sends_no_body_on_a_connection_that_stays_usable(world):
+    conn = http.client.HTTPConnection("127.0.0.1", world.server.port, timeout=VISITOR_TIMEOUT)
+    try:
+        conn.request("HEAD", "/download?size=12345", headers={"Host": "app.example.com"})
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("content-length") == "12345"
+        assert response.read() == b""
+        conn.request("GET", "/whoami", headers={"Host": "app.example.com"})  # the same connection
+        assert conn.getresponse().read() == b"alpha"
+    finally:
+        conn.close()
 
 
 def test_response_status_headers_and_body_come_back_as_the_origin_sent_them(world):
