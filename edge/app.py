@@ -226,11 +226,17 @@ class Edge:
             target += b"?" + scope["query_string"]
         headers = origin_headers(scope, request_id, websocket=False)
         tried: set[int] = set()
-        uploader = None
+        current: list[EdgeStream] = []  # the stream of the latest attempt, for the visitor's task
+        gone = asyncio.Event()  # the visitor went away
+        uploaded = asyncio.get_running_loop().create_future()  # the whole body was handed to the connection
+        if not has_body:
+            uploaded.set_result(None)
+        visitor = None
         try:
             while True:
                 tried.add(id(session))
                 stream = session.open_stream()
+                current[:] = [stream]
                 request = protocol.Request(
                     stream_id=stream.id,
                     method=scope["method"],
@@ -244,14 +250,16 @@ class Edge:
                     await session.send(request)
                 except Exception:
                     stream.fail(protocol.ResetCode.INTERNAL_ERROR, "connection lost", connection_lost=True)
-                if has_body and stream.reset is None:
-                    uploader = asyncio.ensure_future(self._upload(stream, receive, body, more))
+                if visitor is None:
+                    visitor = asyncio.ensure_future(self._from_visitor(current, receive, body, more, gone, uploaded))
                 try:
-                    head = await self._response_head(stream, uploader)
+                    head = await self._response_head(stream, uploaded)
                 except TimeoutError:
                     await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
                     return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
                 except StreamReset as reset:
+                    if gone.is_set():
+                        return None  # nobody left to answer
                     retry = None
                     if len(tried) < MAX_ATTEMPTS and _may_retry(reset, scope["method"], has_body):
                         retry = hub.pick_session(route.tunnel_id, exclude=tried)
@@ -275,6 +283,8 @@ class Edge:
                 try:
                     chunk = await stream.read()
                 except StreamReset as reset:
+                    if gone.is_set():
+                        return None
                     logger.warning("%s stream reset after the response head: %s", request_id, reset)
                     # Finishing the response would make a cut body look complete (a chunked one gets its last
                     # chunk), and returning leaves the visitor waiting for the rest: an exception after the
@@ -286,24 +296,24 @@ class Edge:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await stream.consumed(len(chunk))
         finally:
-            if uploader is not None and not uploader.done():
-                uploader.cancel()
+            if visitor is not None and not visitor.done():
+                visitor.cancel()
                 with contextlib.suppress(BaseException):
-                    await uploader
+                    await visitor
             if stream.reset is None and stream.id in stream.session.streams and not stream._ended:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
 
-    async def _response_head(self, stream: EdgeStream, uploader: asyncio.Future | None) -> protocol.Response:
+    async def _response_head(self, stream: EdgeStream, uploaded: asyncio.Future) -> protocol.Response:
         """The response head, or TimeoutError once the origin has kept us waiting EDGE_RESPONSE_TIMEOUT_SECONDS.
         As nginx's proxy_read_timeout, the wait is counted from the end of the request: a body still being
         sent restarts it whenever some of it moves (a 1 GiB upload is not an origin timeout), and only an
         upload that makes no progress for the whole timeout (the origin stopped reading) ends it."""
         timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
-        while uploader is not None and not uploader.done():
+        while not uploaded.done():
             sent = stream.sent
             done, _ = await asyncio.wait(
-                {stream.response, uploader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {stream.response, uploaded}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if stream.response in done:
                 return stream.response.result()
@@ -311,18 +321,41 @@ class Edge:
                 raise TimeoutError
         return await asyncio.wait_for(asyncio.shield(stream.response), timeout)
 
-    async def _upload(self, stream: EdgeStream, receive, body: bytes, more: bool) -> None:
+    async def _from_visitor(
+        self,
+        current: list[EdgeStream],
+        receive,
+        body: bytes,
+        more: bool,
+        gone: asyncio.Event,
+        uploaded: asyncio.Future,
+    ) -> None:
+        """The visitor's side, for the whole exchange: the request body (if any) within the connector's grant,
+        then a watch for the visitor going away, which cancels the stream, so that the connector drops the
+        origin request and the tunnel carries nothing more for nobody (nothing else reads `receive()` while a
+        response streams, and daphne's send() to a closed connection says nothing)."""
         try:
-            await stream.send_body(body, end=not more)
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    await stream.cancel(protocol.ResetCode.CANCEL, "the visitor went away")
-                    return
-                more = message.get("more_body", False)
-                await stream.send_body(message.get("body", b""), end=not more)
+            if not uploaded.done():
+                stream = current[0]
+                await stream.send_body(body, end=not more)
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    more = message.get("more_body", False)
+                    await stream.send_body(message.get("body", b""), end=not more)
+                if not uploaded.done() and not more:
+                    uploaded.set_result(None)
+            while not more:
+                if (await receive())["type"] == "http.disconnect":
+                    break
         except StreamReset:
-            return
+            return  # the stream failed: the main task answers the visitor
+        finally:
+            if not uploaded.done():
+                uploaded.set_result(None)
+        gone.set()
+        await current[0].cancel(protocol.ResetCode.CANCEL, "the visitor went away")
 
     # -- WebSocket passthrough --------------------------------------------------------------------------------
 

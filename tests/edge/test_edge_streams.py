@@ -309,3 +309,24 @@ async def test_a_request_whose_connection_is_lost_is_retried_only_if_its_method_
         response = await answer
         assert response["status"] == 502 and b"connection lost" in response["body"]
         assert not [frame for frame in await pending(other) if isinstance(frame, protocol.Request)]
+
+
+@pytest.mark.parametrize("when", ["before the head", "mid-body"])
+async def test_a_visitor_going_away_cancels_the_stream(fresh_hub, routed_tunnel, when):
+    """daphne's send() to a closed connection says nothing: the edge learns it from receive()."""
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = visit("/long")
+    await visitor.send_input({"type": "http.request", "body": b""})
+    request = await next_frame(conn)
+    sid = request.stream_id
+    if when == "mid-body":
+        await conn.send_to(bytes_data=protocol.encode(protocol.Response(sid, 200, [])))
+        await conn.send_to(bytes_data=protocol.encode(protocol.Data(sid, b"x" * 1000)))
+        assert (await visitor.receive_output(5))["status"] == 200
+        assert (await visitor.receive_output(5))["body"] == b"x" * 1000
+    await visitor.send_input({"type": "http.disconnect"})
+    reset = await next_frame(conn)
+    assert isinstance(reset, protocol.Reset) and reset.stream_id == sid
+    assert reset.code == protocol.ResetCode.CANCEL
+    await visitor.wait(2)  # the application ends quietly (no exception: nobody is left to tell)
