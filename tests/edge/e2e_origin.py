@@ -18,7 +18,8 @@ Routes (the path without the query):
 |---|---|
 | `/echo`, `/echo/...` | JSON: method, target, headers (as received, in order), body length, body (latin-1), chunked |
 | `/respond?status=N` | status N, two Set-Cookie and two X-Multi headers, a fixed body |
-| `/download?size=N[&chunked=1]` | N bytes of a repeating pattern (see `pattern()`), generated on the fly |
+| `/download?size=N[&chunked=1][&tag=t]` | N bytes of a repeating pattern (see `pattern()`), generated on the fly |
+| `/progress?tag=t` | JSON: bytes of download t written so far, and its state (sending, done, aborted) |
 | `/upload[?rate=N]` | reads the body as it comes (at N bytes/s); JSON: size and crc32 |
 | `/sse?gate=g`, `/chunks?gate=g` | an event stream / a chunked body in two parts, the second after the gate |
 | `/hold?gate=g` | no head until the gate opens (then 200 "released") |
@@ -75,6 +76,7 @@ class Origin:
     def __init__(self, name: str) -> None:
         self.name = name
         self.gates = Gates()
+        self.progress: dict[str, list] = {}  # download tag -> [bytes written, state]
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -142,7 +144,7 @@ class Origin:
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: %d\r\n\r\n" % size
                 )
             else:
-                await self.download(writer, size, chunked=query.get("chunked") == "1")
+                await self.download(writer, size, chunked=query.get("chunked") == "1", tag=query.get("tag", ""))
         elif path in ("/sse", "/chunks"):
             sse = path == "/sse"
             writer.write(
@@ -171,6 +173,9 @@ class Origin:
         elif path == "/release":
             self.gates.get(query["gate"]).set()
             respond(writer, 200, b"ok", "text/plain")
+        elif path == "/progress":
+            sent, state = self.progress.get(query["tag"], [0, "unknown"])
+            respond(writer, 200, json.dumps({"sent": sent, "state": state}).encode(), "application/json")
         elif path == "/waiting":
             respond(writer, 200, b"yes" if query["gate"] in self.gates.waiting else b"no", "text/plain")
         elif path == "/sleep":
@@ -182,7 +187,16 @@ class Origin:
             respond(writer, 404, b"no such path", "text/plain")
         return True
 
-    async def download(self, writer: asyncio.StreamWriter, size: int, *, chunked: bool) -> None:
+    async def download(self, writer: asyncio.StreamWriter, size: int, *, chunked: bool, tag: str = "") -> None:
+        progress = self.progress[tag] = [0, "sending"]
+        try:
+            await self._download(writer, size, chunked, progress)
+            progress[1] = "done"
+        except (ConnectionError, asyncio.CancelledError):
+            progress[1] = "aborted"
+            raise
+
+    async def _download(self, writer: asyncio.StreamWriter, size: int, chunked: bool, progress: list) -> None:
         block = pattern()
         if chunked:
             writer.write(
@@ -201,6 +215,7 @@ class Origin:
             else:
                 writer.write(piece)
             await writer.drain()
+            progress[0] += len(piece)
         if chunked:
             writer.write(b"0\r\n\r\n")
 

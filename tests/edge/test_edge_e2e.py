@@ -515,6 +515,25 @@ def test_a_visitor_who_stops_reading_holds_back_the_origin_not_the_servers_memor
 
 # Chunked first: a leak in one variant raises the server's RSS for good (the allocator keeps freed memory), which
 # would hide the same leak in a variant measured after it.
+def test_a_visitor_who_goes_away_mid_download_stops_the_origin(world):
+    """The stream is cancelled when the visitor's connection closes: the tunnel does not carry the rest of a 1 GiB
+    body to nobody, and the connector drops its origin connection."""
+    tag = f"gone-{uuid.uuid4().hex[:6]}"
+    sock = socket.create_connection(("127.0.0.1", world.server.port), timeout=VISITOR_TIMEOUT)
+    sock.sendall(b"GET /download?size=%d&tag=%s HTTP/1.1\r\nHost: app.example.com\r\n\r\n" % (1024 * MiB, tag.encode()))
+    received = 0
+    while received < 4 * MiB:
+        chunk = sock.recv(MiB)
+        assert chunk
+        received += len(chunk)
+    sock.close()
+    deadline = time.monotonic() + 10
+    while (progress := json.loads(world.origin_a.call(f"/progress?tag={tag}")))["state"] == "sending":
+        assert time.monotonic() < deadline, f"the origin is still sending: {progress}"
+        time.sleep(0.1)
+    assert progress["state"] == "aborted" and progress["sent"] < 256 * MiB, progress
+
+
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 def test_large_upload_streams_with_bounded_memory(world, chunked):
     size = LARGE_BYTES
