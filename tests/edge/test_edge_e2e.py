@@ -568,12 +568,12 @@ def test_large_upload_streams_with_bounded_memory(world, chunked):
 
 def test_an_upload_longer_than_the_response_timeout_is_not_an_origin_timeout(world):
     """The response timeout counts from the end of the request: the origin reads this body for 4 s (the world's
-    timeout is 3 s) and answers as soon as it has it. (32 MiB: far more than the sockets on the way buffer, so
-    the edge is still sending when the timeout would have struck.)"""
-    size = 32 * MiB
+    timeout is 3 s) and answers as soon as it has it. (64 MiB: far more than the sockets on the way buffer, ~10
+    MiB, so the edge is still sending when the timeout would have struck.)"""
+    size = 64 * MiB
     body = pattern() * (size // BLOCK)
     started = time.monotonic()
-    answer = visit(world.server, "app.example.com", f"/upload?rate={8 * MiB}", method="POST", body=body)
+    answer = visit(world.server, "app.example.com", f"/upload?rate={16 * MiB}", method="POST", body=body)
     assert answer.status == 200, answer.body[:300]
     assert answer.json() == {"size": size, "crc32": zlib.crc32(body)}
     assert time.monotonic() - started > RESPONSE_TIMEOUT
