@@ -321,6 +321,8 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Worl
                 for connector in (world.connector_a, world.connector_b):
                     connector.stop()
                 print(f"--- daphne log ({server.log_path}) ---\n{server.log_text()[-20000:]}")
+                for path in sorted(log_dir.glob("connector-*.log")) + sorted(log_dir.glob("origin-*.log")):
+                    print(f"--- {path.name} ---\n{path.read_text(errors='replace')[-3000:]}")
     finally:
         origin_a.stop()
         origin_b.stop()
