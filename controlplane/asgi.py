@@ -8,11 +8,17 @@ other Host is a public hostname: the edge carries it down its tunnel without ent
 """
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 django_asgi_app = get_asgi_application()
+
+if "daphne.server" in sys.modules:  # served by daphne: bodies streamed with bounded memory (see the module)
+    from controlplane.daphne_flow import install as install_daphne_flow
+
+    install_daphne_flow()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402

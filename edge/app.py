@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from connector import protocol
+from controlplane.daphne_flow import WAIT_WRITABLE
 from edge.pages import error_body, wants_json
 from edge.routes import Route, RouteTable, load_routes
 from edge.streams import EdgeStream, StreamReset
@@ -219,35 +220,55 @@ class Edge:
             return None
         body = first.get("body", b"")
         more = first.get("more_body", False)
-        stream = session.open_stream()
+        has_body = bool(body or more)
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
-        request = protocol.Request(
-            stream_id=stream.id,
-            method=scope["method"],
-            scheme="https" if scope.get("scheme") == "https" else "http",
-            authority=raw_host.decode("latin-1"),
-            target=target.decode("latin-1"),
-            headers=origin_headers(scope, request_id, websocket=False),
-            end_stream=not body and not more,
-        )
+        headers = origin_headers(scope, request_id, websocket=False)
+        tried: set[int] = set()
+        current: list[EdgeStream] = []  # the stream of the latest attempt, for the visitor's task
+        gone = asyncio.Event()  # the visitor went away
+        uploaded = asyncio.get_running_loop().create_future()  # the whole body was handed to the connection
+        if not has_body:
+            uploaded.set_result(None)
+        visitor = None
         try:
-            await session.send(request)
-        except Exception:
-            stream.fail(protocol.ResetCode.INTERNAL_ERROR, "connection lost")
-            return await fail(502, "The connection to the connector was lost.")
-        uploader = None
-        if body or more:
-            uploader = asyncio.ensure_future(self._upload(stream, receive, body, more))
-        try:
-            try:
-                head = await asyncio.wait_for(asyncio.shield(stream.response), settings.EDGE_RESPONSE_TIMEOUT_SECONDS)
-            except TimeoutError:
-                await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
-                return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
-            except StreamReset as reset:
-                return await fail(_status_for_reset(reset), reset.message or str(reset))
+            while True:
+                tried.add(id(session))
+                stream = session.open_stream()
+                current[:] = [stream]
+                request = protocol.Request(
+                    stream_id=stream.id,
+                    method=scope["method"],
+                    scheme="https" if scope.get("scheme") == "https" else "http",
+                    authority=raw_host.decode("latin-1"),
+                    target=target.decode("latin-1"),
+                    headers=headers,
+                    end_stream=not has_body,
+                )
+                try:
+                    await session.send(request)
+                except Exception:
+                    stream.fail(protocol.ResetCode.INTERNAL_ERROR, "connection lost", connection_lost=True)
+                if visitor is None:
+                    visitor = asyncio.ensure_future(self._from_visitor(current, receive, body, more, gone, uploaded))
+                try:
+                    head = await self._response_head(stream, uploaded)
+                except TimeoutError:
+                    await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
+                    return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
+                except StreamReset as reset:
+                    if gone.is_set():
+                        return None  # nobody left to answer
+                    retry = None
+                    if len(tried) < MAX_ATTEMPTS and _may_retry(reset, scope["method"], has_body):
+                        retry = hub.pick_session(route.tunnel_id, exclude=tried)
+                    if retry is None:
+                        return await fail(_status_for_reset(reset), reset.message or str(reset))
+                    logger.info("%s retried on another connection: %s", request_id, reset)
+                    session = retry
+                    continue
+                break
             await send(
                 {
                     "type": "http.response.start",
@@ -262,34 +283,79 @@ class Edge:
                 try:
                     chunk = await stream.read()
                 except StreamReset as reset:
+                    if gone.is_set():
+                        return None
                     logger.warning("%s stream reset after the response head: %s", request_id, reset)
-                    return None  # the server closes the connection: the visitor sees a truncated body
+                    # Finishing the response would make a cut body look complete (a chunked one gets its last
+                    # chunk), and returning leaves the visitor waiting for the rest: an exception after the
+                    # head is how ASGI asks the server to close the connection.
+                    raise ResponseCut(f"{request_id}: the response was cut short: {reset}") from None
                 if chunk is None:
                     await send({"type": "http.response.body", "body": b""})
                     return None
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await stream.consumed(len(chunk))
         finally:
-            if uploader is not None and not uploader.done():
-                uploader.cancel()
+            if visitor is not None and not visitor.done():
+                visitor.cancel()
                 with contextlib.suppress(BaseException):
-                    await uploader
-            if stream.reset is None and stream.id in session.streams and not stream._ended:
+                    await visitor
+            if stream.reset is None and stream.id in stream.session.streams and not stream._ended:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
 
-    async def _upload(self, stream: EdgeStream, receive, body: bytes, more: bool) -> None:
+    async def _response_head(self, stream: EdgeStream, uploaded: asyncio.Future) -> protocol.Response:
+        """The response head, or TimeoutError once the origin has kept us waiting EDGE_RESPONSE_TIMEOUT_SECONDS.
+        As nginx's proxy_read_timeout, the wait is counted from the end of the request: a body still being
+        sent restarts it whenever some of it moves (a 1 GiB upload is not an origin timeout), and only an
+        upload that makes no progress for the whole timeout (the origin stopped reading) ends it."""
+        timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
+        while not uploaded.done():
+            sent = stream.sent
+            done, _ = await asyncio.wait(
+                {stream.response, uploaded}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stream.response in done:
+                return stream.response.result()
+            if not done and stream.sent == sent:
+                raise TimeoutError
+        return await asyncio.wait_for(asyncio.shield(stream.response), timeout)
+
+    async def _from_visitor(
+        self,
+        current: list[EdgeStream],
+        receive,
+        body: bytes,
+        more: bool,
+        gone: asyncio.Event,
+        uploaded: asyncio.Future,
+    ) -> None:
+        """The visitor's side, for the whole exchange: the request body (if any) within the connector's grant,
+        then a watch for the visitor going away, which cancels the stream, so that the connector drops the
+        origin request and the tunnel carries nothing more for nobody (nothing else reads `receive()` while a
+        response streams, and daphne's send() to a closed connection says nothing)."""
         try:
-            await stream.send_body(body, end=not more)
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    await stream.cancel(protocol.ResetCode.CANCEL, "the visitor went away")
-                    return
-                more = message.get("more_body", False)
-                await stream.send_body(message.get("body", b""), end=not more)
+            if not uploaded.done():
+                stream = current[0]
+                await stream.send_body(body, end=not more)
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    more = message.get("more_body", False)
+                    await stream.send_body(message.get("body", b""), end=not more)
+                if not uploaded.done() and not more:
+                    uploaded.set_result(None)
+            while not more:
+                if (await receive())["type"] == "http.disconnect":
+                    break
         except StreamReset:
-            return
+            return  # the stream failed: the main task answers the visitor
+        finally:
+            if not uploaded.done():
+                uploaded.set_result(None)
+        gone.set()
+        await current[0].cancel(protocol.ResetCode.CANCEL, "the visitor went away")
 
     # -- WebSocket passthrough --------------------------------------------------------------------------------
 
@@ -343,10 +409,19 @@ class Edge:
                     code = message.get("code", 1000)
                     await session.send(protocol.WsMessage.close(stream.id, code if code < 5000 else 1000))
                     return
-                if message.get("bytes") is not None:
-                    await session.send(protocol.WsMessage(stream.id, message["bytes"], binary=True))
-                elif message.get("text") is not None:
-                    await session.send(protocol.WsMessage(stream.id, message["text"].encode(), binary=False))
+                binary = message.get("bytes") is not None
+                data = message["bytes"] if binary else (message.get("text") or "").encode()
+                if len(data) > protocol.MAX_PAYLOAD_SIZE:
+                    # One message is one frame: what cannot be framed is refused as the connector refuses an
+                    # origin's (1009), and costs this websocket only.
+                    too_big = f"message larger than {protocol.MAX_PAYLOAD_SIZE} bytes"
+                    await session.send(protocol.WsMessage.close(stream.id, 1009, too_big))
+                    await send({"type": "websocket.close", "code": 1009, "reason": too_big})
+                    return
+                try:
+                    await stream.send_ws_message(data, binary)
+                except StreamReset:
+                    await asyncio.Event().wait()  # origin_to_visitor delivers the reset's close and ends both
 
         async def origin_to_visitor() -> None:
             assert stream.ws_messages is not None
@@ -362,10 +437,13 @@ class Edge:
                         }
                     )
                     return
+                # WAIT_WRITABLE: under daphne, send() returns once the visitor's socket can take more (uvicorn's
+                # always does), so a visitor who stops reading holds back the stream, not the server's memory.
                 if message.binary:
-                    await send({"type": "websocket.send", "bytes": message.data})
+                    await send({"type": "websocket.send", "bytes": message.data, WAIT_WRITABLE: True})
                 else:
-                    await send({"type": "websocket.send", "text": message.data.decode("utf-8", "replace")})
+                    text = message.data.decode("utf-8", "replace")
+                    await send({"type": "websocket.send", "text": text, WAIT_WRITABLE: True})
                 await stream.consumed(len(message.data))
 
         tasks = [asyncio.ensure_future(visitor_to_origin()), asyncio.ensure_future(origin_to_visitor())]
@@ -376,6 +454,27 @@ class Edge:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await stream.cancel()
+
+
+class ResponseCut(Exception):
+    """The stream failed after the response head was sent: the server must close the visitor's connection."""
+
+
+# Requests that no connector has answered yet are tried on another connection of the tunnel, at most this many
+# times in all, when that is safe: the connector refused the stream (REFUSED_STREAM: not processed at all, e.g.
+# it was draining), or the connection was lost before any answer and the method is safe to repeat (as nginx's
+# proxy_next_upstream does for idempotent requests). Only requests without a body: a body already streamed
+# from the visitor cannot be sent twice.
+MAX_ATTEMPTS = 3
+RETRY_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def _may_retry(reset: StreamReset, method: str, has_body: bool) -> bool:
+    if has_body:
+        return False
+    if reset.code == protocol.ResetCode.REFUSED_STREAM:
+        return True
+    return reset.connection_lost and method in RETRY_SAFE_METHODS
 
 
 def _status_for_reset(reset: StreamReset) -> int:

@@ -313,7 +313,7 @@ class PeerLink:
 
     def fail_streams(self, reason: str) -> None:
         for stream in list(self.streams.values()):
-            stream.fail(ResetCode.INTERNAL_ERROR, reason)
+            stream.fail(ResetCode.INTERNAL_ERROR, reason, connection_lost=True)  # a safe request may be retried
         self.streams.clear()
 
     # -- the connection --------------------------------------------------------------------------------------
@@ -671,8 +671,9 @@ class RelayStream:
             if not self.websocket or self.edge_ended:
                 self._finish()
 
-    def fail(self, code: int, message: str = "") -> None:
-        """The connector connection was lost (hub.unregister → fail_streams)."""
+    def fail(self, code: int, message: str = "", connection_lost: bool = False) -> None:
+        """The connector connection was lost (hub.unregister → fail_streams): the peer's stream is reset (its
+        edge decides whether the request may be retried; it only sees the RESET)."""
         self.relay.push(protocol.encode(protocol.Reset(self.edge_id, code, message)))
         self._finish()
 

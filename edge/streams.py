@@ -20,7 +20,9 @@ GRANT_THRESHOLD = protocol.INITIAL_WINDOW // 2
 
 
 class StreamReset(Exception):
-    def __init__(self, code: int, message: str = "") -> None:
+    """The stream failed: reset by the connector (its code), or `connection_lost` with its connection."""
+
+    def __init__(self, code: int, message: str = "", connection_lost: bool = False) -> None:
         try:
             name = protocol.ResetCode(code).name
         except ValueError:
@@ -28,6 +30,7 @@ class StreamReset(Exception):
         super().__init__(message or name)
         self.code = code
         self.message = message
+        self.connection_lost = connection_lost
 
 
 class EdgeStream:
@@ -42,6 +45,7 @@ class EdgeStream:
         "id",
         "reset",
         "response",
+        "sent",
         "session",
         "ws_messages",
     )
@@ -56,6 +60,7 @@ class EdgeStream:
         self._recv_window = protocol.INITIAL_WINDOW  # what the connector may still send us
         self._unacked = 0  # consumed by the visitor but not yet granted back
         self._send_window = protocol.INITIAL_WINDOW
+        self.sent = 0  # body bytes handed to the connection (progress of an upload)
         self._window_open = asyncio.Event()
         self._window_open.set()
         self.reset: StreamReset | None = None
@@ -94,9 +99,9 @@ class EdgeStream:
         elif isinstance(message, protocol.Reset):
             self.fail(message.code, message.message)
 
-    def fail(self, code: int, message: str = "") -> None:
+    def fail(self, code: int, message: str = "", connection_lost: bool = False) -> None:
         if self.reset is None:
-            self.reset = StreamReset(code, message)
+            self.reset = StreamReset(code, message, connection_lost)
         if not self.response.done():
             self.response.set_exception(self.reset)
             self.response.exception()  # retrieved: no "never retrieved" warning if nobody awaits it
@@ -126,8 +131,24 @@ class EdgeStream:
             chunk, view = bytes(view[:size]), view[size:]
             self._send_window -= size
             await self.session.send(protocol.Data(self.id, chunk, end_stream=end and not view))
+            self.sent += size
             if end and not view:
                 return
+
+    async def send_ws_message(self, data: bytes, binary: bool) -> None:
+        """One websocket message of an upgraded stream, within the connector's grant: the window counts message
+        bytes as it counts DATA. A message cannot be split, so it may overdraw a window that is still positive
+        (the connector accepts it then); past that, wait for WINDOW frames."""
+        while self._send_window <= 0:
+            if self.reset is not None:
+                raise self.reset
+            self._window_open.clear()
+            await self._window_open.wait()
+        if self.reset is not None:
+            raise self.reset
+        self._send_window -= len(data)
+        await self.session.send(protocol.WsMessage(self.id, data, binary=binary))
+        self.sent += len(data)
 
     async def read(self) -> bytes | None:
         """The next chunk of the response body, None at its end; raises StreamReset."""

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +94,7 @@ class ConnectorSession:
 
     def fail_streams(self, reason: str) -> None:
         for stream in list(self.streams.values()):
-            stream.fail(protocol.ResetCode.INTERNAL_ERROR, reason)
+            stream.fail(protocol.ResetCode.INTERNAL_ERROR, reason, connection_lost=True)
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -316,21 +316,25 @@ class Hub:
             self._holdings_dirty.add(session.tunnel_id)
             self._wake_flush()
 
-    def pick_session(self, tunnel_id: uuid.UUID) -> ConnectorSession | PeerTunnelView | None:
+    def pick_session(
+        self, tunnel_id: uuid.UUID, exclude: Collection[int] = ()
+    ) -> ConnectorSession | PeerTunnelView | None:
         """Where a request for the tunnel goes: a connection held by this process, else the link to another
-        instance holding one (edge/peers.py; never a database query)."""
-        session = self.pick_local_session(tunnel_id)
+        instance holding one (edge/peers.py; never a database query). Sessions whose id() is in `exclude` (a
+        retry's earlier tries) are skipped."""
+        session = self.pick_local_session(tunnel_id, exclude)
         if session is None and self.peers is not None:
-            return self.peers.pick(tunnel_id)
+            view = self.peers.pick(tunnel_id)
+            return view if view is not None and id(view) not in exclude else None
         return session
 
-    def pick_local_session(self, tunnel_id: uuid.UUID) -> ConnectorSession | None:
+    def pick_local_session(self, tunnel_id: uuid.UUID, exclude: Collection[int] = ()) -> ConnectorSession | None:
         """A connection of the tunnel held by this process that carries requests, spreading streams across
         connectors and their connections (round robin; draining ones skipped)."""
         peers = self.sessions.get(tunnel_id)
         if not peers:
             return None
-        candidates = [s for s in peers.values() if s.carries_streams]
+        candidates = [s for s in peers.values() if s.carries_streams and id(s) not in exclude]
         if not candidates:
             return None
         turn = self._turns.get(tunnel_id, 0)

@@ -152,3 +152,181 @@ async def test_a_connector_exceeding_the_window_is_reset(fresh_hub, routed_tunne
     reset = await next_frame(conn, kinds=(protocol.Reset,))
     assert reset.code == protocol.ResetCode.FLOW_CONTROL_ERROR
     response_task.cancel()
+
+
+async def test_a_stream_reset_after_the_head_fails_the_response_so_that_the_server_closes_the_connection(
+    fresh_hub, routed_tunnel
+):
+    """Finishing the response would make the cut body look complete; returning would leave the visitor waiting."""
+    from edge.app import ResponseCut
+
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = visit("/cut")
+    await visitor.send_input({"type": "http.request", "body": b""})
+    request = await next_frame(conn)
+    sid = request.stream_id
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(sid, 200, [(b"content-length", b"100")])))
+    await conn.send_to(bytes_data=protocol.encode(protocol.Data(sid, b"x" * 10)))
+    assert (await visitor.receive_output(5))["status"] == 200
+    assert (await visitor.receive_output(5))["body"] == b"x" * 10
+    await conn.send_to(bytes_data=protocol.encode(protocol.Reset(sid, protocol.ResetCode.ORIGIN_ERROR, "origin gone")))
+    with pytest.raises(ResponseCut, match="origin gone"):
+        await visitor.receive_output(5)
+
+
+async def drain(comm) -> int:
+    """Bytes of the DATA frames that arrive until the connection is quiet for 50 ms."""
+    size = 0
+    while not await comm.receive_nothing(0.05):  # (a receive_output timeout would cancel the application)
+        frame = protocol.decode((await comm.receive_output(1))["bytes"])
+        if isinstance(frame, protocol.Data):
+            size += len(frame.data)
+    return size
+
+
+async def test_the_response_timeout_runs_from_the_end_of_the_upload(fresh_hub, routed_tunnel, settings):
+    """An upload that keeps moving is not an origin timeout (nginx's proxy_read_timeout counts the same way);
+    one the origin stops taking is (504)."""
+    settings.EDGE_RESPONSE_TIMEOUT_SECONDS = 1
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    quarter = protocol.INITIAL_WINDOW // 4
+    body = b"u" * (protocol.INITIAL_WINDOW + 4 * quarter)  # the last byte moves with the fourth grant
+    response_task = asyncio.ensure_future(visit("/slow-upload", "POST", body=body).get_response(timeout=10))
+    request = await next_frame(conn)
+    received = 0
+    for _ in range(4):  # a quarter window every 0.6 s: 2.4 s of upload, over twice the timeout
+        await asyncio.sleep(0.6)
+        received += await drain(conn)
+        await conn.send_to(bytes_data=protocol.encode(protocol.Window(request.stream_id, quarter)))
+    received += await drain(conn)
+    assert received == len(body)
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(request.stream_id, 201, [], end_stream=True)))
+    assert (await response_task)["status"] == 201
+
+    # Nothing granted: the upload stalls at the window, and the wait ends one timeout later.
+    started = asyncio.get_running_loop().time()
+    response = await visit("/stalled-upload", "POST", body=body).get_response(timeout=10)
+    assert response["status"] == 504
+    assert 1 <= asyncio.get_running_loop().time() - started < 3
+
+
+async def test_websocket_messages_from_the_visitor_wait_for_the_window_and_oversized_ones_get_1009(
+    fresh_hub, routed_tunnel
+):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = WebsocketCommunicator(application(), "/chat", headers=[(b"host", b"app.example.com")])
+    connecting = asyncio.ensure_future(visitor.connect(timeout=5))
+    request = await next_frame(conn)
+    assert request.websocket
+    sid = request.stream_id
+    await conn.send_to(bytes_data=protocol.encode(protocol.Response(sid, 101, [])))
+    assert (await connecting)[0]
+
+    message = b"m" * 200_000
+    for _ in range(3):
+        await visitor.send_to(bytes_data=message)
+    kinds = (protocol.WsMessage,)
+    assert (await next_frame(conn, kinds)).data == message  # 56 KiB of the window left
+    assert (await next_frame(conn, kinds)).data == message  # a message may overdraw a positive window once
+    assert await conn.receive_nothing(0.3)  # the third waits for credit
+    await conn.send_to(bytes_data=protocol.encode(protocol.Window(sid, 400_000)))
+    assert (await next_frame(conn, kinds)).data == message
+
+    await visitor.send_to(bytes_data=b"x" * (protocol.MAX_PAYLOAD_SIZE + 1))
+    close = await next_frame(conn, kinds)
+    assert close.end_stream and close.close_code()[0] == 1009
+    assert (await visitor.receive_output(5)) == {
+        "type": "websocket.close",
+        "code": 1009,
+        "reason": f"message larger than {protocol.MAX_PAYLOAD_SIZE} bytes",
+    }
+
+
+async def request_on_either(conns) -> tuple[object, protocol.Request]:
+    """The connection (of `conns`) that got the next REQUEST, and the request."""
+    for _ in range(100):
+        for comm in conns:
+            if not await comm.receive_nothing(0.01):
+                frame = await next_frame(comm, (protocol.Request,))
+                return comm, frame
+    raise AssertionError("no REQUEST on any connection")
+
+
+async def pending(comm) -> list:
+    """The frames that arrive until the connection is quiet for 100 ms."""
+    frames = []
+    while not await comm.receive_nothing(0.1):
+        frames.append(protocol.decode((await comm.receive_output(1))["bytes"]))
+    return frames
+
+
+async def respond(comm, sid: int, status: int = 200) -> None:
+    await comm.send_to(bytes_data=protocol.encode(protocol.Response(sid, status, [], end_stream=True)))
+
+
+async def test_a_refused_stream_is_tried_on_another_connection_but_not_with_a_body(fresh_hub, routed_tunnel):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conns = [await peer(token), await peer(token)]
+    answer = asyncio.ensure_future(visit("/refused", "POST").get_response(timeout=5))  # POST without a body
+    first, request = await request_on_either(conns)
+    await first.send_to(
+        bytes_data=protocol.encode(protocol.Reset(request.stream_id, protocol.ResetCode.REFUSED_STREAM, "draining"))
+    )
+    second, retried = await request_on_either(conns)
+    assert second is not first and retried.target == "/refused" and retried.method == "POST"
+    await respond(second, retried.stream_id, 201)
+    assert (await answer)["status"] == 201
+
+    # With a body, the body went to the first connection: nothing is retried.
+    answer = asyncio.ensure_future(visit("/refused", "POST", body=b"once").get_response(timeout=5))
+    first, request = await request_on_either(conns)
+    await first.send_to(
+        bytes_data=protocol.encode(protocol.Reset(request.stream_id, protocol.ResetCode.REFUSED_STREAM, "draining"))
+    )
+    assert (await answer)["status"] == 502
+    assert not [frame for comm in conns for frame in await pending(comm) if isinstance(frame, protocol.Request)]
+
+
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("DELETE", False)])
+async def test_a_request_whose_connection_is_lost_is_retried_only_if_its_method_is_safe(
+    fresh_hub, routed_tunnel, method, retried
+):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conns = [await peer(token), await peer(token)]
+    answer = asyncio.ensure_future(visit("/lost", method).get_response(timeout=5))
+    first, request = await request_on_either(conns)
+    await first.send_input({"type": "websocket.disconnect", "code": 1006})
+    other = conns[1] if first is conns[0] else conns[0]
+    if retried:
+        _, again = await request_on_either([other])
+        assert again.target == "/lost"
+        await respond(other, again.stream_id)
+        assert (await answer)["status"] == 200
+    else:
+        response = await answer
+        assert response["status"] == 502 and b"connection lost" in response["body"]
+        assert not [frame for frame in await pending(other) if isinstance(frame, protocol.Request)]
+
+
+@pytest.mark.parametrize("when", ["before the head", "mid-body"])
+async def test_a_visitor_going_away_cancels_the_stream(fresh_hub, routed_tunnel, when):
+    """daphne's send() to a closed connection says nothing: the edge learns it from receive()."""
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = visit("/long")
+    await visitor.send_input({"type": "http.request", "body": b""})
+    request = await next_frame(conn)
+    sid = request.stream_id
+    if when == "mid-body":
+        await conn.send_to(bytes_data=protocol.encode(protocol.Response(sid, 200, [])))
+        await conn.send_to(bytes_data=protocol.encode(protocol.Data(sid, b"x" * 1000)))
+        assert (await visitor.receive_output(5))["status"] == 200
+        assert (await visitor.receive_output(5))["body"] == b"x" * 1000
+    await visitor.send_input({"type": "http.disconnect"})
+    reset = await next_frame(conn)
+    assert isinstance(reset, protocol.Reset) and reset.stream_id == sid
+    assert reset.code == protocol.ResetCode.CANCEL
+    await visitor.wait(2)  # the application ends quietly (no exception: nobody is left to tell)
