@@ -55,3 +55,13 @@ worker: deps
 
 clean:
 	rm -rf $(VENV) staticfiles
+
+## Edge benchmark: direct vs nginx proxy vs our edge (uvicorn, daphne) + one connector (~3 min; docs/benchmarks.md).
+## Installs wrk and nginx from Debian when run as root. BENCH_ARGS=--quick for < 1 minute.
+.PHONY: bench-edge
+bench-edge: dev-deps
+	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || test -x /usr/sbin/nginx; }; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk nginx; \
+		else echo "bench-edge needs wrk and nginx: run 'sudo apt-get install -y wrk nginx' (Debian), then again"; exit 2; fi; \
+	fi
+	$(BIN)/python -m bench.edge $(BENCH_ARGS)
