@@ -46,8 +46,10 @@ async def application(scope, receive, send) -> None:
     kind = scope["type"]
     if kind == "lifespan":
         return await lifespan(receive, send)
-    host, _ = request_host(scope)
+    host, raw_host = request_host(scope)
     if not is_control_plane_host(host):
+        if kind == "http":
+            return await edge_application.http(scope, receive, send, host, raw_host)
         return await edge_application(scope, receive, send)
     if kind == "websocket":
         if scope["path"] == WEBSOCKET_PATH:

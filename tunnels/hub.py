@@ -40,6 +40,11 @@ FLUSH_INTERVAL = 0.05
 GC_THRESHOLD0 = 50_000
 
 
+# Bytes queued for one connector connection above which senders wait for the writer (a visitor websocket that
+# streams faster than the connector reads; HTTP bodies are bounded by their stream windows anyway).
+SEND_QUEUE_HIGH = 1024 * 1024
+
+
 @dataclass
 class ConnectorSession:
     """One registered connector connection held by this process."""
@@ -63,19 +68,85 @@ class ConnectorSession:
     streams: dict[int, Any] = field(default_factory=dict)
     next_stream_id: int = 1
     background: set[asyncio.Task] = field(default_factory=set)
+    # Data-plane frames wait here for the writer task, which sends what accumulated during one event-loop turn
+    # together: one BATCH message when the connector advertised `batch` (measured in docs/benchmarks.md, "Edge").
+    batching: bool = False
+    _out: list[bytes] = field(default_factory=list, repr=False)
+    _queued: int = 0
+    _writer: asyncio.Task | None = field(default=None, repr=False)
+    _wakeup: asyncio.Future | None = field(default=None, repr=False)
+    _drained: asyncio.Future | None = field(default=None, repr=False)
 
     async def send(self, message: Any) -> None:
-        if not self.closed:
+        """Control messages go out at once; data-plane ones through the writer's queue (same order per stream)."""
+        if self.closed:
+            return
+        if message.KIND >= 16:
+            await self.send_frame(protocol.encode(message))
+        else:
             await self.send_bytes(protocol.encode(message))
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Queue an encoded data-plane frame; waits only while the queue is above SEND_QUEUE_HIGH."""
+        if self.closed:
+            return
+        self.queue_frame(frame)
+        while self._queued > SEND_QUEUE_HIGH and not self.closed:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drained)
+
+    def queue_frame(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        self._out.append(frame)
+        self._queued += len(frame)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        elif self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.closed:
+                if not self._out:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    continue
+                frames, self._out = self._out, []
+                self._queued = 0
+                if self.batching and len(frames) > 1:
+                    frames = protocol.encode_batches(frames)
+                for frame in frames:
+                    await self.send_bytes(frame)
+                drained = self._drained
+                if drained is not None and not drained.done() and self._queued <= SEND_QUEUE_HIGH:
+                    drained.set_result(None)
+        except Exception:  # the socket is gone: the endpoint's receive loop unregisters the session
+            logger.debug("connector connection writer stopped", exc_info=True)
+        finally:
+            self._writer = None
+            self._out = []
+            if self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
+
+    def stop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     @property
     def carries_streams(self) -> bool:
-        return "streams" in self.features and not self.draining and not self.closed
+        return protocol.FEATURE_STREAMS in self.features and not self.draining and not self.closed
 
     def open_stream(self):
-        from edge.streams import EdgeStream
-
-        stream = EdgeStream(self, self.next_stream_id)
+        stream = _edge_stream(self, self.next_stream_id)
         self.next_stream_id += 2
         self.streams[stream.id] = stream
         return stream
@@ -93,6 +164,14 @@ class ConnectorSession:
         task = asyncio.ensure_future(coroutine)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+
+def _edge_stream(session: ConnectorSession, stream_id: int):
+    global _edge_stream
+    from edge.streams import EdgeStream  # the edge imports this module: resolved on first use
+
+    _edge_stream = EdgeStream
+    return EdgeStream(session, stream_id)
 
 
 @dataclass(eq=False)
@@ -216,6 +295,7 @@ class Hub:
         self._slots[_slot(session)] = session
         session.acked_version = hello.config_version
         session.features = frozenset(hello.features)
+        session.batching = protocol.FEATURE_BATCH in session.features
         self.stats["connects"] += 1
         self.batch.opens.append(
             ledger.ConnOpen(
@@ -244,6 +324,7 @@ class Hub:
         session.closed = True
         if self._slots.get(_slot(session)) is session:
             del self._slots[_slot(session)]
+        session.stop_writer()
         session.fail_streams(f"connector connection lost: {reason}")
         peers = self.sessions.get(session.tunnel_id)
         if peers is not None:
