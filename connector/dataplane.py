@@ -608,10 +608,10 @@ class HttpStream:
         self.send_window -= len(data)
         if len(data) <= MAX_DATA_CHUNK:
             self.mux.frame(_DATA, self.id, 0, data)
-        else:
+        else:  # memoryview slices: each chunk is copied once, into its frame
             view = memoryview(data)
             for offset in range(0, len(data), MAX_DATA_CHUNK):
-                self.mux.frame(_DATA, self.id, 0, bytes(view[offset : offset + MAX_DATA_CHUNK]))
+                self.mux.frame(_DATA, self.id, 0, view[offset : offset + MAX_DATA_CHUNK])
 
     def on_end(self) -> None:
         conn, self.conn = self.conn, None
@@ -647,9 +647,10 @@ class HttpStream:
             if size == len(data):
                 pending.popleft()
                 mux.frame(_DATA, self.id, 0, data)
-            else:
-                pending[0] = data[size:]
-                mux.frame(_DATA, self.id, 0, data[:size])
+            else:  # a memoryview of the rest: slicing a large read chunk by chunk copied it over and over
+                view = data if isinstance(data, memoryview) else memoryview(data)
+                pending[0] = view[size:]
+                mux.frame(_DATA, self.id, 0, view[:size])
             self.send_window -= size
         if pending:
             if mux.congested and self not in mux.blocked:
