@@ -57,8 +57,9 @@ TARGET_RELAY_RPS = 2_000
 UVICORN_EDGE = [
     "edge.asgi:application",
     "--loop=uvloop",
-    "--http=httptools",
+    "--http=edge.http:HttpToolsProtocol",
     "--ws=websockets-sansio",
+    "--no-proxy-headers",
     "--lifespan=on",
     "--no-access-log",
     "--log-level=warning",

@@ -1,6 +1,7 @@
-"""The edge role as its own process, started exactly as production starts it (uvicorn, uvloop, httptools,
-websockets-sansio, `edge.asgi:application`): a real connector process dials it, and a request for a public hostname
-is served through it from a real origin. Also: the whole control plane (`controlplane.asgi`) under uvicorn."""
+"""The edge role as its own process, started exactly as production starts it (uvicorn, uvloop, httptools with
+corked writes, websockets-sansio, `edge.asgi:application`): a real connector process dials it, and a request for a
+public hostname is served through it from a real origin. Also: the whole control plane (`controlplane.asgi`) under
+uvicorn, and the corked transport's rules."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from controlplane.services.zones import zone_create, zone_mark_verified
 from tests import live_server
 from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 BIN = Path(sys.executable).parent
 # The production command line of the edge role (docker-compose.yml `edge`, docs/benchmarks.md "Edge").
@@ -34,8 +35,9 @@ EDGE_COMMAND = [
     "uvicorn",
     "edge.asgi:application",
     "--loop=uvloop",
-    "--http=httptools",
+    "--http=edge.http:HttpToolsProtocol",
     "--ws=websockets-sansio",
+    "--no-proxy-headers",
     "--lifespan=on",
     "--no-access-log",
 ]
@@ -125,6 +127,7 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"{what} within {timeout:.0f} s (last: {last!r})")
 
 
+@pytest.mark.slow
 def test_edge_process_under_uvicorn_serves_a_public_hostname_through_a_real_connector(org_a):
     zone = zone_create(organisation=org_a, name="example.com", actor=Actor.cli())
     zone_mark_verified(zone=zone, actor=Actor.cli())
@@ -162,6 +165,7 @@ def test_edge_process_under_uvicorn_serves_a_public_hostname_through_a_real_conn
             assert edge.poll() is None
 
 
+@pytest.mark.slow
 def test_the_whole_control_plane_runs_under_uvicorn(org_a):
     logs = Path(tempfile.mkdtemp(prefix="controlplane-uvicorn-"))
     port = live_server.free_port()
@@ -173,3 +177,40 @@ def test_the_whole_control_plane_runs_under_uvicorn(org_a):
         assert status == 200 and b"<form" in body
         assert get(port, "/readyz", "127.0.0.1")[0] == 200
         assert get(port, "/", "nope.example.org")[0] == 404  # the edge, inside the same process
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 7
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_corked_writes_of_one_turn_go_out_together_and_close_flushes_first():
+    import asyncio
+
+    from edge.http import CorkedTransport
+
+    real = FakeTransport()
+    corked = CorkedTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    corked.write(b"")
+    corked.write(b"hi")
+    assert real.writes == [] and corked.get_write_buffer_size() == 7 + 40
+    await asyncio.sleep(0)
+    assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"]
+    corked.write(b"bye")
+    corked.close()
+    assert real.writes[-1] == b"bye" and real.closed and corked.is_closing()
