@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from secrets import token_hex
+from secrets import randbelow, token_hex
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +45,16 @@ EDGE_ONLY = frozenset(
 )
 EDGE_ONLY_PREFIXES = (b"cf-access-",)
 WEBSOCKET_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions"})
+
+
+# Request ids (Cf-Ray): 16 hex digits, a random prefix per process and a counter (a random id per request cost a
+# getrandom() system call each), then the edge's location.
+_RAY_PREFIX = token_hex(4)
+_ray_numbers = itertools.count(randbelow(1 << 32))
+
+
+def new_request_id(location: str) -> str:
+    return f"{_RAY_PREFIX}{next(_ray_numbers) & 0xFFFFFFFF:08x}-{location}"
 
 
 def request_host(scope: dict[str, Any]) -> tuple[str, bytes]:
@@ -185,7 +196,7 @@ class Edge:
         return self.routes.lookup(host)
 
     def request_id(self, hub: Hub) -> str:
-        return f"{token_hex(8)}-{hub.location}"
+        return new_request_id(hub.location)
 
     async def decide_access(self, scope: dict[str, Any], route: Route) -> tuple[int, list, bytes] | None:
         """Access enforcement (next issue) answers here, from a per-process cache: None forwards the request;
@@ -203,7 +214,7 @@ class Edge:
         hub = hub_module._hub
         if hub is None or hub.loop is None or hub.on_routes_changed is None:
             hub = await self.hub()
-        request_id = f"{token_hex(8)}-{hub.location}"
+        request_id = new_request_id(hub.location)
         routes = self.routes
         route = await self.route(host) if routes.stale else routes.lookup(host)
         if route is None:

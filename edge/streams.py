@@ -55,7 +55,7 @@ class EdgeStream:
     def __init__(self, session: ConnectorSession, stream_id: int) -> None:
         self.session = session
         self.id = stream_id
-        self.response: asyncio.Future[protocol.Response] = asyncio.get_running_loop().create_future()
+        self.response: asyncio.Future[protocol.Response] = session.loop.create_future()
         self._inbound: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future | None = None  # read() waiting for body bytes
         self._ended = False
@@ -148,7 +148,7 @@ class EdgeStream:
                     await session.send_frame(_pack_header(_VERSION, _DATA, _END, self.id))
                 return
             if self._send_window <= 0:
-                self._window_waiter = asyncio.get_running_loop().create_future()
+                self._window_waiter = session.loop.create_future()
                 await self._window_waiter
                 continue
             size = min(len(view), protocol.MAX_DATA_CHUNK, self._send_window)
@@ -169,7 +169,7 @@ class EdgeStream:
             if self._ended:
                 self.session.streams.pop(self.id, None)
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self.session.loop.create_future()
             await self._waiter
         if len(inbound) == 1:
             return inbound.popleft()

@@ -76,6 +76,8 @@ class ConnectorSession:
     _writer: asyncio.Task | None = field(default=None, repr=False)
     _wakeup: asyncio.Future | None = field(default=None, repr=False)
     _drained: asyncio.Future | None = field(default=None, repr=False)
+    # The connection's event loop, for the per-request futures (asyncio.get_running_loop() costs a getpid()).
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop, repr=False)
 
     async def send(self, message: Any) -> None:
         """Control messages go out at once; data-plane ones through the writer's queue (same order per stream)."""
@@ -93,7 +95,7 @@ class ConnectorSession:
         self.queue_frame(frame)
         while self._queued > SEND_QUEUE_HIGH and not self.closed:
             if self._drained is None or self._drained.done():
-                self._drained = asyncio.get_running_loop().create_future()
+                self._drained = self.loop.create_future()
             await asyncio.shield(self._drained)
 
     def queue_frame(self, frame: bytes) -> None:
@@ -110,7 +112,7 @@ class ConnectorSession:
             self._writer = asyncio.ensure_future(self._write_loop())
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         try:
             while not self.closed:
                 if not self._out:

@@ -13,6 +13,7 @@ class Session:
     def __init__(self) -> None:
         self.streams: dict[int, EdgeStream] = {}
         self.frames: list[protocol.Message] = []
+        self.loop = asyncio.get_running_loop()
 
     def queue_frame(self, frame: bytes) -> None:
         self.frames.append(protocol.decode(frame))
