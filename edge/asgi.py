@@ -1,10 +1,11 @@
 """ASGI entry point of the edge role alone: public hostnames and the connectors' websockets, nothing else.
 
     uvicorn edge.asgi:application --loop uvloop --http edge.http:HttpToolsProtocol --ws websockets-sansio \
-        --lifespan on --no-proxy-headers
+        --lifespan on --no-proxy-headers --no-server-header --no-date-header
 
 (`edge.http:HttpToolsProtocol` is uvicorn's httptools protocol with a response's head and body in one write;
-`--no-proxy-headers`: the edge trusts X-Forwarded-For only from EDGE_TRUSTED_PROXY_COUNT proxies, itself.)
+`--no-proxy-headers`: the edge trusts X-Forwarded-For only from EDGE_TRUSTED_PROXY_COUNT proxies, itself; no
+server/date header of uvicorn's: the origin's pass through, and uvicorn's would be a second Server and Date.)
 
 Production runs it as its own processes (docker-compose.yml `edge`): uvicorn with uvloop + httptools serves a
 trivial ASGI app ~5x faster than daphne on these machines, and its `send()` applies backpressure

@@ -60,6 +60,8 @@ UVICORN_EDGE = [
     "--http=edge.http:HttpToolsProtocol",
     "--ws=websockets-sansio",
     "--no-proxy-headers",
+    "--no-server-header",
+    "--no-date-header",
     "--lifespan=on",
     "--no-access-log",
     "--log-level=warning",

@@ -38,6 +38,8 @@ EDGE_COMMAND = [
     "--http=edge.http:HttpToolsProtocol",
     "--ws=websockets-sansio",
     "--no-proxy-headers",
+    "--no-server-header",
+    "--no-date-header",
     "--lifespan=on",
     "--no-access-log",
 ]
@@ -113,6 +115,17 @@ def get(port: int, path: str, host: str, timeout: float = 5.0) -> tuple[int, dic
         conn.close()
 
 
+def answer_headers(port: int, path: str, host: str):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        response.read()
+        return response.headers
+    finally:
+        conn.close()
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     last = None
@@ -158,10 +171,12 @@ def test_edge_process_under_uvicorn_serves_a_public_hostname_through_a_real_conn
                 seen = json.loads(body)
                 assert seen["path"] == "/hello?x=1" and seen["host"] == "app.example.com"
                 assert headers["cf-ray"] == seen["ray"]
+                # The origin's Server and Date, once each (uvicorn would add its own: --no-server/date-header).
+                assert headers["server"].startswith("BaseHTTP") and headers["date"]
+                assert len(answer_headers(port, "/", "app.example.com").get_all("Server")) == 1
             # The control plane is not served here: a clear 421 that names where it is.
             status, headers, body = get(port, "/login/", "127.0.0.1")
             assert status == 421 and b"edge" in body and settings.PUBLIC_URL.encode() in body
-            assert headers["server"] == "uvicorn"
             assert edge.poll() is None
 
 
