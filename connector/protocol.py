@@ -326,22 +326,30 @@ _U16_LEN = struct.Struct("!H")  # a u16 length prefix (as opposed to a u16 numbe
 _U32 = struct.Struct("!I")
 
 
+# u16 length prefixes of short strings, prebuilt: header names and most values are shorter than this, and packing
+# the header block runs for every proxied request on both sides.
+_SHORT = 4096
+_U16_PREFIX = [_U16.pack(size) for size in range(_SHORT)]
+
+
 def _pack_headers(headers: list[tuple[bytes, bytes]], parts: list[bytes]) -> None:
     if len(headers) > 0xFFFF:
         raise ProtocolError("too many headers")
-    parts.append(_U16.pack(len(headers)))
-    for name, value in headers:
-        if len(name) > 0xFFFF or len(value) > 0xFFFF:
-            raise ProtocolError("header too long")
-        parts.append(_U16.pack(len(name)))
-        parts.append(name)
-        parts.append(_U16.pack(len(value)))
-        parts.append(value)
+    prefix = _U16_PREFIX
+    pack = _U16.pack
+    parts.append(pack(len(headers)))
+    try:
+        for name, value in headers:
+            n, v = len(name), len(value)
+            parts += (prefix[n] if n < _SHORT else pack(n), name, prefix[v] if v < _SHORT else pack(v), value)
+    except struct.error:
+        raise ProtocolError("header too long")
 
 
 def _parse_head(payload: bytes, name: str, prefix: tuple[struct.Struct, ...]) -> tuple[list, list[tuple[bytes, bytes]]]:
     """Length-prefixed fields (one struct per field: u8/u16 length, or u16/u32 for a bare number), then the header
-    block; the whole payload must be consumed. Written as one flat loop: it runs for every proxied request."""
+    block; the whole payload must be consumed. Written as one flat loop (u16s read as two indexed bytes): it runs
+    for every proxied request."""
     fields: list = []
     headers: list[tuple[bytes, bytes]] = []
     pos = 0
@@ -354,20 +362,16 @@ def _parse_head(payload: bytes, name: str, prefix: tuple[struct.Struct, ...]) ->
                 pos += value
             else:
                 fields.append(value)
-        unpack = _U16.unpack_from
-        (count,) = unpack(payload, pos)
+        p = payload
+        count = p[pos] << 8 | p[pos + 1]
         pos += 2
         append = headers.append
         for _ in range(count):
-            (size,) = unpack(payload, pos)
-            pos += 2
-            header_name = payload[pos : pos + size]
-            pos += size
-            (size,) = unpack(payload, pos)
-            pos += 2
-            append((header_name, payload[pos : pos + size]))
-            pos += size
-    except struct.error:
+            end = pos + 2 + (p[pos] << 8 | p[pos + 1])
+            header_name = p[pos + 2 : end]
+            pos = end + 2 + (p[end] << 8 | p[end + 1])
+            append((header_name, p[end + 2 : pos]))
+    except (struct.error, IndexError):
         raise ProtocolError(f"{name} payload is truncated")
     if pos > len(payload):
         raise ProtocolError(f"{name} payload is truncated")
