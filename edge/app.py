@@ -15,6 +15,8 @@ from secrets import randbelow, token_hex
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from connector import protocol
 from edge.pages import error_body, wants_json
@@ -72,17 +74,45 @@ def request_host(scope: dict[str, Any]) -> tuple[str, bytes]:
     return host.rstrip("."), raw
 
 
+class _Settings:
+    """The settings the request path reads, copied once per process (Django's settings proxy costs an attribute
+    lookup through LazyObject on every access); refreshed when a test changes them."""
+
+    loaded = False
+    hosts: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+    trusted_proxies = 0
+    response_timeout = 100
+
+    @classmethod
+    def load(cls) -> type[_Settings]:
+        cls.hosts = frozenset(settings.CONTROL_PLANE_HOSTS)
+        cls.suffixes = tuple(settings.CONTROL_PLANE_DOMAIN_SUFFIXES)
+        cls.trusted_proxies = settings.EDGE_TRUSTED_PROXY_COUNT
+        cls.response_timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
+        cls.loaded = True
+        return cls
+
+
+def _edge_settings() -> type[_Settings]:
+    return _Settings if _Settings.loaded else _Settings.load()
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: Any) -> None:
+    _Settings.loaded = False
+
+
 def is_control_plane_host(host: str) -> bool:
-    if not host or host in settings.CONTROL_PLANE_HOSTS:
-        return True
-    return any(host.endswith(suffix) for suffix in settings.CONTROL_PLANE_DOMAIN_SUFFIXES)
+    config = _edge_settings()
+    return not host or host in config.hosts or host.endswith(config.suffixes)
 
 
 def _client_address(scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
     """(client IP, scheme) as the edge trusts them: from the socket, or from a declared proxy in front."""
     ip = (scope.get("client") or ("", 0))[0] or ""
     scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-    trusted = settings.EDGE_TRUSTED_PROXY_COUNT
+    trusted = _edge_settings().trusted_proxies
     if trusted:
         forwarded, proto = [], ""
         for name, value in headers:
@@ -105,7 +135,7 @@ def origin_headers(scope: dict[str, Any], request_id: str, *, websocket: bool) -
     """The request's headers as the origin receives them: hop-by-hop and spoofable ones dropped, the edge's own
     added (X-Forwarded-For/-Proto, Cf-Connecting-IP, Cf-Ray, Cf-Visitor). One pass: it runs for every request."""
     incoming: list[tuple[bytes, bytes]] = scope.get("headers") or []
-    trusted = settings.EDGE_TRUSTED_PROXY_COUNT
+    trusted = _edge_settings().trusted_proxies
     out: list[tuple[bytes, bytes]] = []
     append = out.append
     named_by_connection: set[bytes] | None = None
@@ -257,7 +287,7 @@ class Edge:
         uploader = None
         if body or more:
             uploader = asyncio.ensure_future(self._upload(stream, receive, body, more))
-        timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
+        timeout = _edge_settings().response_timeout
         timer = hub.loop.call_later(timeout, stream.time_out, timeout)
         try:
             try:
