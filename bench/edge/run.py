@@ -54,19 +54,7 @@ TARGET_BULK = 200.0
 TARGET_RSS_GROWTH = 64.0
 TARGET_RELAY_RPS = 2_000
 
-UVICORN_EDGE = [
-    "edge.asgi:application",
-    "--loop=uvloop",
-    "--http=edge.http:HttpToolsProtocol",
-    "--ws=websockets-sansio",
-    "--no-proxy-headers",
-    "--no-server-header",
-    "--no-date-header",
-    "--lifespan=on",
-    "--no-access-log",
-    "--log-level=warning",
-    "--backlog=4096",
-]
+EDGE_SCRIPT = ROOT / "scripts" / "edge"  # the production command line of the edge role
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -444,7 +432,7 @@ class Bench:
         port = free_port()
         env = self.env(data_dir, port)
         if server == "uvicorn":
-            cmd = [str(BIN / "uvicorn"), *UVICORN_EDGE, "--host=127.0.0.1", f"--port={port}"]
+            cmd = [sys.executable, str(EDGE_SCRIPT), "--host=127.0.0.1", f"--port={port}", "--log-level=warning"]
         else:  # as `make run` serves the control plane (daphne has no lifespan: the hub starts on first use)
             cmd = [str(BIN / "daphne"), "-v0", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096"]
             cmd.append("edge.asgi:application")
@@ -616,6 +604,13 @@ def targets(results: list[Result]) -> list[str]:
                 f"{before:.0f} → {after:.0f} MiB ({growth:+.0f})",
                 growth < TARGET_RSS_GROWTH,
             )
+    if edge is not None and edge.c50 is not None and edge.c50.edge_cpu_us:
+        edge_us, connector_us = edge.c50.edge_cpu_us, edge.c50.connector_cpu_us or 0.0
+        lines.append(
+            f"info  CPU per proxied request at c=50: edge {edge_us:.0f} µs, connector {connector_us:.0f} µs: a core "
+            f"of its own would carry ~{1e6 / edge_us:,.0f} req/s through the edge, "
+            f"~{1e6 / max(connector_us, 1):,.0f} through the connector"
+        )
     relay = by_name.get("relay")
     if relay is not None:
         ok = None if relay.c50 is None else relay.c50.rps >= TARGET_RELAY_RPS
@@ -674,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(bench.work, ignore_errors=True)
         return 2
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     results: list[Result] = []
     try:
         log(f"origin nginx :{bench.origin_port}, proxy nginx :{bench.proxy_port}; migrating a template data dir")
@@ -700,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Edge benchmark: 1 KiB file via wrk ({args.duration:g} s per run; {args.ref_threads} threads for "
         f"direct/nginx, 1 for the edge), 100 MiB bodies (best of {args.bulk_rounds}), connector with {args.ha} "
         f"connections; "
-        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; {time.monotonic() - started:.0f} s in all"
+        f"{os.cpu_count()} CPUs; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (other work "
+        f"shares the cores); {time.monotonic() - started:.0f} s in all"
     )
     print(table(results))
     print()

@@ -31,18 +31,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 BIN = Path(sys.executable).parent
 # The production command line of the edge role (docker-compose.yml `edge`, docs/benchmarks.md "Edge").
-EDGE_COMMAND = [
-    "uvicorn",
-    "edge.asgi:application",
-    "--loop=uvloop",
-    "--http=edge.http:HttpToolsProtocol",
-    "--ws=websockets-sansio",
-    "--no-proxy-headers",
-    "--no-server-header",
-    "--no-date-header",
-    "--lifespan=on",
-    "--no-access-log",
-]
+EDGE_SCRIPT = str(Path(__file__).resolve().parents[2] / "scripts" / "edge")
 
 
 class Origin(http.server.BaseHTTPRequestHandler):
@@ -155,7 +144,7 @@ def test_edge_process_under_uvicorn_serves_a_public_hostname_through_a_real_conn
             ]
         }
         tunnel_config_update(tunnel=tunnel, config=config, actor=Actor.cli())
-        edge_cmd = [str(BIN / EDGE_COMMAND[0]), *EDGE_COMMAND[1:], "--host=127.0.0.1", f"--port={port}"]
+        edge_cmd = [sys.executable, EDGE_SCRIPT, "--host=127.0.0.1", f"--port={port}", "--log-level=info"]
         with process(edge_cmd, logs / "edge.log", server_env()) as edge:
             wait_for(lambda: get(port, "/readyz", "127.0.0.1")[0] == 200, 30, "the edge answers /readyz")
             # No connector yet: the hostname is routed (the route table was loaded at start-up) but has none.
