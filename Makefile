@@ -49,6 +49,13 @@ typecheck: dev-deps
 bench-connectors: dev-deps
 	$(BIN)/python -m bench.connectors $(BENCH_ARGS)
 
+## The edge role alone (public hostnames + connector websockets) under uvicorn on $(EDGE_HOST):$(EDGE_PORT)
+EDGE_HOST ?= 127.0.0.1
+EDGE_PORT ?= 8080
+.PHONY: edge
+edge: deps
+	$(BIN)/python scripts/edge --host $(EDGE_HOST) --port $(EDGE_PORT)
+
 ## A Celery worker (production topology: set REDIS_URL)
 worker: deps
 	$(BIN)/celery -A controlplane worker -B -l info
