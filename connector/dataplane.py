@@ -240,8 +240,7 @@ class Mux:
         self.frame(_DATA, stream_id, _END, b"")
 
     def response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
-        payload = protocol.Response(stream_id, status, headers).payload()
-        self.frame(_RESPONSE, stream_id, _END if end else 0, payload)
+        self.frame(_RESPONSE, stream_id, _END if end else 0, protocol.response_payload(status, headers))
 
     def reset(self, stream_id: int, code: int, message: str = "") -> None:
         self.frame(_RESET, stream_id, 0, protocol.Reset(stream_id, code, message).payload())

@@ -381,6 +381,10 @@ def _parse_head(payload: bytes, name: str, prefix: tuple[struct.Struct, ...]) ->
 
 
 _REQUEST_PREFIX = (_U8, _U8, _U16_LEN, _U16_LEN)
+# Data-plane messages decoded per proxied request are built without the frozen dataclass __init__ (one
+# object.__setattr__ per field): the fields go straight into the instance's __dict__, which is all __init__ does.
+# 1.24 -> 0.35 us for a REQUEST; the result is an ordinary, equal, immutable-by-convention instance.
+_new = object.__new__
 
 
 def request_frame(
@@ -455,16 +459,17 @@ class Request:
         authority, target = authority.decode("latin-1"), target.decode("latin-1")
         if not method:
             raise ProtocolError("REQUEST without a method")
-        return cls(
-            stream_id,
-            method,
-            scheme,
-            authority,
-            target,
-            headers,
-            end_stream=bool(flags & _END_STREAM),
-            websocket=bool(flags & _WEBSOCKET),
-        )
+        message = _new(cls)
+        fields = message.__dict__
+        fields["stream_id"] = stream_id
+        fields["method"] = method
+        fields["scheme"] = scheme
+        fields["authority"] = authority
+        fields["target"] = target
+        fields["headers"] = headers
+        fields["end_stream"] = bool(flags & _END_STREAM)
+        fields["websocket"] = bool(flags & _WEBSOCKET)
+        return message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -478,21 +483,35 @@ class Response:
     end_stream: bool = False
 
     def payload(self) -> bytes:
-        if not 100 <= self.status <= 999:
-            raise ProtocolError("RESPONSE status out of range")
-        parts = [_U16.pack(self.status)]
-        _pack_headers(self.headers, parts)
-        return b"".join(parts)
+        return response_payload(self.status, self.headers)
 
     def flags(self) -> int:
         return _END_STREAM if self.end_stream else 0
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Response:
-        (status,), headers = _parse_head(payload, "RESPONSE", (_U16,))
+        (status,), headers = _parse_head(payload, "RESPONSE", _RESPONSE_PREFIX)
         if not 100 <= status <= 999:
             raise ProtocolError("RESPONSE status out of range")
-        return cls(stream_id, status, headers, end_stream=bool(flags & _END_STREAM))
+        message = _new(cls)
+        fields = message.__dict__
+        fields["stream_id"] = stream_id
+        fields["status"] = status
+        fields["headers"] = headers
+        fields["end_stream"] = bool(flags & _END_STREAM)
+        return message
+
+
+_RESPONSE_PREFIX = (_U16,)
+
+
+def response_payload(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The payload of `Response(_, status, headers)`, without building one (the connector's per-response path)."""
+    if not 100 <= status <= 999:
+        raise ProtocolError("RESPONSE status out of range")
+    parts = [_U16.pack(status)]
+    _pack_headers(headers, parts)
+    return b"".join(parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -512,7 +531,12 @@ class Data:
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Data:
-        return cls(stream_id, payload, end_stream=bool(flags & _END_STREAM))
+        message = _new(cls)
+        fields = message.__dict__
+        fields["stream_id"] = stream_id
+        fields["data"] = payload
+        fields["end_stream"] = bool(flags & _END_STREAM)
+        return message
 
 
 @dataclasses.dataclass(frozen=True)
