@@ -66,3 +66,34 @@ async def test_frames_that_arrived_together_are_read_as_one_piece_and_a_complete
     s.on_frame(protocol.Data(1, b"f", end_stream=True))
     assert s.complete and s.take_rest() == b"ef"
     assert GRANT_THRESHOLD == protocol.INITIAL_WINDOW // 2
+
+
+async def test_requests_of_one_loop_turn_share_a_connection_and_turns_rotate():
+    import uuid
+
+    from tunnels.hub import ConnectorSession, Hub
+
+    async def noop(*args):
+        return None
+
+    hub = Hub()
+    tunnel = uuid.uuid4()
+    sessions = [
+        ConnectorSession(uuid.uuid4(), uuid.uuid4(), tunnel, uuid.uuid4(), index, "", noop, noop) for index in range(2)
+    ]
+    for session in sessions:
+        session.features = frozenset({protocol.FEATURE_STREAMS})
+    hub.sessions[tunnel] = {s.connection_id: s for s in sessions}
+    first_turn = {id(hub.pick_session(tunnel)) for _ in range(5)}
+    await asyncio.sleep(0)
+    second_turn = {id(hub.pick_session(tunnel)) for _ in range(5)}
+    assert len(first_turn) == len(second_turn) == 1 and first_turn != second_turn
+    await asyncio.sleep(0)
+    current = hub.pick_session(tunnel)
+    current.draining = True  # a connection that drains is left at once, even within the turn
+    assert hub.pick_session(tunnel) is not current
+    current.draining = False
+    (other,) = [s for s in sessions if s is not current]
+    other.closed = True
+    await asyncio.sleep(0)
+    assert all(hub.pick_session(tunnel) is current for _ in range(3))
