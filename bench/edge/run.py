@@ -249,7 +249,8 @@ def wrk(
     pids: tuple[int, ...] = (),
     headers: list[str] = (),  # type: ignore[assignment]
 ) -> Load:
-    cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    # wrk takes whole seconds
+    cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     cmd += ["-H", f"Host: {host}"]
     for header in headers:
         cmd += ["-H", header]
@@ -404,6 +405,8 @@ class Bench:
     ) -> None:
         args = self.args
         headers = args.header or []
+        if args.warmup:  # unmeasured: fills keep-alive pools and caches the same way in every scenario
+            wrk(port, host, 50, args.warmup, threads, (), headers)
         result.c50 = wrk(port, host, 50, args.duration, threads, pids, headers)
         result.c1 = wrk(port, host, 1, args.duration, 1, pids, headers)
         downs = [download(port, host, "/100m.bin", 100 * MIB) for _ in range(args.bulk_rounds)]
@@ -629,6 +632,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scenario", choices=SCENARIOS, action="append", help="repeatable; default: all (relay is a slot)"
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (8)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load first (1)")
     parser.add_argument("--bulk-rounds", type=int, default=3, help="100 MiB transfers per direction; best kept (3)")
     parser.add_argument("--rss-size", type=int, default=1024, help="MiB moved each way for the RSS check (0: skip)")
     parser.add_argument("--ha", type=int, default=2, help="connections the connector holds (2, its default)")
@@ -644,6 +648,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = min(args.duration, 2.0)
+        args.warmup = min(args.warmup, 1.0)
         args.bulk_rounds = 2
         args.rss_size = min(args.rss_size, 256)
     args.scenario = args.scenario or list(SCENARIOS)
