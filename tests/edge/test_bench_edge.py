@@ -60,7 +60,16 @@ def test_targets_pass_and_fail_next_to_the_figures():
 @pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("wrk") and find_tool("nginx")), reason="needs wrk and nginx (make bench-edge)")
 def test_a_short_run_of_the_edge_scenario_goes_end_to_end(tmp_path):
-    cmd = [sys.executable, "-m", "bench.edge", "--scenario=edge", "--duration=1", "--bulk-rounds=1", "--rss-size=32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.edge",
+        "--scenario=edge",
+        "--duration=1",
+        "--rounds=1",
+        "--bulk-rounds=1",
+        "--rss-size=32",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| edge " in done.stdout and "RSS growth" in done.stdout
