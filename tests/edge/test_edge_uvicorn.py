@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -130,11 +129,11 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 @pytest.mark.slow
-def test_edge_process_under_uvicorn_serves_a_public_hostname_through_a_real_connector(org_a):
+def test_edge_process_under_uvicorn_serves_a_public_hostname_through_a_real_connector(org_a, tmp_path):
     zone = zone_create(organisation=org_a, name="example.com", actor=Actor.cli())
     zone_mark_verified(zone=zone, actor=Actor.cli())
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
-    logs = Path(tempfile.mkdtemp(prefix="edge-uvicorn-"))
+    logs = tmp_path
     port = live_server.free_port()
     with origin_server() as origin_port:
         config = {
@@ -170,8 +169,8 @@ def test_edge_process_under_uvicorn_serves_a_public_hostname_through_a_real_conn
 
 
 @pytest.mark.slow
-def test_the_whole_control_plane_runs_under_uvicorn(org_a):
-    logs = Path(tempfile.mkdtemp(prefix="controlplane-uvicorn-"))
+def test_the_whole_control_plane_runs_under_uvicorn(org_a, tmp_path):
+    logs = tmp_path
     port = live_server.free_port()
     cmd = [str(BIN / "uvicorn"), "controlplane.asgi:application", "--loop=uvloop", "--http=httptools"]
     cmd += ["--ws=websockets-sansio", "--host=127.0.0.1", f"--port={port}", "--no-access-log"]
