@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
 # The control plane in production mode: daphne serves the UI, the API and websockets; the same image runs the
+# edge role (scripts/edge: uvicorn with uvloop + httptools + websockets-sansio, all in requirements.txt), the
 # Celery worker and beat (see docker-compose.yml). Reviewed, not built here: the development machines have no
 # Docker engine.
 
@@ -33,10 +34,11 @@ COPY --chown=root:root . /app
 RUN SECRET_KEY=build-only DATA_ENCRYPTION_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --no-input -v0 \
     && rm -f /tmp/build.sqlite3 \
-    && python -m compileall -q controlplane tunnels access certificates
+    && python -m compileall -q controlplane tunnels access certificates edge connector
 USER controlplane:controlplane
 VOLUME ["/data"]
-EXPOSE 8000
+# 8000: web (daphne); 8080: the edge (scripts/edge, EDGE_PORT).
+EXPOSE 8000 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["python", "scripts/healthcheck"]
 # backlog=4096: daphne's default of 50 drops connections when every connector reconnects at once.
 CMD ["sh", "-c", "exec daphne -e tcp:port=${PORT}:interface=0.0.0.0:backlog=4096 controlplane.asgi:application"]

@@ -49,9 +49,26 @@ typecheck: dev-deps
 bench-connectors: dev-deps
 	$(BIN)/python -m bench.connectors $(BENCH_ARGS)
 
+## The edge role alone (public hostnames + connector websockets) under uvicorn on $(EDGE_HOST):$(EDGE_PORT)
+EDGE_HOST ?= 127.0.0.1
+EDGE_PORT ?= 8080
+.PHONY: edge
+edge: deps
+	$(BIN)/python scripts/edge --host $(EDGE_HOST) --port $(EDGE_PORT)
+
 ## A Celery worker (production topology: set REDIS_URL)
 worker: deps
 	$(BIN)/celery -A controlplane worker -B -l info
 
 clean:
 	rm -rf $(VENV) staticfiles
+
+## Edge benchmark: direct vs nginx proxy vs our edge (uvicorn, daphne) + one connector (~3 min; docs/benchmarks.md).
+## Installs wrk and nginx from Debian when run as root. BENCH_ARGS=--quick for < 1 minute.
+.PHONY: bench-edge
+bench-edge: dev-deps
+	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || test -x /usr/sbin/nginx; }; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk nginx; \
+		else echo "bench-edge needs wrk and nginx: run 'sudo apt-get install -y wrk nginx' (Debian), then again"; exit 2; fi; \
+	fi
+	$(BIN)/python -m bench.edge $(BENCH_ARGS)

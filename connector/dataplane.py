@@ -214,6 +214,8 @@ class Mux:
         self.blocked: list[Any] = []
         self.closed = False
         self.last_stream_id = 0
+        self.batching = False  # the server advertised `batch`: a turn's frames travel in BATCH messages
+        self.last_data = -1  # stream id of the last frame queued in `out` when it is a DATA frame without END
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -221,14 +223,24 @@ class Mux:
         if self.closed:
             return
         self.out.append(_pack_header(PROTOCOL_VERSION, kind, flags, stream_id) + payload)
+        self.last_data = stream_id if kind == _DATA and not flags else -1
         self.frames_sent[_KIND_NAMES[kind]] += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    def end_stream(self, stream_id: int) -> None:
+        """END_STREAM for a stream's body: set on its last DATA frame when that is still queued (a small response
+        then travels as RESPONSE + one DATA), else an empty DATA frame carries it."""
+        if self.last_data == stream_id and self.out:
+            last = self.out[-1]
+            self.out[-1] = _pack_header(PROTOCOL_VERSION, _DATA, _END, stream_id) + last[HEADER.size :]
+            self.last_data = -1
+            return
+        self.frame(_DATA, stream_id, _END, b"")
+
     def response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
-        payload = protocol.Response(stream_id, status, headers).payload()
-        self.frame(_RESPONSE, stream_id, _END if end else 0, payload)
+        self.frame(_RESPONSE, stream_id, _END if end else 0, protocol.response_payload(status, headers))
 
     def reset(self, stream_id: int, code: int, message: str = "") -> None:
         self.frame(_RESET, stream_id, 0, protocol.Reset(stream_id, code, message).payload())
@@ -239,6 +251,9 @@ class Mux:
         if not out or self.closed:
             return
         self.out = []
+        self.last_data = -1
+        if self.batching and len(out) > 1:
+            out = protocol.encode_batches(out)
         try:
             self.ws.send_nowait(out)
         except ConnectionClosed:
@@ -592,10 +607,10 @@ class HttpStream:
         self.send_window -= len(data)
         if len(data) <= MAX_DATA_CHUNK:
             self.mux.frame(_DATA, self.id, 0, data)
-        else:
+        else:  # memoryview slices: each chunk is copied once, into its frame
             view = memoryview(data)
             for offset in range(0, len(data), MAX_DATA_CHUNK):
-                self.mux.frame(_DATA, self.id, 0, bytes(view[offset : offset + MAX_DATA_CHUNK]))
+                self.mux.frame(_DATA, self.id, 0, view[offset : offset + MAX_DATA_CHUNK])
 
     def on_end(self) -> None:
         conn, self.conn = self.conn, None
@@ -609,7 +624,7 @@ class HttpStream:
             self.pending.append(b"")  # marks the end: sent with END_STREAM once the window allows
             return
         if not self.pending_end:
-            self.mux.frame(_DATA, self.id, _END, b"")
+            self.mux.end_stream(self.id)
         self._finish()
 
     def pump(self) -> None:
@@ -621,7 +636,7 @@ class HttpStream:
             if not data:  # the end marker
                 pending.popleft()
                 if not self.pending_end:
-                    mux.frame(_DATA, self.id, _END, b"")
+                    mux.end_stream(self.id)
                 self._finish()
                 return
             window = self.send_window
@@ -631,9 +646,10 @@ class HttpStream:
             if size == len(data):
                 pending.popleft()
                 mux.frame(_DATA, self.id, 0, data)
-            else:
-                pending[0] = data[size:]
-                mux.frame(_DATA, self.id, 0, data[:size])
+            else:  # a memoryview of the rest: slicing a large read chunk by chunk copied it over and over
+                view = data if isinstance(data, memoryview) else memoryview(data)
+                pending[0] = view[size:]
+                mux.frame(_DATA, self.id, 0, view[:size])
             self.send_window -= size
         if pending:
             if mux.congested and self not in mux.blocked:

@@ -70,9 +70,14 @@ class Kind(enum.IntEnum):
     WINDOW = 20  # either way: flow-control credit for a stream
     WS_MESSAGE = 21  # either way: one websocket message on an upgraded stream
 
+    BATCH = 32  # either way, only to a peer advertising the `batch` feature: several frames in one message
+
 
 CONTROL_KINDS = frozenset(kind for kind in Kind if kind < 16)
-DATA_KINDS = frozenset(kind for kind in Kind if kind >= 16)
+DATA_KINDS = frozenset(kind for kind in Kind if 16 <= kind < 32)
+# Features a peer may advertise (HELLO.features from the connector, WELCOME.features from the server).
+FEATURE_STREAMS = "streams"  # the connector serves data-plane streams
+FEATURE_BATCH = "batch"  # the peer accepts BATCH messages
 
 
 class Flags(enum.IntFlag):
@@ -249,10 +254,13 @@ class Welcome(ControlMessage):
     server_id: str = ""
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     location: str = ""
+    features: list[str] = dataclasses.field(default_factory=list)  # what the server accepts, e.g. "batch"
 
     def validate(self) -> None:
         if not 0.01 <= self.heartbeat_interval <= 3600:
             raise ProtocolError("WELCOME.heartbeat_interval out of range")
+        if len(self.features) > 64:
+            raise ProtocolError("WELCOME.features has too many entries")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,22 +326,30 @@ _U16_LEN = struct.Struct("!H")  # a u16 length prefix (as opposed to a u16 numbe
 _U32 = struct.Struct("!I")
 
 
+# u16 length prefixes of short strings, prebuilt: header names and most values are shorter than this, and packing
+# the header block runs for every proxied request on both sides.
+_SHORT = 4096
+_U16_PREFIX = [_U16.pack(size) for size in range(_SHORT)]
+
+
 def _pack_headers(headers: list[tuple[bytes, bytes]], parts: list[bytes]) -> None:
     if len(headers) > 0xFFFF:
         raise ProtocolError("too many headers")
-    parts.append(_U16.pack(len(headers)))
-    for name, value in headers:
-        if len(name) > 0xFFFF or len(value) > 0xFFFF:
-            raise ProtocolError("header too long")
-        parts.append(_U16.pack(len(name)))
-        parts.append(name)
-        parts.append(_U16.pack(len(value)))
-        parts.append(value)
+    prefix = _U16_PREFIX
+    pack = _U16.pack
+    parts.append(pack(len(headers)))
+    try:
+        for name, value in headers:
+            n, v = len(name), len(value)
+            parts += (prefix[n] if n < _SHORT else pack(n), name, prefix[v] if v < _SHORT else pack(v), value)
+    except struct.error:
+        raise ProtocolError("header too long")
 
 
 def _parse_head(payload: bytes, name: str, prefix: tuple[struct.Struct, ...]) -> tuple[list, list[tuple[bytes, bytes]]]:
     """Length-prefixed fields (one struct per field: u8/u16 length, or u16/u32 for a bare number), then the header
-    block; the whole payload must be consumed. Written as one flat loop: it runs for every proxied request."""
+    block; the whole payload must be consumed. Written as one flat loop (u16s read as two indexed bytes): it runs
+    for every proxied request."""
     fields: list = []
     headers: list[tuple[bytes, bytes]] = []
     pos = 0
@@ -346,20 +362,16 @@ def _parse_head(payload: bytes, name: str, prefix: tuple[struct.Struct, ...]) ->
                 pos += value
             else:
                 fields.append(value)
-        unpack = _U16.unpack_from
-        (count,) = unpack(payload, pos)
+        p = payload
+        count = p[pos] << 8 | p[pos + 1]
         pos += 2
         append = headers.append
         for _ in range(count):
-            (size,) = unpack(payload, pos)
-            pos += 2
-            header_name = payload[pos : pos + size]
-            pos += size
-            (size,) = unpack(payload, pos)
-            pos += 2
-            append((header_name, payload[pos : pos + size]))
-            pos += size
-    except struct.error:
+            end = pos + 2 + (p[pos] << 8 | p[pos + 1])
+            header_name = p[pos + 2 : end]
+            pos = end + 2 + (p[end] << 8 | p[end + 1])
+            append((header_name, p[end + 2 : pos]))
+    except (struct.error, IndexError):
         raise ProtocolError(f"{name} payload is truncated")
     if pos > len(payload):
         raise ProtocolError(f"{name} payload is truncated")
@@ -369,6 +381,47 @@ def _parse_head(payload: bytes, name: str, prefix: tuple[struct.Struct, ...]) ->
 
 
 _REQUEST_PREFIX = (_U8, _U8, _U16_LEN, _U16_LEN)
+# Data-plane messages decoded per proxied request are built without the frozen dataclass __init__ (one
+# object.__setattr__ per field): the fields go straight into the instance's __dict__, which is all __init__ does.
+# 1.24 -> 0.35 us for a REQUEST; the result is an ordinary, equal, immutable-by-convention instance.
+_new = object.__new__
+
+
+def request_frame(
+    stream_id: int,
+    method: bytes,
+    scheme: bytes,
+    authority: bytes,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    end_stream: bool = False,
+    websocket: bool = False,
+) -> bytes:
+    """The REQUEST frame of `Request(...)` built straight from bytes: the edge's per-request fast path (no dataclass,
+    no latin-1 round trip). Same bytes as `encode(Request(...))`."""
+    if len(method) > 0xFF or len(scheme) > 0xFF or len(authority) > 0xFFFF or len(target) > 0xFFFF:
+        raise ProtocolError("REQUEST field too long")
+    if not method:
+        raise ProtocolError("REQUEST without a method")
+    flags = (_END_STREAM if end_stream else 0) | (_WEBSOCKET if websocket else 0)
+    pack16 = _U16.pack
+    parts = [
+        HEADER.pack(PROTOCOL_VERSION, Kind.REQUEST, flags, stream_id),
+        _U8.pack(len(method)),
+        method,
+        _U8.pack(len(scheme)),
+        scheme,
+        pack16(len(authority)),
+        authority,
+        pack16(len(target)),
+        target,
+    ]
+    _pack_headers(headers, parts)
+    frame = b"".join(parts)
+    if len(frame) > MAX_FRAME_SIZE:
+        raise ProtocolError(f"REQUEST of {len(frame)} bytes exceeds {MAX_FRAME_SIZE}")
+    return frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,16 +459,17 @@ class Request:
         authority, target = authority.decode("latin-1"), target.decode("latin-1")
         if not method:
             raise ProtocolError("REQUEST without a method")
-        return cls(
-            stream_id,
-            method,
-            scheme,
-            authority,
-            target,
-            headers,
-            end_stream=bool(flags & _END_STREAM),
-            websocket=bool(flags & _WEBSOCKET),
-        )
+        message = _new(cls)
+        fields = message.__dict__
+        fields["stream_id"] = stream_id
+        fields["method"] = method
+        fields["scheme"] = scheme
+        fields["authority"] = authority
+        fields["target"] = target
+        fields["headers"] = headers
+        fields["end_stream"] = bool(flags & _END_STREAM)
+        fields["websocket"] = bool(flags & _WEBSOCKET)
+        return message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,21 +483,35 @@ class Response:
     end_stream: bool = False
 
     def payload(self) -> bytes:
-        if not 100 <= self.status <= 999:
-            raise ProtocolError("RESPONSE status out of range")
-        parts = [_U16.pack(self.status)]
-        _pack_headers(self.headers, parts)
-        return b"".join(parts)
+        return response_payload(self.status, self.headers)
 
     def flags(self) -> int:
         return _END_STREAM if self.end_stream else 0
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Response:
-        (status,), headers = _parse_head(payload, "RESPONSE", (_U16,))
+        (status,), headers = _parse_head(payload, "RESPONSE", _RESPONSE_PREFIX)
         if not 100 <= status <= 999:
             raise ProtocolError("RESPONSE status out of range")
-        return cls(stream_id, status, headers, end_stream=bool(flags & _END_STREAM))
+        message = _new(cls)
+        fields = message.__dict__
+        fields["stream_id"] = stream_id
+        fields["status"] = status
+        fields["headers"] = headers
+        fields["end_stream"] = bool(flags & _END_STREAM)
+        return message
+
+
+_RESPONSE_PREFIX = (_U16,)
+
+
+def response_payload(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The payload of `Response(_, status, headers)`, without building one (the connector's per-response path)."""
+    if not 100 <= status <= 999:
+        raise ProtocolError("RESPONSE status out of range")
+    parts = [_U16.pack(status)]
+    _pack_headers(headers, parts)
+    return b"".join(parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -463,7 +531,12 @@ class Data:
 
     @classmethod
     def parse(cls, stream_id: int, flags: int, payload: bytes) -> Data:
-        return cls(stream_id, payload, end_stream=bool(flags & _END_STREAM))
+        message = _new(cls)
+        fields = message.__dict__
+        fields["stream_id"] = stream_id
+        fields["data"] = payload
+        fields["end_stream"] = bool(flags & _END_STREAM)
+        return message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -588,7 +661,8 @@ def _reject_constant(name: str) -> Any:
 
 
 def decode(frame: bytes | bytearray | memoryview) -> Message:
-    """One websocket binary message -> its typed message. Raises ProtocolError for anything malformed."""
+    """One websocket binary message -> its typed message. Raises ProtocolError for anything malformed, including a
+    BATCH (a receiver that advertised `batch` reads messages with `decode_many`)."""
     if len(frame) < HEADER_SIZE:
         raise ProtocolError(f"frame of {len(frame)} bytes is shorter than the {HEADER_SIZE}-byte header")
     if len(frame) > MAX_FRAME_SIZE:
@@ -601,6 +675,8 @@ def decode(frame: bytes | bytearray | memoryview) -> Message:
         raise ProtocolError(f"unknown message kind {kind_value}")
     if flags & ~KNOWN_FLAGS:
         raise ProtocolError(f"{kind.name} has unknown flags {flags:#06x}")
+    if kind_value == _BATCH:
+        raise ProtocolError("BATCH where a single frame was expected")
     payload = bytes(frame[HEADER_SIZE:])
     if kind_value < 16:
         if stream_id != 0 or flags:
@@ -613,3 +689,81 @@ def decode(frame: bytes | bytearray | memoryview) -> Message:
     if stream_id == 0:
         raise ProtocolError(f"{kind.name} must travel on a stream >= 1")
     return DATA_MESSAGES[kind].parse(stream_id, flags, payload)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# BATCH: several frames in one websocket message (feature `batch`).
+#
+# A sender with many frames ready at once (the edge with requests of many visitors, the connector with the
+# responses of many streams) saves a websocket message, and on the server a trip through the ASGI server, per
+# frame. Payload: one or more (u32 length, frame) pairs, each frame a complete one (header and payload) that is
+# not itself a BATCH; stream 0, no flags; the whole message stays within MAX_FRAME_SIZE. Sent only to a peer
+# that advertised `batch` (the connector in HELLO.features, the server in WELCOME.features); old peers get one
+# frame per message, as before.
+# --------------------------------------------------------------------------------------------------------------
+
+_BATCH = int(Kind.BATCH)
+_BATCH_HEADER = HEADER.pack(PROTOCOL_VERSION, _BATCH, 0, 0)
+_pack_u32 = _U32.pack
+
+
+def encode_batches(frames: list[bytes]) -> list[bytes]:
+    """Websocket messages carrying `frames` in order: BATCHes of at most MAX_FRAME_SIZE bytes; a frame that would
+    travel alone (or that cannot fit a BATCH) is sent as it is."""
+    messages: list[bytes] = []
+    group: list[bytes] = []
+    size = HEADER_SIZE
+    limit = MAX_FRAME_SIZE
+    for frame in frames:
+        cost = 4 + len(frame)
+        if size + cost > limit and group:
+            messages.append(_close_batch(group))
+            group, size = [], HEADER_SIZE
+        if HEADER_SIZE + cost > limit:
+            messages.append(frame)
+            continue
+        group.append(frame)
+        size += cost
+    if group:
+        messages.append(_close_batch(group))
+    return messages
+
+
+def _close_batch(group: list[bytes]) -> bytes:
+    if len(group) == 1:
+        return group[0]
+    parts = [_BATCH_HEADER]
+    for frame in group:
+        parts.append(_pack_u32(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def decode_many(message: bytes | bytearray | memoryview) -> list[Message]:
+    """The frames of one websocket binary message: a BATCH's, in order, or the message's single frame."""
+    if len(message) < HEADER_SIZE or message[1] != _BATCH:
+        return [decode(message)]
+    if len(message) > MAX_FRAME_SIZE:
+        raise ProtocolError(f"frame of {len(message)} bytes exceeds {MAX_FRAME_SIZE}")
+    version, _kind, flags, stream_id = HEADER.unpack_from(message)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {version}")
+    if flags or stream_id:
+        raise ProtocolError("BATCH must travel on stream 0 without flags")
+    view = memoryview(message)
+    end = len(message)
+    pos = HEADER_SIZE
+    out: list[Message] = []
+    unpack = _U32.unpack_from
+    while pos < end:
+        if pos + 4 > end:
+            raise ProtocolError("BATCH payload is truncated")
+        (size,) = unpack(message, pos)
+        pos += 4
+        if pos + size > end:
+            raise ProtocolError("BATCH payload is truncated")
+        out.append(decode(view[pos : pos + size]))  # a nested BATCH is refused by decode()
+        pos += size
+    if not out:
+        raise ProtocolError("empty BATCH")
+    return out

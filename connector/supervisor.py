@@ -31,7 +31,8 @@ from .websocket import ConnectionClosed, HandshakeError, WebSocket, WebSocketErr
 
 log = logging.getLogger("connector")
 
-FEATURES = ["remote-config", "ha-connections", "streams"]
+_REQUEST = int(protocol.Kind.REQUEST)
+FEATURES = ["remote-config", "ha-connections", protocol.FEATURE_STREAMS, protocol.FEATURE_BATCH]
 # HTTP answers to the upgrade that mean the credentials, not the network, are the problem.
 _REFUSAL_STATUSES = frozenset({401, 403, 404, 410})
 
@@ -171,6 +172,18 @@ class Connection:
         message = protocol.decode(data)
         self.stats.frames_received[message.KIND.name] += 1
         return message
+
+    async def receive_many(self) -> list[protocol.Message]:
+        """The frames of the next message: several when the server sends a BATCH (we advertise `batch`)."""
+        data = await self.ws.recv()
+        self.last_received = time.monotonic()
+        if isinstance(data, str):
+            raise ProtocolError("text message received; the protocol uses binary messages")
+        messages = protocol.decode_many(data)
+        counts = self.stats.frames_received
+        for message in messages:
+            counts[message.KIND.name] += 1
+        return messages
 
     async def ping(self) -> None:
         self._nonce += 1
@@ -324,8 +337,17 @@ class Supervisor:
                 await ws.close(CloseCode.GOING_AWAY, "connector shutting down", timeout=2.0)
                 return True, False
             heartbeat = asyncio.ensure_future(self._heartbeat(conn, welcome.heartbeat_interval))
+            conn.mux.batching = protocol.FEATURE_BATCH in welcome.features
+            mux = conn.mux
             while True:
-                await self._dispatch(conn, await conn.receive())
+                for message in await conn.receive_many():
+                    kind = message.KIND
+                    if kind == _REQUEST:  # the data plane: synchronous, never waiting on a stream's I/O
+                        mux.on_request(message)  # type: ignore[arg-type]
+                    elif kind >= 16:
+                        mux.on_frame(message)
+                    else:
+                        await self._dispatch(conn, message)
         except ProtocolError as exc:
             self.stats.protocol_errors += 1
             log.error("Protocol violation from the control plane connIndex=%s: %s", index, exc.reason)

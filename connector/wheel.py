@@ -47,6 +47,8 @@ def _metadata(version: str, readme: str) -> str:
         "License: Proprietary",
         "Provides-Extra: fast",
         'Requires-Dist: uvloop; extra == "fast" and sys_platform != "win32"',
+        'Requires-Dist: httptools; extra == "fast"',
+        'Requires-Dist: websockets; extra == "fast"',
         "Description-Content-Type: text/markdown",
     ]
     return "\n".join(lines) + "\n\n" + readme

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import secrets
+from secrets import randbelow, token_hex
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from connector import protocol
 from controlplane.daphne_flow import WAIT_WRITABLE
 from edge.pages import error_body, wants_json
 from edge.routes import Route, RouteTable, load_routes
 from edge.streams import EdgeStream, StreamReset
+from tunnels import hub as hub_module
 from tunnels.hub import Hub, get_hub
 
 logger = logging.getLogger("edge")
@@ -46,6 +50,16 @@ EDGE_ONLY_PREFIXES = (b"cf-access-",)
 WEBSOCKET_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions"})
 
 
+# Request ids (Cf-Ray): 16 hex digits, a random prefix per process and a counter (a random id per request cost a
+# getrandom() system call each), then the edge's location.
+_RAY_PREFIX = token_hex(4)
+_ray_numbers = itertools.count(randbelow(1 << 32))
+
+
+def new_request_id(location: str) -> str:
+    return f"{_RAY_PREFIX}{next(_ray_numbers) & 0xFFFFFFFF:08x}-{location}"
+
+
 def request_host(scope: dict[str, Any]) -> tuple[str, bytes]:
     """(lower-case host without port or trailing dot, the raw Host header)."""
     raw = b""
@@ -61,17 +75,45 @@ def request_host(scope: dict[str, Any]) -> tuple[str, bytes]:
     return host.rstrip("."), raw
 
 
+class _Settings:
+    """The settings the request path reads, copied once per process (Django's settings proxy costs an attribute
+    lookup through LazyObject on every access); refreshed when a test changes them."""
+
+    loaded = False
+    hosts: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+    trusted_proxies = 0
+    response_timeout = 100
+
+    @classmethod
+    def load(cls) -> type[_Settings]:
+        cls.hosts = frozenset(settings.CONTROL_PLANE_HOSTS)
+        cls.suffixes = tuple(settings.CONTROL_PLANE_DOMAIN_SUFFIXES)
+        cls.trusted_proxies = settings.EDGE_TRUSTED_PROXY_COUNT
+        cls.response_timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
+        cls.loaded = True
+        return cls
+
+
+def _edge_settings() -> type[_Settings]:
+    return _Settings if _Settings.loaded else _Settings.load()
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: Any) -> None:
+    _Settings.loaded = False
+
+
 def is_control_plane_host(host: str) -> bool:
-    if not host or host in settings.CONTROL_PLANE_HOSTS:
-        return True
-    return any(host.endswith(suffix) for suffix in settings.CONTROL_PLANE_DOMAIN_SUFFIXES)
+    config = _edge_settings()
+    return not host or host in config.hosts or host.endswith(config.suffixes)
 
 
 def _client_address(scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
     """(client IP, scheme) as the edge trusts them: from the socket, or from a declared proxy in front."""
     ip = (scope.get("client") or ("", 0))[0] or ""
     scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-    trusted = settings.EDGE_TRUSTED_PROXY_COUNT
+    trusted = _edge_settings().trusted_proxies
     if trusted:
         forwarded, proto = [], ""
         for name, value in headers:
@@ -86,53 +128,69 @@ def _client_address(scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -
     return ip, scheme
 
 
+# Never forwarded as received: hop-by-hop, the edge's own, and the forwarding headers the edge rewrites.
+_DROPPED = HOP_BY_HOP | EDGE_ONLY | {b"x-forwarded-for", b"x-forwarded-proto"}
+
+
 def origin_headers(scope: dict[str, Any], request_id: str, *, websocket: bool) -> list[tuple[bytes, bytes]]:
     """The request's headers as the origin receives them: hop-by-hop and spoofable ones dropped, the edge's own
-    added (X-Forwarded-For/-Proto, Cf-Connecting-IP, Cf-Ray, Cf-Visitor)."""
-    incoming: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
-    ip, scheme = _client_address(scope, incoming)
-    named_by_connection: set[bytes] = set()
-    for name, value in incoming:
-        if name == b"connection":
-            named_by_connection |= {token.strip().lower() for token in value.split(b",") if token.strip()}
+    added (X-Forwarded-For/-Proto, Cf-Connecting-IP, Cf-Ray, Cf-Visitor). One pass: it runs for every request."""
+    incoming: list[tuple[bytes, bytes]] = scope.get("headers") or []
+    trusted = _edge_settings().trusted_proxies
     out: list[tuple[bytes, bytes]] = []
+    append = out.append
+    named_by_connection: set[bytes] | None = None
     prior_xff = b""
-    for name, value in incoming:
-        if (
-            name in HOP_BY_HOP
-            or name in named_by_connection
-            or name in EDGE_ONLY
-            or name.startswith(EDGE_ONLY_PREFIXES)
-        ):
+    for item in incoming:
+        name = item[0]
+        if name in _DROPPED:
+            if name == b"connection":
+                tokens = {token.strip().lower() for token in item[1].split(b",") if token.strip()}
+                named_by_connection = tokens if named_by_connection is None else named_by_connection | tokens
+            elif name == b"x-forwarded-for" and trusted:
+                prior_xff = item[1]
             continue
-        if name == b"x-forwarded-for":
-            if settings.EDGE_TRUSTED_PROXY_COUNT:
-                prior_xff = value
-            continue
-        if name == b"x-forwarded-proto":
+        if name.startswith(EDGE_ONLY_PREFIXES):
             continue
         if websocket and name in WEBSOCKET_HANDSHAKE:
             continue  # the connector makes its own handshake with the origin
-        out.append((name, value))
-    address = ip.encode("latin-1")
-    peer = ((scope.get("client") or ("", 0))[0] or "").encode("latin-1")
+        append(item)
+    if named_by_connection:
+        out = [item for item in out if item[0] not in named_by_connection]
+    client = scope.get("client")
+    peer = ((client[0] if client else "") or "").encode("latin-1")
+    if trusted:
+        ip, scheme = _client_address(scope, incoming)
+        address = ip.encode("latin-1")
+    else:
+        address = peer
+        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    scheme_bytes = b"https" if scheme == "https" else b"http"
     out += [
         # As every proxy does: the chain so far (kept only from a trusted proxy), plus the address we saw.
         (b"x-forwarded-for", prior_xff + b", " + peer if prior_xff else peer),
-        (b"x-forwarded-proto", scheme.encode()),
+        (b"x-forwarded-proto", scheme_bytes),
         (b"cf-connecting-ip", address),
         (b"cf-ray", request_id.encode()),
-        (b"cf-visitor", b'{"scheme":"' + scheme.encode() + b'"}'),
+        (b"cf-visitor", b'{"scheme":"' + scheme_bytes + b'"}'),
     ]
     return out
 
 
 def response_headers(headers: list[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
-    named: set[bytes] = set()
+    out: list[tuple[bytes, bytes]] = []
+    append = out.append
+    named: set[bytes] | None = None
     for name, value in headers:
-        if name.lower() == b"connection":
-            named |= {token.strip().lower() for token in value.split(b",") if token.strip()}
-    out = [(n.lower(), v) for n, v in headers if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            if lower == b"connection":
+                tokens = {token.strip().lower() for token in value.split(b",") if token.strip()}
+                named = tokens if named is None else named | tokens
+            continue
+        append((lower, value))
+    if named:
+        out = [item for item in out if item[0] not in named]
     out.append((b"cf-ray", request_id.encode()))
     return out
 
@@ -169,7 +227,7 @@ class Edge:
         return self.routes.lookup(host)
 
     def request_id(self, hub: Hub) -> str:
-        return f"{secrets.token_hex(8)}-{hub.location}"
+        return new_request_id(hub.location)
 
     async def decide_access(self, scope: dict[str, Any], route: Route) -> tuple[int, list, bytes] | None:
         """Access enforcement (next issue) answers here, from a per-process cache: None forwards the request;
@@ -178,33 +236,21 @@ class Edge:
 
     # -- HTTP -------------------------------------------------------------------------------------------------
 
-    async def http(self, scope: dict[str, Any], receive, send) -> None:
-        hub = await self.hub()
-        request_id = self.request_id(hub)
-        host, raw_host = request_host(scope)
-        headers = dict(scope.get("headers", ()))
-        as_json = wants_json(headers)
-
-        async def fail(status: int, detail: str = "") -> None:
-            body, content_type = error_body(status, request_id, detail, as_json=as_json, host=host)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", content_type),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"cache-control", b"no-store"),
-                        (b"cf-ray", request_id.encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            logger.info("%s %s %s -> %s %s", request_id, host, scope.get("path"), status, detail)
-
-        route = await self.route(host)
+    async def http(self, scope: dict[str, Any], receive, send, host: str | None = None, raw_host: bytes = b"") -> None:
+        """One proxied request. Measured per request (docs/benchmarks.md, "Edge"), so it builds little: the REQUEST
+        frame straight from the scope's bytes, a timer instead of wait_for(shield()), and a small body answered
+        in one send once it is complete."""
+        if host is None:
+            host, raw_host = request_host(scope)
+        hub = hub_module._hub
+        if hub is None or hub.loop is None or hub.on_routes_changed is None:
+            hub = await self.hub()
+        request_id = new_request_id(hub.location)
+        routes = self.routes
+        route = await self.route(host) if routes.stale else routes.lookup(host)
         if route is None:
-            return await fail(404, f"{host} is not a public hostname of any tunnel.")
+            detail = f"{host} is not a public hostname of any tunnel."
+            return await self.fail(scope, send, request_id, host, 404, detail)
         decision = await self.decide_access(scope, route)
         if decision is not None:
             status, extra_headers, body = decision
@@ -213,7 +259,7 @@ class Edge:
             return None
         session = hub.pick_session(route.tunnel_id)
         if session is None:
-            return await fail(530, "No connector of this tunnel is connected.")
+            return await self.fail(scope, send, request_id, host, 530, "No connector of this tunnel is connected.")
 
         first = await receive()
         if first["type"] == "http.disconnect":
@@ -222,41 +268,42 @@ class Edge:
         more = first.get("more_body", False)
         has_body = bool(body or more)
         target = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
+        query = scope.get("query_string")
+        if query:
+            target += b"?" + query
+        method = scope["method"].encode("latin-1")
+        scheme = b"https" if scope.get("scheme") == "https" else b"http"
         headers = origin_headers(scope, request_id, websocket=False)
         tried: set[int] = set()
         current: list[EdgeStream] = []  # the stream of the latest attempt, for the visitor's task
         gone = asyncio.Event()  # the visitor went away
-        uploaded = asyncio.get_running_loop().create_future()  # the whole body was handed to the connection
-        if not has_body:
-            uploaded.set_result(None)
-        visitor = None
+        # With a body: done once all of it was handed to the connection (the response timeout starts then).
+        uploaded = hub.loop.create_future() if has_body else None
+        visitor = None  # the visitor's task: uploads the body, then watches for the visitor going away
         try:
             while True:
                 tried.add(id(session))
                 stream = session.open_stream()
                 current[:] = [stream]
-                request = protocol.Request(
-                    stream_id=stream.id,
-                    method=scope["method"],
-                    scheme="https" if scope.get("scheme") == "https" else "http",
-                    authority=raw_host.decode("latin-1"),
-                    target=target.decode("latin-1"),
-                    headers=headers,
-                    end_stream=not has_body,
-                )
                 try:
-                    await session.send(request)
-                except Exception:
-                    stream.fail(protocol.ResetCode.INTERNAL_ERROR, "connection lost", connection_lost=True)
+                    frame = protocol.request_frame(
+                        stream.id,
+                        method,
+                        scheme,
+                        raw_host,
+                        target,
+                        [*session.request_prefix, *headers] if session.request_prefix else headers,
+                        end_stream=not has_body,
+                    )
+                except protocol.ProtocolError as exc:
+                    stream.fail(protocol.ResetCode.PROTOCOL_ERROR, exc.reason)
+                    detail = f"Cannot forward this request: {exc.reason}"
+                    return await self.fail(scope, send, request_id, host, 400, detail)
+                session.queue_frame(frame)
                 if visitor is None:
                     visitor = asyncio.ensure_future(self._from_visitor(current, receive, body, more, gone, uploaded))
                 try:
                     head = await self._response_head(stream, uploaded)
-                except TimeoutError:
-                    await stream.cancel(protocol.ResetCode.TIMEOUT, "no response head in time")
-                    return await fail(504, f"No response within {settings.EDGE_RESPONSE_TIMEOUT_SECONDS} s.")
                 except StreamReset as reset:
                     if gone.is_set():
                         return None  # nobody left to answer
@@ -264,7 +311,8 @@ class Edge:
                     if len(tried) < MAX_ATTEMPTS and _may_retry(reset, scope["method"], has_body):
                         retry = hub.pick_session(route.tunnel_id, exclude=tried)
                     if retry is None:
-                        return await fail(_status_for_reset(reset), reset.message or str(reset))
+                        detail = reset.message or str(reset)
+                        return await self.fail(scope, send, request_id, host, _status_for_reset(reset), detail)
                     logger.info("%s retried on another connection: %s", request_id, reset)
                     session = retry
                     continue
@@ -280,6 +328,9 @@ class Edge:
                 await send({"type": "http.response.body", "body": b""})
                 return None
             while True:
+                if stream.complete:  # the rest of the body is here: one send, no WINDOW needed
+                    await send({"type": "http.response.body", "body": stream.take_rest()})
+                    return None
                 try:
                     chunk = await stream.read()
                 except StreamReset as reset:
@@ -304,22 +355,48 @@ class Edge:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
 
-    async def _response_head(self, stream: EdgeStream, uploaded: asyncio.Future) -> protocol.Response:
-        """The response head, or TimeoutError once the origin has kept us waiting EDGE_RESPONSE_TIMEOUT_SECONDS.
-        As nginx's proxy_read_timeout, the wait is counted from the end of the request: a body still being
-        sent restarts it whenever some of it moves (a 1 GiB upload is not an origin timeout), and only an
-        upload that makes no progress for the whole timeout (the origin stopped reading) ends it."""
-        timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
-        while not uploaded.done():
-            sent = stream.sent
-            done, _ = await asyncio.wait(
-                {stream.response, uploaded}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if stream.response in done:
-                return stream.response.result()
-            if not done and stream.sent == sent:
-                raise TimeoutError
-        return await asyncio.wait_for(asyncio.shield(stream.response), timeout)
+    async def _response_head(self, stream: EdgeStream, uploaded: asyncio.Future | None) -> protocol.Response:
+        """The response head; StreamReset (TIMEOUT: a 504) once the origin has kept us waiting
+        EDGE_RESPONSE_TIMEOUT_SECONDS. As nginx's proxy_read_timeout, the wait is counted from the end of the
+        request: a body still being sent restarts it whenever some of it moves (a 1 GiB upload is not an origin
+        timeout), and only an upload that makes no progress for the whole timeout (the origin stopped reading)
+        ends it. Without a body, one timer (no wait_for/shield per request: measured, docs/benchmarks.md)."""
+        timeout = _edge_settings().response_timeout
+        if uploaded is not None:
+            while not uploaded.done():
+                sent = stream.sent
+                done, _ = await asyncio.wait(
+                    {stream.response, uploaded}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stream.response in done:
+                    return stream.response.result()
+                if not done and stream.sent == sent:
+                    stream.time_out(timeout)
+                    return await stream.response
+        timer = stream.session.loop.call_later(timeout, stream.time_out, timeout)
+        try:
+            return await stream.response
+        finally:
+            timer.cancel()
+
+    async def fail(self, scope: dict[str, Any], send, request_id: str, host: str, status: int, detail: str) -> None:
+        """The edge's own answer: a branded page, or JSON for API clients."""
+        as_json = wants_json(dict(scope.get("headers") or ()))
+        body, content_type = error_body(status, request_id, detail, as_json=as_json, host=host)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"cf-ray", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        logger.info("%s %s %s -> %s %s", request_id, host, scope.get("path"), status, detail)
 
     async def _from_visitor(
         self,
@@ -328,14 +405,14 @@ class Edge:
         body: bytes,
         more: bool,
         gone: asyncio.Event,
-        uploaded: asyncio.Future,
+        uploaded: asyncio.Future | None,
     ) -> None:
         """The visitor's side, for the whole exchange: the request body (if any) within the connector's grant,
         then a watch for the visitor going away, which cancels the stream, so that the connector drops the
         origin request and the tunnel carries nothing more for nobody (nothing else reads `receive()` while a
         response streams, and daphne's send() to a closed connection says nothing)."""
         try:
-            if not uploaded.done():
+            if uploaded is not None and not uploaded.done():
                 stream = current[0]
                 await stream.send_body(body, end=not more)
                 while more:
@@ -352,7 +429,7 @@ class Edge:
         except StreamReset:
             return  # the stream failed: the main task answers the visitor
         finally:
-            if not uploaded.done():
+            if uploaded is not None and not uploaded.done():
                 uploaded.set_result(None)
         gone.set()
         await current[0].cancel(protocol.ResetCode.CANCEL, "the visitor went away")

@@ -205,16 +205,27 @@ class PeerTunnelView:
     """What `edge/app.py` sees as a session when the tunnel's connector is on a peer: the link, bound to a tunnel
     (its REQUEST frames carry the `:tunnel` pseudo-header)."""
 
-    __slots__ = ("_tunnel_header", "link", "tunnel_id")
+    __slots__ = ("_tunnel_header", "link", "request_prefix", "tunnel_id")
 
     def __init__(self, link: PeerLink, tunnel_id: uuid.UUID) -> None:
         self.link = link
         self.tunnel_id = tunnel_id
         self._tunnel_header = (TUNNEL_HEADER, tunnel_id.hex.encode())
+        self.request_prefix = (self._tunnel_header,)  # edge/app.py puts it first in the REQUEST frames it builds
 
     @property
     def streams(self) -> dict[int, EdgeStream]:
         return self.link.streams
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.link.loop
+
+    def queue_frame(self, frame: bytes) -> None:
+        self.link.queue_frame(frame)
+
+    async def send_frame(self, frame: bytes) -> None:
+        await self.link.send_frame(frame)
 
     @property
     def carries_streams(self) -> bool:
@@ -285,15 +296,28 @@ class PeerLink:
             self.spawn(self._recycle())
         return stream
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self.directory.hub.loop
+        assert loop is not None
+        return loop
+
     async def send(self, message: Any) -> None:
-        ws = self.ws
-        if ws is None:
+        await self.send_frame(protocol.encode(message))
+
+    def queue_frame(self, frame: bytes) -> None:
+        if self.ws is None:
             return  # the link is down: its streams were failed, as a lost connector connection's are
-        self._out.append(protocol.encode(message))
+        self._out.append(frame)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        if ws.buffered > LINK_HIGH_WATER:
+            self.loop.call_soon(self._flush)
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Queue a frame (sent with the others of this event-loop turn); waits while the link's socket is full."""
+        self.queue_frame(frame)
+        ws = self.ws
+        if ws is not None and ws.buffered > LINK_HIGH_WATER:
             with contextlib.suppress(ConnectionClosed, OSError):
                 await ws.drain()
 

@@ -24,8 +24,6 @@ from tunnels.secrets import InvalidTunnelToken, parse_token, secrets_equal
 logger = logging.getLogger("tunnels.connector")
 
 HELLO_TIMEOUT = 10.0
-# Frames of the data plane; a REQUEST only ever travels edge → connector.
-STREAM_MESSAGES = (protocol.Response, protocol.Data, protocol.Reset, protocol.Window, protocol.WsMessage)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -115,38 +113,47 @@ async def connector_app(scope: dict[str, Any], receive, send) -> None:
             server_id=hub.server_id,
             heartbeat_interval=float(settings.CONNECTOR_HEARTBEAT_SECONDS),
             location=hub.server_id,
+            features=[protocol.FEATURE_BATCH],
         )
     )
     await hub.push_config(session)
     reason = "closed by the connector"
+    dispatch = session.dispatch_stream_frame
     try:
         while True:
             try:
-                msg = await _next_message(sock)
+                messages = await _next_messages(sock)
             except protocol.ProtocolError as exc:
                 reason = f"protocol violation: {exc.reason}"
                 await sock.close(exc.close_code, exc.reason)
                 break
             session.last_rx = time.monotonic()
-            if isinstance(msg, protocol.Ping):
-                await session.send(protocol.Pong(nonce=msg.nonce, ts=msg.ts))
-            elif isinstance(msg, protocol.Pong):
-                pass
-            elif isinstance(msg, protocol.ConfigAck):
-                await hub.config_acked(session, msg)
-            elif isinstance(msg, STREAM_MESSAGES):
-                session.dispatch_stream_frame(msg)
-            elif isinstance(msg, protocol.Drain):
-                hub.session_draining(session)
-            elif isinstance(msg, protocol.Error):
-                logger.warning("connector %s reports %s: %s", session.connector_id, msg.code, msg.message)
-            elif isinstance(msg, protocol.Hello):
-                reason = "protocol violation: second HELLO"
-                await sock.close(protocol.CloseCode.PROTOCOL_VIOLATION, "HELLO was already received")
-                break
-            else:
-                reason = f"protocol violation: unexpected {type(msg).__name__}"
-                await sock.close(protocol.CloseCode.PROTOCOL_VIOLATION, f"unexpected {type(msg).__name__}")
+            violation = ""
+            for msg in messages:
+                if msg.KIND >= 16:  # the data plane: dispatched synchronously, never waiting on a stream
+                    if msg.KIND == protocol.Kind.REQUEST:
+                        violation = "unexpected Request"
+                        break
+                    dispatch(msg)
+                elif isinstance(msg, protocol.Ping):
+                    await session.send(protocol.Pong(nonce=msg.nonce, ts=msg.ts))
+                elif isinstance(msg, protocol.Pong):
+                    pass
+                elif isinstance(msg, protocol.ConfigAck):
+                    await hub.config_acked(session, msg)
+                elif isinstance(msg, protocol.Drain):
+                    hub.session_draining(session)
+                elif isinstance(msg, protocol.Error):
+                    logger.warning("connector %s reports %s: %s", session.connector_id, msg.code, msg.message)
+                elif isinstance(msg, protocol.Hello):
+                    violation = "HELLO was already received"
+                    break
+                else:
+                    violation = f"unexpected {type(msg).__name__}"
+                    break
+            if violation:
+                reason = f"protocol violation: {violation}"
+                await sock.close(protocol.CloseCode.PROTOCOL_VIOLATION, violation)
                 break
     except _Disconnected as exc:
         reason = exc.reason
@@ -160,6 +167,15 @@ class _Disconnected(Exception):
 
 
 async def _next_message(sock: _Socket) -> Any:
+    return protocol.decode(await _next_bytes(sock))
+
+
+async def _next_messages(sock: _Socket) -> list[Any]:
+    """The frames of the next websocket message (several when the connector sends a BATCH)."""
+    return protocol.decode_many(await _next_bytes(sock))
+
+
+async def _next_bytes(sock: _Socket) -> bytes:
     while True:
         event = await sock.receive()
         kind = event["type"]
@@ -175,7 +191,7 @@ async def _next_message(sock: _Socket) -> Any:
             raise protocol.ProtocolError("text messages are not part of the protocol")
         if len(data) > settings.CONNECTOR_MAX_FRAME_BYTES:
             raise protocol.ProtocolError(f"frame of {len(data)} bytes is too large")
-        return protocol.decode(data)
+        return data
 
 
 async def _refuse(sock: _Socket, hub, code: int, reason: str, origin_ip: str) -> None:

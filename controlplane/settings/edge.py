@@ -9,11 +9,13 @@ from .env import env_int, env_list, env_str
 
 # Requests for these hosts (and for team domains under AUTH_DOMAIN) are the control plane's: UI, API, connector
 # websockets. Every other Host is looked up among public hostnames by the edge. They take precedence, so no
-# tunnel can capture the control plane's own address.
+# tunnel can capture the control plane's own address. The host connectors dial (CONNECTOR_EDGE_URL, e.g. the edge
+# role's own name in production) is one of them: that is where the edge process serves /connector/v1.
 CONTROL_PLANE_HOSTS = sorted(
     {
         *(host for host in ALLOWED_HOSTS if host and not host.startswith(".") and host != "*"),
         (urlsplit(PUBLIC_URL).hostname or "").lower(),
+        (urlsplit(env_str("CONNECTOR_EDGE_URL") or "").hostname or "").lower(),
         "127.0.0.1",
         "localhost",
         "[::1]",

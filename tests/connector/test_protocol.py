@@ -74,7 +74,58 @@ def test_header_layout():
 def test_kinds_are_partitioned():
     assert {int(kind) for kind in protocol.CONTROL_KINDS} == set(range(1, 9))
     assert {int(kind) for kind in protocol.DATA_KINDS} == set(range(16, 22))
-    assert set(protocol.CONTROL_MESSAGES) | set(protocol.DATA_MESSAGES) == set(Kind)
+    assert set(protocol.CONTROL_MESSAGES) | set(protocol.DATA_MESSAGES) | {Kind.BATCH} == set(Kind)
+
+
+def test_batches_carry_frames_in_order_within_the_frame_size_limit():
+    frames = [protocol.encode(m) for m in DATA_MESSAGES + CONTROL_MESSAGES]
+    (batch,) = protocol.encode_batches(frames)
+    assert batch[:8] == bytes([1, Kind.BATCH, 0, 0, 0, 0, 0, 0])
+    assert protocol.decode_many(batch) == [protocol.decode(frame) for frame in frames]
+    assert protocol.decode_many(frames[0]) == [protocol.decode(frames[0])]  # a plain frame is a batch of one
+    assert protocol.encode_batches(frames[:1]) == frames[:1]  # alone: sent as it is
+    chunk = protocol.encode(protocol.Data(1, b"x" * protocol.MAX_DATA_CHUNK))
+    messages = protocol.encode_batches([chunk] * 40)
+    assert len(messages) == 3 and all(len(m) <= protocol.MAX_FRAME_SIZE for m in messages)
+    assert sum(len(protocol.decode_many(m)) for m in messages) == 40
+    big = protocol.encode(protocol.Data(1, b"y" * (protocol.MAX_PAYLOAD_SIZE - 2)))
+    assert protocol.encode_batches([frames[0], big, frames[1]]) == [frames[0], big, frames[1]]
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        (bytes([1, Kind.BATCH, 0, 0, 0, 0, 0, 0]), "empty BATCH"),
+        (bytes([1, Kind.BATCH, 0, 0, 0, 0, 0, 0]) + b"\0\0\0\x09" + b"x" * 8, "truncated"),
+        (bytes([1, Kind.BATCH, 0, 1, 0, 0, 0, 0]) + b"\0\0\0\x08" + b"x" * 8, "without flags"),
+        (bytes([1, Kind.BATCH, 0, 0, 0, 0, 0, 0]) + b"\0\0\0\x08" + bytes([1, Kind.BATCH]) + b"\0" * 6, "BATCH where"),
+        (bytes([1, Kind.BATCH, 0, 0, 0, 0, 0, 0]) + b"\0\0\0\x03abc", "shorter than"),
+    ],
+)
+def test_garbled_batches_are_refused(message, error):
+    with pytest.raises(protocol.ProtocolError, match=error):
+        protocol.decode_many(message)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(message)  # a single-frame receiver never accepts a BATCH
+
+
+def test_request_frame_fast_path_matches_the_dataclass():
+    headers = [(b"accept", b"*/*"), (b"x-\xff", b"\xe9")]
+    for end, websocket in ((True, False), (False, True)):
+        message = protocol.Request(7, "GET", "https", "app.example.com:8443", "/a?b=\xe9", headers, end, websocket)
+        fast = protocol.request_frame(
+            7,
+            b"GET",
+            b"https",
+            b"app.example.com:8443",
+            "/a?b=\xe9".encode("latin-1"),
+            headers,
+            end_stream=end,
+            websocket=websocket,
+        )
+        assert fast == protocol.encode(message)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.request_frame(1, b"", b"http", b"h", b"/", [])
 
 
 def test_unknown_fields_are_ignored_and_defaults_apply():

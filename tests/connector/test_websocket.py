@@ -140,6 +140,15 @@ def test_parse_url():
     assert websocket.parse_url("ws://h/p?q=1") == (False, "h", 80, "/p?q=1")
 
 
+def test_both_mask_implementations_match_the_rfc_definition():
+    from connector.websocket import _mask_stdlib
+
+    for size in (0, 1, 3, 63, 64, 65, 1000, 65536 + 3):
+        data, mask = os.urandom(size), os.urandom(4)
+        expected = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        assert _mask_stdlib(data, mask) == expected and mask_payload(data, mask) == expected
+
+
 def test_mask_matches_the_rfc_definition():
     for size in (0, 1, 3, 4, 5, 1000):
         data, mask = os.urandom(size), os.urandom(4)

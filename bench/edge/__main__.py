@@ -1,0 +1,5 @@
+import sys
+
+from bench.edge.run import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""bench/edge's plumbing: wrk's output is read right, targets are judged right, and (slow, needs wrk and nginx)
+one short run of the edge scenario goes end to end with the real processes and stops them all."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bench.edge.run import Load, Result, find_tool, parse_wrk, targets
+
+WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8092/1k.bin
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.91ms    1.02ms  21.00ms   90.00%
+    Req/Sec    10.20k   300.00    10.60k    80.00%
+  Latency Distribution
+     50%  812.00us
+     75%    5.10ms
+     90%    5.60ms
+     99%    1.20s
+  20400 requests in 2.00s, 24.50MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 7
+Requests/sec:  10200.50
+Transfer/sec:     12.25MB
+"""
+
+
+def test_wrk_output_is_parsed_with_errors_counted():
+    load = parse_wrk(WRK_OUTPUT)
+    assert load.rps == 10200.50 and load.requests == 20400
+    assert load.p50 == pytest.approx(812e-6) and load.p99 == pytest.approx(1.2)
+    assert load.errors == 10  # 3 socket errors + 7 non-2xx: a fast run of errors is no result
+
+
+def test_targets_pass_and_fail_next_to_the_figures():
+    direct = Result("direct", c50=Load(rps=40_000), c1=Load(rps=9000, p50=0.0001))
+    edge = Result(
+        "edge",
+        c50=Load(rps=10_500),
+        c1=Load(rps=1800, p50=0.0005),
+        down=250.0,
+        up=150.0,
+        rss={"edge, 1 GiB down": (90.0, 100.0), "connector, 1 GiB up": (30.0, 100.0)},
+    )
+    lines = targets([direct, edge, Result("relay", note="pending")])
+    assert lines[0].startswith("PASS") and "10,500 req/s" in lines[0]
+    assert lines[1].startswith("PASS") and "0.40 ms" in lines[1]
+    assert lines[2].startswith("PASS") and "download" in lines[2]
+    assert lines[3].startswith("FAIL") and "upload" in lines[3]
+    assert lines[4].startswith("PASS") and lines[5].startswith("FAIL") and "(+70)" in lines[5]
+    assert lines[6].startswith("—") and "pending" in lines[6]
+    edge.c50 = Load(rps=12_000, errors=3)
+    assert targets([edge])[0].startswith("FAIL")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("wrk") and find_tool("nginx")), reason="needs wrk and nginx (make bench-edge)")
+def test_a_short_run_of_the_edge_scenario_goes_end_to_end(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.edge",
+        "--scenario=edge",
+        "--duration=1",
+        "--rounds=1",
+        "--bulk-rounds=1",
+        "--rss-size=32",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| edge " in done.stdout and "RSS growth" in done.stdout
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| edge "))
+    assert row.rstrip(" |").endswith("0")  # no socket errors, no non-2xx answers

@@ -1,0 +1,99 @@
+"""EdgeStream's flow control and body hand-over, on a stand-in session (no sockets): the receive window grows for a
+visitor that keeps up, several DATA frames reach the visitor in one write, a small complete body in one piece."""
+
+from __future__ import annotations
+
+import asyncio
+
+from connector import protocol
+from edge.streams import GRANT_THRESHOLD, MAX_STREAM_WINDOW, EdgeStream
+
+
+class Session:
+    def __init__(self) -> None:
+        self.streams: dict[int, EdgeStream] = {}
+        self.frames: list[protocol.Message] = []
+        self.loop = asyncio.get_running_loop()
+
+    def queue_frame(self, frame: bytes) -> None:
+        self.frames.append(protocol.decode(frame))
+
+    async def send_frame(self, frame: bytes) -> None:
+        self.queue_frame(frame)
+
+
+def stream() -> tuple[Session, EdgeStream]:
+    session = Session()
+    edge_stream = EdgeStream(session, 1)  # type: ignore[arg-type]
+    session.streams[1] = edge_stream
+    return session, edge_stream
+
+
+async def test_the_window_doubles_for_a_visitor_that_keeps_up_and_never_passes_the_cap():
+    session, s = stream()
+    granted = protocol.INITIAL_WINDOW
+    chunk = b"x" * protocol.MAX_DATA_CHUNK
+    for _ in range(64):
+        s.on_frame(protocol.Data(1, chunk))
+        assert await s.read() == chunk
+        await s.consumed(len(chunk))
+        granted += sum(f.increment for f in session.frames)
+        session.frames.clear()
+    in_flight = granted - 64 * len(chunk)  # what the connector may send now without waiting
+    assert in_flight == MAX_STREAM_WINDOW
+
+
+async def test_a_visitor_that_does_not_read_gets_no_credit():
+    session, s = stream()
+    for _ in range(protocol.INITIAL_WINDOW // protocol.MAX_DATA_CHUNK):
+        s.on_frame(protocol.Data(1, b"y" * protocol.MAX_DATA_CHUNK))
+    assert session.frames == []
+    s.on_frame(protocol.Data(1, b"z"))  # one byte beyond the window: reset
+    assert s.reset is not None and s.reset.code == protocol.ResetCode.FLOW_CONTROL_ERROR
+    assert isinstance(session.frames[-1], protocol.Reset)
+
+
+async def test_frames_that_arrived_together_are_read_as_one_piece_and_a_complete_body_at_once():
+    _, s = stream()
+    for part in (b"a", b"b", b"c"):
+        s.on_frame(protocol.Data(1, part))
+    assert await s.read() == b"abc"
+    reader = asyncio.ensure_future(s.read())
+    await asyncio.sleep(0)
+    s.on_frame(protocol.Data(1, b"d"))
+    assert await reader == b"d"
+    s.on_frame(protocol.Data(1, b"e"))
+    s.on_frame(protocol.Data(1, b"f", end_stream=True))
+    assert s.complete and s.take_rest() == b"ef"
+    assert GRANT_THRESHOLD == protocol.INITIAL_WINDOW // 2
+
+
+async def test_requests_of_one_loop_turn_share_a_connection_and_turns_rotate():
+    import uuid
+
+    from tunnels.hub import ConnectorSession, Hub
+
+    async def noop(*args):
+        return None
+
+    hub = Hub()
+    tunnel = uuid.uuid4()
+    sessions = [
+        ConnectorSession(uuid.uuid4(), uuid.uuid4(), tunnel, uuid.uuid4(), index, "", noop, noop) for index in range(2)
+    ]
+    for session in sessions:
+        session.features = frozenset({protocol.FEATURE_STREAMS})
+    hub.sessions[tunnel] = {s.connection_id: s for s in sessions}
+    first_turn = {id(hub.pick_session(tunnel)) for _ in range(5)}
+    await asyncio.sleep(0)
+    second_turn = {id(hub.pick_session(tunnel)) for _ in range(5)}
+    assert len(first_turn) == len(second_turn) == 1 and first_turn != second_turn
+    await asyncio.sleep(0)
+    current = hub.pick_session(tunnel)
+    current.draining = True  # a connection that drains is left at once, even within the turn
+    assert hub.pick_session(tunnel) is not current
+    current.draining = False
+    (other,) = [s for s in sessions if s is not current]
+    other.closed = True
+    await asyncio.sleep(0)
+    assert all(hub.pick_session(tunnel) is current for _ in range(3))
