@@ -1,5 +1,6 @@
-"""bench/edge's plumbing: wrk's output is read right, targets are judged right, and (slow, needs wrk and nginx)
-one short run of the edge scenario goes end to end with the real processes and stops them all."""
+"""bench/edge's plumbing: wrk's output is read right, targets are judged right, the relay scenario runs or is skipped
+as its flag and the services say, and (slow, needs wrk and nginx) one short run of the edge scenario goes end to end
+with the real processes and stops them all."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sys
 
 import pytest
 
-from bench.edge.run import Load, Result, find_tool, parse_wrk, targets
+from bench.edge import run
+from bench.edge.run import Bench, Load, Result, cpu_cell, find_tool, parse_args, parse_wrk, targets
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8092/1k.bin
   1 threads and 50 connections
@@ -55,6 +57,44 @@ def test_targets_pass_and_fail_next_to_the_figures():
     assert lines[6].startswith("—") and "pending" in lines[6]
     edge.c50 = Load(rps=12_000, errors=3)
     assert targets([edge])[0].startswith("FAIL")
+
+
+def test_the_relay_target_and_its_cpu_cell():
+    relay = Result("relay", c50=Load(rps=2500, edge_cpu_us=100, connector_cpu_us=50, peer_cpu_us=60))
+    (line,) = targets([relay])
+    assert line.startswith("PASS") and "2,500 req/s" in line and "connection on the other one" in line
+    assert cpu_cell(relay.c50) == "100 µs B + 60 µs A + 50 µs"
+    relay.c50 = Load(rps=1500)
+    assert targets([relay])[0].startswith("FAIL")
+    assert targets([Result("relay", error="RuntimeError: B never answered 200")])[0].startswith("FAIL")
+    (skipped,) = targets([Result("relay", note="skipped: Redis is not reachable")])
+    assert skipped.startswith("—") and "skipped: Redis" in skipped
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem", "expected"),
+    [
+        ([], "", ""),
+        (["--relay=off"], "", "skipped (--relay=off)"),
+        (["--quick"], "", "skipped in --quick"),
+        (["--quick", "--scenario=relay"], "", ""),
+        (["--quick", "--relay=on"], "", ""),
+        ([], "Redis is not reachable at redis://127.0.0.1:6379/11", "skipped: Redis is not reachable"),
+        (["--relay=on"], "Redis is not reachable at redis://127.0.0.1:6379/11", RuntimeError),
+    ],
+)
+def test_the_relay_scenario_runs_or_is_skipped_as_the_flag_and_the_services_say(monkeypatch, argv, problem, expected):
+    monkeypatch.setattr(run, "relay_services_problem", lambda: problem)
+    bench = Bench.__new__(Bench)  # no work dir: only the decision is exercised
+    bench.args = parse_args(argv)
+    assert "relay" in bench.args.scenario
+    if expected is RuntimeError:
+        with pytest.raises(RuntimeError, match="Redis"):
+            bench.relay_skip_reason()
+    elif expected:
+        assert bench.relay_skip_reason().startswith(expected)
+    else:
+        assert bench.relay_skip_reason() == ""
 
 
 @pytest.mark.slow
