@@ -274,26 +274,14 @@ class Edge:
         method = scope["method"].encode("latin-1")
         scheme = b"https" if scope.get("scheme") == "https" else b"http"
         headers = origin_headers(scope, request_id, websocket=False)
-        tried: set[int] = set()
-        current: list[EdgeStream] = []  # the stream of the latest attempt, for the visitor's task
-        gone = asyncio.Event()  # the visitor went away
-        # With a body: done once all of it was handed to the connection (the response timeout starts then).
-        uploaded = hub.loop.create_future() if has_body else None
-        visitor = None  # the visitor's task: uploads the body, then watches for the visitor going away
-
-        def watch_visitor() -> None:
-            nonlocal visitor
-            if visitor is None:
-                visitor = asyncio.ensure_future(self._from_visitor(current, receive, body, more, gone, uploaded))
-
-        # Without a body, the task starts only for a request still open after WATCH_VISITOR_AFTER (or a streamed
-        # response): most are answered sooner, and a task per request was measurable (docs/benchmarks.md).
-        watch_timer = None if has_body else hub.loop.call_later(WATCH_VISITOR_AFTER, watch_visitor)
+        # The visitor's side (uploads the body, then notices the visitor going away); its task starts at once for a
+        # body, otherwise only for a request still open after WATCH_VISITOR_AFTER or a streamed response: most are
+        # answered sooner, and a task per request was measurable (docs/benchmarks.md, "Edge").
+        visitor = _Visitor(receive, body, more, hub.loop.create_future() if has_body else None)
+        tried: set[int] | None = None  # id() of the connections tried, once a retry is considered
         try:
             while True:
-                tried.add(id(session))
-                stream = session.open_stream()
-                current[:] = [stream]
+                stream = visitor.stream = session.open_stream()
                 try:
                     frame = protocol.request_frame(
                         stream.id,
@@ -309,13 +297,12 @@ class Edge:
                     detail = f"Cannot forward this request: {exc.reason}"
                     return await self.fail(scope, send, request_id, host, 400, detail)
                 session.queue_frame(frame)
-                if has_body:
-                    watch_visitor()
                 try:
-                    head = await self._response_head(stream, uploaded)
+                    head = await visitor.response_head()
                 except StreamReset as reset:
-                    if gone.is_set():
+                    if visitor.gone:
                         return None  # nobody left to answer
+                    tried = {id(session)} if tried is None else tried | {id(session)}
                     retry = None
                     if len(tried) < MAX_ATTEMPTS and _may_retry(reset, scope["method"], has_body):
                         retry = hub.pick_session(route.tunnel_id, exclude=tried)
@@ -337,15 +324,15 @@ class Edge:
                 await send({"type": "http.response.body", "body": b""})
                 return None
             while True:
-                if visitor is None and not stream.complete:
-                    watch_visitor()  # a body that streams: a visitor who goes away must stop it
+                if visitor.task is None and not stream.complete:
+                    visitor.start()  # a body that streams: a visitor who goes away must stop it
                 if stream.complete:  # the rest of the body is here: one send, no WINDOW needed
                     await send({"type": "http.response.body", "body": stream.take_rest()})
                     return None
                 try:
                     chunk = await stream.read()
                 except StreamReset as reset:
-                    if gone.is_set():
+                    if visitor.gone:
                         return None
                     logger.warning("%s stream reset after the response head: %s", request_id, reset)
                     # Finishing the response would make a cut body look complete (a chunked one gets its last
@@ -358,39 +345,10 @@ class Edge:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await stream.consumed(len(chunk))
         finally:
-            if watch_timer is not None:
-                watch_timer.cancel()
-            if visitor is not None and not visitor.done():
-                visitor.cancel()
-                with contextlib.suppress(BaseException):
-                    await visitor
+            await visitor.stop()
             if stream.reset is None and stream.id in stream.session.streams and not stream._ended:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
-
-    async def _response_head(self, stream: EdgeStream, uploaded: asyncio.Future | None) -> protocol.Response:
-        """The response head; StreamReset (TIMEOUT: a 504) once the origin has kept us waiting
-        EDGE_RESPONSE_TIMEOUT_SECONDS. As nginx's proxy_read_timeout, the wait is counted from the end of the
-        request: a body still being sent restarts it whenever some of it moves (a 1 GiB upload is not an origin
-        timeout), and only an upload that makes no progress for the whole timeout (the origin stopped reading)
-        ends it. Without a body, one timer (no wait_for/shield per request: measured, docs/benchmarks.md)."""
-        timeout = _edge_settings().response_timeout
-        if uploaded is not None:
-            while not uploaded.done():
-                sent = stream.sent
-                done, _ = await asyncio.wait(
-                    {stream.response, uploaded}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if stream.response in done:
-                    return stream.response.result()
-                if not done and stream.sent == sent:
-                    stream.time_out(timeout)
-                    return await stream.response
-        timer = stream.session.loop.call_later(timeout, stream.time_out, timeout)
-        try:
-            return await stream.response
-        finally:
-            timer.cancel()
 
     async def fail(self, scope: dict[str, Any], send, request_id: str, host: str, status: int, detail: str) -> None:
         """The edge's own answer: a branded page, or JSON for API clients."""
@@ -410,42 +368,6 @@ class Edge:
         )
         await send({"type": "http.response.body", "body": body})
         logger.info("%s %s %s -> %s %s", request_id, host, scope.get("path"), status, detail)
-
-    async def _from_visitor(
-        self,
-        current: list[EdgeStream],
-        receive,
-        body: bytes,
-        more: bool,
-        gone: asyncio.Event,
-        uploaded: asyncio.Future | None,
-    ) -> None:
-        """The visitor's side, for the whole exchange: the request body (if any) within the connector's grant,
-        then a watch for the visitor going away, which cancels the stream, so that the connector drops the
-        origin request and the tunnel carries nothing more for nobody (nothing else reads `receive()` while a
-        response streams, and daphne's send() to a closed connection says nothing)."""
-        try:
-            if uploaded is not None and not uploaded.done():
-                stream = current[0]
-                await stream.send_body(body, end=not more)
-                while more:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        break
-                    more = message.get("more_body", False)
-                    await stream.send_body(message.get("body", b""), end=not more)
-                if not uploaded.done() and not more:
-                    uploaded.set_result(None)
-            while not more:
-                if (await receive())["type"] == "http.disconnect":
-                    break
-        except StreamReset:
-            return  # the stream failed: the main task answers the visitor
-        finally:
-            if uploaded is not None and not uploaded.done():
-                uploaded.set_result(None)
-        gone.set()
-        await current[0].cancel(protocol.ResetCode.CANCEL, "the visitor went away")
 
     # -- WebSocket passthrough --------------------------------------------------------------------------------
 
@@ -558,6 +480,103 @@ class ResponseCut(Exception):
 MAX_ATTEMPTS = 3
 WATCH_VISITOR_AFTER = 0.01  # seconds: see Edge.http
 RETRY_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class _Visitor:
+    """The visitor's side of one proxied HTTP request, for the whole exchange (all attempts): the request body within
+    the connector's grant, then a watch for the visitor going away, which cancels the stream so that the connector
+    drops the origin request and the tunnel carries nothing more for nobody (nothing else reads `receive()` while a
+    response streams, and daphne's send() to a closed connection says nothing)."""
+
+    __slots__ = ("body", "gone", "more", "receive", "stream", "task", "timer", "uploaded")
+
+    def __init__(self, receive, body: bytes, more: bool, uploaded: asyncio.Future | None) -> None:
+        self.receive = receive
+        self.body = body
+        self.more = more
+        self.uploaded = uploaded  # with a body: done once all of it was handed to the connection
+        self.stream: EdgeStream | None = None  # the latest attempt's
+        self.gone = False
+        self.task: asyncio.Future | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def response_head(self) -> protocol.Response:
+        """The current stream's response head; StreamReset (TIMEOUT: a 504) once the origin has kept us waiting
+        EDGE_RESPONSE_TIMEOUT_SECONDS. As nginx's proxy_read_timeout, the wait is counted from the end of the
+        request: a body still being sent restarts it whenever some of it moves (a 1 GiB upload is not an origin
+        timeout), and only an upload that makes no progress for the whole timeout (the origin stopped reading)
+        ends it. Without a body: one timer, which starts the watch and then arms the timeout."""
+        stream = self.stream
+        assert stream is not None
+        timeout = _edge_settings().response_timeout
+        uploaded = self.uploaded
+        if uploaded is not None:
+            self.start()
+            while not uploaded.done():
+                sent = stream.sent
+                done, _ = await asyncio.wait(
+                    {stream.response, uploaded}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stream.response in done:
+                    return stream.response.result()
+                if not done and stream.sent == sent:
+                    stream.time_out(timeout)
+                    return await stream.response
+            self.timer = stream.session.loop.call_later(timeout, stream.time_out, timeout)
+        elif self.task is None:
+            self.timer = stream.session.loop.call_later(WATCH_VISITOR_AFTER, self._slow, stream, timeout)
+        else:
+            self.timer = stream.session.loop.call_later(timeout, stream.time_out, timeout)
+        try:
+            return await stream.response
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+
+    def _slow(self, stream: EdgeStream, timeout: float) -> None:
+        self.start()
+        self.timer = stream.session.loop.call_later(timeout - WATCH_VISITOR_AFTER, stream.time_out, timeout)
+
+    async def _run(self) -> None:
+        receive, more, uploaded = self.receive, self.more, self.uploaded
+        try:
+            if uploaded is not None and not uploaded.done():
+                stream = self.stream
+                assert stream is not None
+                await stream.send_body(self.body, end=not more)
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    more = message.get("more_body", False)
+                    await stream.send_body(message.get("body", b""), end=not more)
+                if not uploaded.done() and not more:
+                    uploaded.set_result(None)
+            while not more:
+                if (await receive())["type"] == "http.disconnect":
+                    break
+        except StreamReset:
+            return  # the stream failed: the request's task answers the visitor
+        finally:
+            if uploaded is not None and not uploaded.done():
+                uploaded.set_result(None)
+        self.gone = True
+        if self.stream is not None:
+            await self.stream.cancel(protocol.ResetCode.CANCEL, "the visitor went away")
 
 
 def _may_retry(reset: StreamReset, method: str, has_body: bool) -> bool:
