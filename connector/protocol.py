@@ -743,6 +743,16 @@ def decode_many(message: bytes | bytearray | memoryview) -> list[Message]:
     """The frames of one websocket binary message: a BATCH's, in order, or the message's single frame."""
     if len(message) < HEADER_SIZE or message[1] != _BATCH:
         return [decode(message)]
+    return [decode(frame) for frame in split_frames(message)]  # a nested BATCH is refused by decode()
+
+
+def split_frames(message: bytes | bytearray | memoryview) -> list[memoryview]:
+    """The raw frames of one websocket binary message, undecoded (a relay rewrites their stream ids): a BATCH's, in
+    order, or the message itself. Raises ProtocolError for a malformed BATCH; each frame is checked by `decode()`
+    or by its reader."""
+    view = memoryview(message)
+    if len(message) < HEADER_SIZE or message[1] != _BATCH:
+        return [view]
     if len(message) > MAX_FRAME_SIZE:
         raise ProtocolError(f"frame of {len(message)} bytes exceeds {MAX_FRAME_SIZE}")
     version, _kind, flags, stream_id = HEADER.unpack_from(message)
@@ -750,10 +760,9 @@ def decode_many(message: bytes | bytearray | memoryview) -> list[Message]:
         raise ProtocolError(f"unsupported protocol version {version}")
     if flags or stream_id:
         raise ProtocolError("BATCH must travel on stream 0 without flags")
-    view = memoryview(message)
     end = len(message)
     pos = HEADER_SIZE
-    out: list[Message] = []
+    out: list[memoryview] = []
     unpack = _U32.unpack_from
     while pos < end:
         if pos + 4 > end:
@@ -762,7 +771,9 @@ def decode_many(message: bytes | bytearray | memoryview) -> list[Message]:
         pos += 4
         if pos + size > end:
             raise ProtocolError("BATCH payload is truncated")
-        out.append(decode(view[pos : pos + size]))  # a nested BATCH is refused by decode()
+        if size < HEADER_SIZE:
+            raise ProtocolError(f"frame of {size} bytes is shorter than the {HEADER_SIZE}-byte header")
+        out.append(view[pos : pos + size])
         pos += size
     if not out:
         raise ProtocolError("empty BATCH")

@@ -42,16 +42,14 @@ import hmac
 import logging
 import random
 import socket
-import struct
 import time
 import uuid
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from connector import protocol
-from connector.protocol import HEADER, HEADER_SIZE, KNOWN_FLAGS, MAX_FRAME_SIZE, PROTOCOL_VERSION, ResetCode
+from connector.protocol import HEADER, KNOWN_FLAGS, MAX_FRAME_SIZE, PROTOCOL_VERSION, ResetCode
 from connector.websocket import ConnectionClosed, WebSocket, WebSocketError, connect
 from edge.streams import EdgeStream
 
@@ -73,11 +71,9 @@ EVENT_CHUNK = 1000  # tunnel ids per `holders` event
 # A "lost" event outweighs open connection rows for this long (draining connections stay open up to the
 # connector's grace period, 30 s by default).
 LOST_STICKY_SECONDS = 60.0
-# A link message is a run of frames, each preceded by its u32 length: the frames queued in one event-loop turn go
-# out as one websocket message (measured under uvicorn: one send per frame cost the relaying instance ~13 % of its
-# CPU, ~7 % batched; under load a message carries the frames of many streams).
-LINK_MAX_MESSAGE = MAX_FRAME_SIZE + 4
-_U32 = struct.Struct("!I")
+# A link message is one frame or a BATCH of them (connector/protocol.py, as on connector connections that advertise
+# `batch`): the frames queued in one event-loop turn go out as one websocket message (measured under uvicorn: one
+# send per frame cost the relaying instance ~13 % of its CPU, ~7 % batched).
 
 _REQUEST, _DATA, _RESET, _WINDOW, _WS_MESSAGE = (
     int(protocol.Kind.REQUEST),
@@ -88,39 +84,6 @@ _REQUEST, _DATA, _RESET, _WINDOW, _WS_MESSAGE = (
 )
 _RESPONSE = int(protocol.Kind.RESPONSE)
 _END = int(protocol.Flags.END_STREAM)
-
-
-def pack_frames(frames: list[bytes]) -> list[bytes]:
-    """Frames → link messages of at most LINK_MAX_MESSAGE bytes, each a run of (u32 length, frame)."""
-    messages: list[bytes] = []
-    parts: list[bytes] = []
-    size = 0
-    for frame in frames:
-        if parts and size + len(frame) + 4 > LINK_MAX_MESSAGE:
-            messages.append(b"".join(parts))
-            parts, size = [], 0
-        parts.append(_U32.pack(len(frame)))
-        parts.append(frame)
-        size += len(frame) + 4
-    if parts:
-        messages.append(b"".join(parts))
-    return messages
-
-
-def unpack_frames(message: bytes) -> Iterator[memoryview]:
-    """The frames of a link message; raises ProtocolError for a garbled one."""
-    view = memoryview(message)
-    end = len(message)
-    pos = 0
-    while pos < end:
-        if end - pos < 4:
-            raise protocol.ProtocolError("truncated frame length on the peer link")
-        (size,) = _U32.unpack_from(view, pos)
-        pos += 4
-        if size < HEADER_SIZE or size > MAX_FRAME_SIZE or pos + size > end:
-            raise protocol.ProtocolError("garbled frame length on the peer link")
-        yield view[pos : pos + size]
-        pos += size
 
 
 # -- the instance's own address -------------------------------------------------------------------------------
@@ -328,7 +291,7 @@ class PeerLink:
         ws = self.ws
         if out and ws is not None:
             with contextlib.suppress(ConnectionClosed):
-                ws.send_nowait(pack_frames(out))
+                ws.send_nowait(protocol.encode_batches(out))
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -349,7 +312,7 @@ class PeerLink:
                 ws = await connect(
                     self.url + PEER_PATH,
                     headers=[("Authorization", auth_header(self.directory.hub.server_id))],
-                    max_message_size=LINK_MAX_MESSAGE,
+                    max_message_size=MAX_FRAME_SIZE,
                     open_timeout=OPEN_TIMEOUT,
                 )
             except (WebSocketError, OSError) as exc:
@@ -410,7 +373,7 @@ class PeerLink:
                 raise WebSocketError(refusal or f"refused: {exc}") from None
             if isinstance(data, str):
                 raise protocol.ProtocolError("text message on the peer link")
-            frames = list(unpack_frames(data))
+            frames = list(protocol.split_frames(data))
             if len(frames) != 1:
                 raise protocol.ProtocolError("the peer's first messages must hold one frame each")
             message = protocol.decode(frames[0])
@@ -433,8 +396,7 @@ class PeerLink:
                 self.last_rx = time.monotonic()
                 if isinstance(data, str):
                     raise protocol.ProtocolError("text message on the peer link")
-                for frame in unpack_frames(data):
-                    message = protocol.decode(frame)
+                for message in protocol.decode_many(data):
                     if message.KIND >= 16:
                         stream = streams.get(message.stream_id)  # type: ignore[union-attr]
                         if stream is not None:  # unknown or finished streams: dropped, as in HTTP/2
@@ -747,7 +709,7 @@ class PeerRelay:
             while out:
                 frames = list(out)
                 out.clear()
-                for message in pack_frames(frames):
+                for message in protocol.encode_batches(frames):
                     await self._send_bytes(message)
         except Exception:
             logger.debug("writing to peer %s failed", self.peer_id, exc_info=True)
@@ -757,9 +719,9 @@ class PeerRelay:
 
     def on_message(self, message: bytes) -> None:
         """A message from the peer; never waits (frames for connectors go to their outboxes)."""
-        if len(message) > LINK_MAX_MESSAGE:
+        if len(message) > MAX_FRAME_SIZE:
             raise protocol.ProtocolError(f"message of {len(message)} bytes is too large")
-        for frame in unpack_frames(message):
+        for frame in protocol.split_frames(message):
             self.on_frame(frame)
 
     def on_frame(self, frame: memoryview) -> None:
@@ -854,7 +816,7 @@ async def peer_app(scope: dict[str, Any], receive, send) -> None:
         # daphne drops close reasons: say it in an ERROR frame first.
         with contextlib.suppress(Exception):
             error = protocol.Error(code=str(int(protocol.CloseCode.TOKEN_REFUSED)), message=str(exc))
-            await sock.send_bytes(pack_frames([protocol.encode(error)])[0])
+            await sock.send_bytes(protocol.encode_batches([protocol.encode(error)])[0])
         await sock.close(protocol.CloseCode.TOKEN_REFUSED, str(exc))
         return
     interval = heartbeat_interval()

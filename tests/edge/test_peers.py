@@ -22,14 +22,11 @@ from controlplane.actors import Actor
 from controlplane.services.zones import zone_create, zone_mark_verified
 from edge import peers
 from edge.peers import (
-    LINK_MAX_MESSAGE,
     PEER_PATH,
     TUNNEL_HEADER,
     PeerAuthError,
     PeerDirectory,
     auth_header,
-    pack_frames,
-    unpack_frames,
     verify_auth,
 )
 from tests.edge.test_edge_streams import CONFIG, application, next_frame, peer, visit
@@ -69,17 +66,23 @@ def test_the_peer_signature_round_trips_and_refuses_forgeries_and_old_ones(setti
         verify_auth(header)
 
 
-def test_link_messages_carry_several_frames_and_stay_within_the_limit():
+def test_link_messages_are_batches_within_the_frame_limit():
     frames = [protocol.encode(protocol.Data(1, b"x" * 300_000)) for _ in range(5)]
     frames.append(protocol.encode(protocol.Window(3, 10)))
-    messages = pack_frames(frames)
-    assert len(messages) == 2 and all(len(m) <= LINK_MAX_MESSAGE for m in messages)
-    assert [bytes(f) for m in messages for f in unpack_frames(m)] == frames
+    messages = protocol.encode_batches(frames)
+    assert len(messages) == 2 and all(len(m) <= protocol.MAX_FRAME_SIZE for m in messages)
+    assert [bytes(f) for m in messages for f in protocol.split_frames(m)] == frames
     biggest = protocol.encode(protocol.Data(1, b"y" * protocol.MAX_PAYLOAD_SIZE))
-    assert [bytes(f) for f in unpack_frames(pack_frames([biggest])[0])] == [biggest]
-    for garbled in (b"\x00\x00", b"\x00\x00\x00\x03abc", b"\x00\x00\x00\x20" + frames[-1]):
+    assert [bytes(f) for f in protocol.split_frames(protocol.encode_batches([biggest])[0])] == [biggest]
+    batch = protocol.HEADER.pack(protocol.PROTOCOL_VERSION, protocol.Kind.BATCH, 0, 0)
+    for garbled in (
+        batch,
+        batch + b"\x00\x00",
+        batch + b"\x00\x00\x00\x03abc",
+        batch + b"\x00\x00\x00\x20" + frames[-1],
+    ):
         with pytest.raises(protocol.ProtocolError):
-            list(unpack_frames(garbled))
+            protocol.split_frames(garbled)
 
 
 def test_the_peer_endpoint_is_routed_by_path_and_scheme_only():
@@ -118,7 +121,7 @@ class Frames:
             data = await asyncio.wait_for(self.receive(), timeout)
             if isinstance(data, dict):
                 return data
-            self.pending.extend(protocol.decode(frame) for frame in unpack_frames(data))
+            self.pending.extend(protocol.decode(frame) for frame in protocol.split_frames(data))
         return self.pending.popleft()
 
     async def next_of(self, kinds=(protocol.Request, protocol.Response, protocol.Data, protocol.Reset), timeout=3.0):
@@ -140,7 +143,7 @@ class Link:
         return output if output["type"] == "websocket.close" else output["bytes"]
 
     async def send(self, *messages) -> None:
-        await self.comm.send_to(bytes_data=pack_frames([protocol.encode(m) for m in messages])[0])
+        await self.comm.send_to(bytes_data=protocol.encode_batches([protocol.encode(m) for m in messages])[0])
 
 
 async def open_link(server_id: str = "vm-b-1", authorization: str | None = None) -> Link:
@@ -267,7 +270,9 @@ class FakePeer:
             self.authorizations.append(ws.request.headers.get("Authorization", ""))
             verify_auth(self.authorizations[-1])
             await ws.send(
-                pack_frames([protocol.encode(protocol.Welcome(connection_id="c", server_id=self.welcome_as))])[0]
+                protocol.encode_batches(
+                    [protocol.encode(protocol.Welcome(connection_id="c", server_id=self.welcome_as))]
+                )[0]
             )
             await self.links.put(PeerEnd(ws))
             with contextlib.suppress(websockets.ConnectionClosed):
@@ -294,7 +299,7 @@ class PeerEnd:
         self.frames = Frames(ws.recv)
 
     async def send(self, *messages) -> None:
-        await self.ws.send(pack_frames([protocol.encode(m) for m in messages])[0])
+        await self.ws.send(protocol.encode_batches([protocol.encode(m) for m in messages])[0])
 
 
 @contextlib.asynccontextmanager
