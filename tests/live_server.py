@@ -67,6 +67,31 @@ def daphne_executable() -> str:
     return str(candidate) if candidate.exists() else "daphne"
 
 
+def start_connector(
+    token: str,
+    edge: str,
+    log_path: Path,
+    *,
+    ha_connections: int = 2,
+    metrics: str = "127.0.0.1:0",
+    extra: tuple[str, ...] = ("--loglevel", "debug"),
+) -> subprocess.Popen[bytes]:
+    """A real connector process from this checkout (`python -m connector run`) dialling `edge`; its output is
+    appended to `log_path`."""
+    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps writing to it)
+    try:
+        return subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "connector", "run", "--token", token, "--edge", edge]
+            + ["--ha-connections", str(ha_connections), "--metrics", metrics, *extra],
+            cwd=str(Path(__file__).resolve().parents[1]),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    finally:
+        log.close()  # the child has its own descriptor
+
+
 @dataclass
 class LiveServer:
     host: str

@@ -39,7 +39,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from connector import protocol
 from tests.edge.e2e_origin import BLOCK, pattern
-from tests.live_server import LiveServer, free_port, run_daphne
+from tests.live_server import LiveServer, free_port, run_daphne, start_connector
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, available_apps=["django.contrib.staticfiles"])]
 
@@ -114,28 +114,13 @@ class ConnectorProcess:
     def __init__(self, token: str, server: LiveServer, log_dir: Path, name: str, ha_connections: int = 2) -> None:
         self.metrics_port = free_port()
         self.log_path = log_dir / f"connector-{name}.log"
-        self.log = open(self.log_path, "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "connector",
-                "run",
-                "--token",
-                token,
-                "--edge",
-                server.url,
-                "--ha-connections",
-                str(ha_connections),
-                "--metrics",
-                f"127.0.0.1:{self.metrics_port}",
-                "--grace-period",
-                "2",
-            ],
-            cwd=str(REPO),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        self.process = start_connector(
+            token,
+            server.url,
+            self.log_path,
+            ha_connections=ha_connections,
+            metrics=f"127.0.0.1:{self.metrics_port}",
+            extra=("--grace-period", "2"),
         )
         self.pid = self.process.pid
 
@@ -175,7 +160,6 @@ class ConnectorProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self.log.close()
 
 
 def rss(pid: int) -> int:

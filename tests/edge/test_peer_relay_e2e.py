@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from django.db import connection
 from controlplane.actors import Actor
 from controlplane.services.zones import zone_create, zone_mark_verified
 from tests.conftest import REQUIRE_SERVICES
-from tests.live_server import LiveServer, free_port, run_daphne
+from tests.live_server import LiveServer, free_port, run_daphne, start_connector
 from tunnels.models import Connection, ServerInstance
 from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
 
@@ -132,14 +131,7 @@ class Topology:
     connector: subprocess.Popen | None = None
 
     def start_connector(self) -> None:
-        log = open(self.tmp_path / "connector.log", "ab")  # noqa: SIM115
-        self.connector = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "connector", "run", "--token", self.token, "--edge", self.a.url]
-            + ["--ha-connections", "2", "--metrics", "127.0.0.1:0", "--loglevel", "debug"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self.connector = start_connector(self.token, self.a.url, self.tmp_path / "connector.log")
 
     def kill_connector(self) -> None:
         if self.connector is not None and self.connector.poll() is None:

@@ -8,8 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -20,7 +18,7 @@ from django.test import Client
 from controlplane.actors import Actor
 from controlplane.services.zones import zone_create, zone_mark_verified
 from tests.conftest import REQUIRE_SERVICES, make_token
-from tests.live_server import run_daphne
+from tests.live_server import run_daphne, start_connector
 from tests.tcp_proxy import TcpProxy
 from tunnels.models import Connector
 from tunnels.services import tunnel_create, tunnel_token
@@ -30,31 +28,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 CONFIG = {
     "ingress": [{"hostname": "app.example.com", "service": "http://localhost:3001"}, {"service": "http_status:404"}]
 }
-
-
-def start_connector(token: str, edge: str, tmp_path) -> subprocess.Popen:
-    log = open(tmp_path / "connector.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            "--token",
-            token,
-            "--edge",
-            edge,
-            "--ha-connections",
-            "2",
-            "--metrics",
-            "127.0.0.1:0",
-            "--loglevel",
-            "debug",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 class StatusWatcher:
@@ -116,7 +89,7 @@ def run_scenario(env: dict[str, str], org, user, tunnel, tmp_path) -> None:
         with run_daphne(env=env) as server, TcpProxy(server.port) as proxy:
             watcher = StatusWatcher(server.url, org.id.hex, cookie)
             watch_task = asyncio.ensure_future(watcher.run(stop))
-            connector = start_connector(token, f"http://127.0.0.1:{proxy.port}", tmp_path)
+            connector = start_connector(token, f"http://127.0.0.1:{proxy.port}", tmp_path / "connector.log")
             try:
                 start = time.monotonic()
                 healthy = await watcher.wait_for("healthy", start)
@@ -153,7 +126,7 @@ def run_scenario(env: dict[str, str], org, user, tunnel, tmp_path) -> None:
                 await watcher.wait_for("down", mark)
 
                 # Connector back, then the server restarts behind the same address: it reconnects by itself.
-                connector = start_connector(token, f"http://127.0.0.1:{proxy.port}", tmp_path)
+                connector = start_connector(token, f"http://127.0.0.1:{proxy.port}", tmp_path / "connector.log")
                 await watcher.wait_for("healthy", time.monotonic() - 0.01)
                 server.stop()
                 with run_daphne(env=env) as second:
