@@ -41,4 +41,5 @@ VOLUME ["/data"]
 EXPOSE 8000 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["python", "scripts/healthcheck"]
 # backlog=4096: daphne's default of 50 drops connections when every connector reconnects at once.
-CMD ["sh", "-c", "exec daphne -e tcp:port=${PORT}:interface=0.0.0.0:backlog=4096 controlplane.asgi:application"]
+# --websocket_timeout -1: daphne closes every websocket after 24 h by default (connectors, status pages, peer links).
+CMD ["sh", "-c", "exec daphne --websocket_timeout -1 -e tcp:port=${PORT}:interface=0.0.0.0:backlog=4096 controlplane.asgi:application"]

@@ -28,7 +28,7 @@ run: deps
 	$(BIN)/python manage.py migrate --no-input -v0
 	$(BIN)/python manage.py collectstatic --no-input -v0
 	$(BIN)/python manage.py bootstrap
-	$(BIN)/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=4096 controlplane.asgi:application
+	$(BIN)/daphne --websocket_timeout -1 -e tcp:port=$(PORT):interface=$(HOST):backlog=4096 controlplane.asgi:application
 
 ## Run the whole test suite (installs what it needs; Chromium from Debian if missing)
 test: dev-deps

@@ -72,6 +72,7 @@ def make_run_daphne_command(port: int) -> list[str]:
     line = line.replace("$(BIN)", str(BIN)).replace("$(PORT)", str(port)).replace("$(HOST)", "127.0.0.1")
     assert "$(" not in line, line
     assert "backlog=4096" in line
+    assert "--websocket_timeout -1" in line  # daphne would close every connector websocket after 24 h
     return line.split()
 
 
@@ -214,4 +215,4 @@ def test_the_dockerfile_collectstatic_step_works_in_production_mode(embedded_env
     env = {**embedded_env, "CONTROLPLANE_MODE": "production", **build_env}
     result = manage(env, "collectstatic", "--no-input", "--dry-run", "-v0")
     assert result.returncode == 0, result.stderr
-    assert "backlog=4096" in dockerfile and "USER controlplane" in dockerfile
+    assert "backlog=4096" in dockerfile and "--websocket_timeout -1" in dockerfile and "USER controlplane" in dockerfile
