@@ -17,6 +17,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from connector import protocol
 from controlplane.choices import AuditAction, Interface
 from controlplane.models import AuditEvent
 from tunnels.models import Connection, Connector, ServerInstance, Tunnel
@@ -294,7 +295,7 @@ def load_peer_holdings(
             .distinct()
         )
         for tunnel_id, server, features in rows:
-            if isinstance(features, list) and "streams" in features:
+            if isinstance(features, list) and protocol.FEATURE_STREAMS in features:
                 holders.setdefault(tunnel_id, set()).add(server)
     return urls, holders
 
