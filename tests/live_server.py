@@ -67,6 +67,23 @@ def daphne_executable() -> str:
     return str(candidate) if candidate.exists() else "daphne"
 
 
+@contextlib.contextmanager
+def serve_in_thread(handler: type, server_class: type | None = None) -> Iterator[int]:
+    """A stdlib HTTP server (`http.server.ThreadingHTTPServer` unless `server_class`) on a free loopback port, served
+    from a daemon thread for the duration of the block; yields the port."""
+    import http.server
+    import threading
+
+    server = (server_class or http.server.ThreadingHTTPServer)(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def start_connector(
     token: str,
     edge: str,

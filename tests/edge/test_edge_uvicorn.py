@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,14 +49,8 @@ class Origin(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def origin_server() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with live_server.serve_in_thread(Origin) as port:
+        yield port
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from django.db import connection
 from controlplane.actors import Actor
 from controlplane.services.zones import zone_create, zone_mark_verified
 from tests.conftest import REQUIRE_SERVICES
-from tests.live_server import LiveServer, free_port, run_daphne, start_connector
+from tests.live_server import LiveServer, free_port, run_daphne, serve_in_thread, start_connector
 from tunnels.models import Connection, ServerInstance
 from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
 
@@ -92,14 +92,8 @@ class OriginServer(http.server.ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def http_origin() -> Iterator[int]:
-    server = OriginServer(("127.0.0.1", 0), OriginHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_in_thread(OriginHandler, OriginServer) as port:
+        yield port
 
 
 @contextlib.contextmanager

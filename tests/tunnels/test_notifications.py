@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import http.server
 import json
-import threading
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,6 +15,7 @@ from django.test import override_settings
 
 from controlplane.actors import Actor
 from controlplane.models import OutboxMessage
+from tests.live_server import serve_in_thread
 from tests.tunnels.test_connector_endpoint import open_connector, receive
 from tunnels.notifications import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tunnels.services import notification_destination_create, tunnel_create, tunnel_delete, tunnel_token
@@ -39,11 +39,8 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook():
     Receiver.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", Receiver.received
-    server.shutdown()
+    with serve_in_thread(Receiver) as port:
+        yield f"http://127.0.0.1:{port}/hook", Receiver.received
 
 
 def verify(headers, body) -> dict:
