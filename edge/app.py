@@ -345,7 +345,8 @@ class Edge:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await stream.consumed(len(chunk))
         finally:
-            await visitor.stop()
+            if visitor.task is not None or visitor.timer is not None:
+                await visitor.stop()
             if stream.reset is None and stream.id in stream.session.streams and not stream._ended:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
@@ -518,7 +519,8 @@ class _Visitor:
         EDGE_RESPONSE_TIMEOUT_SECONDS. As nginx's proxy_read_timeout, the wait is counted from the end of the
         request: a body still being sent restarts it whenever some of it moves (a 1 GiB upload is not an origin
         timeout), and only an upload that makes no progress for the whole timeout (the origin stopped reading)
-        ends it. Without a body: one timer, which starts the watch and then arms the timeout."""
+        ends it. Without a body: no timer of its own at first (_SlowWatch); one that is still unanswered after
+        WATCH_VISITOR_AFTER starts the watch and arms the timeout."""
         stream = self.stream
         assert stream is not None
         timeout = _edge_settings().response_timeout
@@ -537,7 +539,15 @@ class _Visitor:
                     return await stream.response
             self.timer = stream.session.loop.call_later(timeout, stream.time_out, timeout)
         elif self.task is None:
-            self.timer = stream.session.loop.call_later(WATCH_VISITOR_AFTER, self._slow, stream, timeout)
+            watch = _slow_watch(stream.session.loop)
+            watch.add(self)
+            try:
+                return await stream.response
+            finally:
+                watch.discard(self)
+                if self.timer is not None:
+                    self.timer.cancel()
+                    self.timer = None
         else:
             self.timer = stream.session.loop.call_later(timeout, stream.time_out, timeout)
         try:
@@ -547,8 +557,13 @@ class _Visitor:
                 self.timer.cancel()
                 self.timer = None
 
-    def _slow(self, stream: EdgeStream, timeout: float) -> None:
+    def slow(self) -> None:
+        """Unanswered for WATCH_VISITOR_AFTER (up to twice that; _SlowWatch): watch the visitor, arm the timeout."""
+        stream = self.stream
+        if stream is None or stream.response.done():
+            return
         self.start()
+        timeout = _edge_settings().response_timeout
         self.timer = stream.session.loop.call_later(timeout - WATCH_VISITOR_AFTER, stream.time_out, timeout)
 
     async def _run(self) -> None:
@@ -577,6 +592,50 @@ class _Visitor:
         self.gone = True
         if self.stream is not None:
             await self.stream.cancel(protocol.ResetCode.CANCEL, "the visitor went away")
+
+
+class _SlowWatch:
+    """Which bodiless requests are still unanswered after WATCH_VISITOR_AFTER, with one timer per period for all of
+    them: a timer per request (call_later + cancel) cost 2.4 µs in uvloop, and most requests are answered sooner.
+    Two generations: a request added during one period is due at the end of the next one, so its watch starts
+    between one and two periods after it was sent."""
+
+    __slots__ = ("current", "loop", "previous", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.current: dict[_Visitor, None] = {}
+        self.previous: dict[_Visitor, None] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, visitor: _Visitor) -> None:
+        self.current[visitor] = None
+        if self.timer is None:
+            self.timer = self.loop.call_later(WATCH_VISITOR_AFTER, self._tick)
+
+    def discard(self, visitor: _Visitor) -> None:
+        if visitor in self.current:
+            del self.current[visitor]
+        else:
+            self.previous.pop(visitor, None)
+
+    def _tick(self) -> None:
+        due, self.previous, self.current = self.previous, self.current, {}
+        self.timer = self.loop.call_later(WATCH_VISITOR_AFTER, self._tick) if self.previous else None
+        for visitor in due:
+            visitor.slow()
+
+
+_watches: dict[int, _SlowWatch] = {}
+
+
+def _slow_watch(loop: asyncio.AbstractEventLoop) -> _SlowWatch:
+    """The watch of this event loop (one per loop: a process has one; tests start several, one after another)."""
+    watch = _watches.get(id(loop))
+    if watch is None or watch.loop is not loop:
+        _watches.clear()  # a previous loop's, closed
+        watch = _watches[id(loop)] = _SlowWatch(loop)
+    return watch
 
 
 def _may_retry(reset: StreamReset, method: str, has_body: bool) -> bool:

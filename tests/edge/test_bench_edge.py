@@ -59,6 +59,21 @@ def test_targets_pass_and_fail_next_to_the_figures():
     assert targets([edge])[0].startswith("FAIL")
 
 
+def test_the_c50_target_is_also_judged_against_the_prototype_measured_in_the_same_run():
+    """The machine's speed moves the absolute figure; the ratio to the minimal prototype (10,000 / 7,650 on the
+    baselines' machine) does not."""
+    prototype = Result("prototype", c50=Load(rps=5_000), c1=Load(rps=1500, p50=0.0006))
+    edge = Result("edge", c50=Load(rps=7_000))
+    lines = targets([prototype, edge])
+    assert lines[0].startswith("FAIL") and "7,000 req/s" in lines[0]
+    assert lines[1].startswith("PASS") and "1.40x" in lines[1] and "10,710 req/s at the baselines' speed" in lines[1]
+    edge.c50 = Load(rps=6_000)
+    assert targets([prototype, edge])[1].startswith("FAIL")  # 1.20x
+    prototype.c50 = Load(rps=4_000, errors=2)
+    assert targets([prototype, edge])[1].startswith("FAIL")  # a prototype run with errors is no yardstick
+    assert len(targets([edge])) == 1  # no prototype measured: no ratio
+
+
 def test_the_relay_target_and_its_cpu_cell():
     relay = Result("relay", c50=Load(rps=2500, edge_cpu_us=100, connector_cpu_us=50, peer_cpu_us=60))
     (line,) = targets([relay])
@@ -104,6 +119,7 @@ def test_a_short_run_of_the_edge_scenario_goes_end_to_end(tmp_path):
         sys.executable,
         "-m",
         "bench.edge",
+        "--scenario=prototype",
         "--scenario=edge",
         "--duration=1",
         "--rounds=1",
@@ -112,6 +128,7 @@ def test_a_short_run_of_the_edge_scenario_goes_end_to_end(tmp_path):
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "| edge " in done.stdout and "RSS growth" in done.stdout
-    row = next(line for line in done.stdout.splitlines() if line.startswith("| edge "))
-    assert row.rstrip(" |").endswith("0")  # no socket errors, no non-2xx answers
+    assert "| edge " in done.stdout and "RSS growth" in done.stdout and "the minimal prototype" in done.stdout
+    for name in ("prototype", "edge"):  # the prototype measured with the edge, interleaved
+        row = next(line for line in done.stdout.splitlines() if line.startswith(f"| {name} "))
+        assert row.rstrip(" |").endswith("0")  # no socket errors, no non-2xx answers

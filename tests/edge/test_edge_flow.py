@@ -97,3 +97,40 @@ async def test_requests_of_one_loop_turn_share_a_connection_and_turns_rotate():
     other.closed = True
     await asyncio.sleep(0)
     assert all(hub.pick_session(tunnel) is current for _ in range(3))
+
+
+async def test_unanswered_requests_are_watched_after_one_to_two_periods_by_one_timer_for_all(monkeypatch):
+    """_SlowWatch: no timer per request; a request still unanswered one to two periods after it was sent gets its
+    visitor watch, an answered one never does, and the timer stops when nothing is left to watch."""
+    from edge import app
+
+    monkeypatch.setattr(app, "WATCH_VISITOR_AFTER", 0.05)
+    loop = asyncio.get_running_loop()
+    watch = app._SlowWatch(loop)
+
+    class Visitor:
+        def __init__(self) -> None:
+            self.slow_at: float | None = None
+
+        def slow(self) -> None:
+            self.slow_at = loop.time()
+
+    answered, slow = Visitor(), Visitor()
+    added = loop.time()
+    watch.add(answered)
+    watch.add(slow)
+    first_timer = watch.timer
+    await asyncio.sleep(0.01)
+    watch.discard(answered)  # answered within the first period
+    await asyncio.sleep(0.2)
+    assert answered.slow_at is None
+    assert slow.slow_at is not None and 0.05 <= slow.slow_at - added <= 0.15
+    assert watch.timer is None and not watch.current and not watch.previous
+    assert first_timer is not None  # one timer was armed for both; none is left behind
+
+    late = Visitor()
+    watch.add(late)
+    await asyncio.sleep(0.07)  # moved to the previous generation, not due yet
+    watch.discard(late)  # answered in its second period: discarded from there
+    await asyncio.sleep(0.1)
+    assert late.slow_at is None and watch.timer is None

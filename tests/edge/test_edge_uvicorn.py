@@ -210,3 +210,63 @@ async def test_corked_writes_of_one_turn_go_out_together_and_close_flushes_first
     corked.write(b"bye")
     corked.close()
     assert real.writes[-1] == b"bye" and real.closed and corked.is_closing()
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_keep_alive_closes_an_idle_connection_after_its_timeout_counted_from_the_last_response():
+    """One keep-alive timer per connection (edge/http.py), not one per request: a connection in use is never closed
+    by a timer armed before its latest request, and an idle one is closed once it has been idle for the timeout."""
+    import asyncio
+
+    import uvicorn
+
+    from edge.http import HttpToolsProtocol
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket_bound()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, http=HttpToolsProtocol, lifespan="off", timeout_keep_alive=1, log_level="warning", loop="none"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+
+        async def request() -> None:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+            assert head.startswith(b"HTTP/1.1 200") and await reader.readexactly(2) == b"ok"
+
+        started = loop.time()
+        for _ in range(4):  # busy for 1.8 s: longer than the timeout, never idle for it
+            await request()
+            await asyncio.sleep(0.6)
+        await request()
+        last = loop.time()
+        assert last - started > 1.8
+        assert await asyncio.wait_for(reader.read(1), 3) == b""  # closed by the server, once idle for 1 s
+        idle = loop.time() - last
+        assert 0.9 <= idle <= 2.2, idle
+        writer.close()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+
+
+def socket_bound():
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
