@@ -46,6 +46,11 @@ log = logging.getLogger("connector")
 
 GRANT_THRESHOLD = INITIAL_WINDOW // 2  # WINDOW frames are sent in batches of at least half a window
 CONGESTION_HIGH = 1024 * 1024  # bytes queued on the edge websocket above which streams hold back their bodies
+# Frames queued in one event-loop turn leave together at its end (one BATCH); once this many wait, and the last one is
+# not a DATA frame that END_STREAM may still be folded into, they leave at once: the edge starts answering visitors
+# while the connector still reads the origins' other answers. 16 frames: ~8 small responses (RESPONSE + DATA).
+# Measured with bench/edge (interleaved A/B, docs/benchmarks.md "Edge"): +11 % req/s at c=50 over end-of-turn only.
+EARLY_FLUSH_FRAMES = 16
 # disableChunkedEncoding with a body of unknown length: buffered up to this size to send a Content-Length.
 MAX_BUFFERED_BODY = 16 * 1024 * 1024
 MAX_WS_HANDSHAKE = 64 * 1024
@@ -228,6 +233,9 @@ class Mux:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
+        elif len(self.out) >= EARLY_FLUSH_FRAMES and self.last_data == -1:
+            self._flush()
+            self._flush_scheduled = True  # the call_soon above is still pending: it finds what came after
 
     def end_stream(self, stream_id: int) -> None:
         """END_STREAM for a stream's body: set on its last DATA frame when that is still queued (a small response
@@ -236,6 +244,9 @@ class Mux:
             last = self.out[-1]
             self.out[-1] = _pack_header(PROTOCOL_VERSION, _DATA, _END, stream_id) + last[HEADER.size :]
             self.last_data = -1
+            if len(self.out) >= EARLY_FLUSH_FRAMES:  # what frame() held back for this END leaves now
+                self._flush()
+                self._flush_scheduled = True  # frame()'s call_soon is still pending
             return
         self.frame(_DATA, stream_id, _END, b"")
 

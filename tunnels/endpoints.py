@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -53,6 +54,30 @@ class _Socket:
         if not self.closed:
             self.closed = True
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
+
+
+def sync_sender(send) -> Callable[[bytes], None] | None:
+    """A synchronous binary send on the same websocket as `send`, where the server allows it: uvicorn's
+    websockets-sansio protocol writes a message with no await (its `send()` is a coroutine around the same two
+    calls). The hub writes a burst's frames with it at once (tunnels.hub.EARLY_FLUSH_FRAMES). None for other
+    servers (daphne), where the hub's writer task sends."""
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:  # pragma: no cover - uvicorn is a runtime dependency
+        return None
+    protocol_ = getattr(send, "__self__", None)
+    if not isinstance(protocol_, WebSocketsSansIOProtocol):
+        return None
+    conn = protocol_.conn
+    transport = protocol_.transport
+
+    def send_now(data: bytes) -> None:
+        if protocol_.close_sent or transport.is_closing():
+            raise ConnectionError("the connector's websocket is closing")
+        conn.send_binary(data)
+        transport.write(b"".join(conn.data_to_send()))
+
+    return send_now
 
 
 async def connector_app(scope: dict[str, Any], receive, send) -> None:
@@ -105,6 +130,7 @@ async def connector_app(scope: dict[str, Any], receive, send) -> None:
         origin_ip=origin_ip,
         send_bytes=sock.send_bytes,
         close=sock.close,
+        send_now=sync_sender(send),
     )
     await hub.register(session, hello)
     await session.send(

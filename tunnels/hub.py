@@ -49,6 +49,12 @@ GC_THRESHOLD0 = 50_000
 # streams faster than the connector reads; HTTP bodies are bounded by their stream windows anyway).
 SEND_QUEUE_HIGH = 1024 * 1024
 
+# Data-plane frames queued in one event-loop turn leave together, in one BATCH, at the end of the turn; but once this
+# many are waiting and the connection can be written at once (send_now), they leave there and then, so that the
+# connector starts on the first requests of a burst while the edge still reads the rest. Measured (bench/edge,
+# interleaved A/B, docs/benchmarks.md "Edge"): 8 gave +14 % req/s at c=50 over end-of-turn only; 4 and 16 less.
+EARLY_FLUSH_FRAMES = 8
+
 
 @dataclass
 class ConnectorSession:
@@ -62,6 +68,9 @@ class ConnectorSession:
     origin_ip: str
     send_bytes: Callable[[bytes], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
+    # Writes one message at once, without a coroutine, where the server allows it (uvicorn's websockets-sansio:
+    # tunnels.endpoints.sync_sender); None elsewhere (daphne), where only the writer task sends.
+    send_now: Callable[[bytes], None] | None = field(default=None, repr=False)
     acked_version: int = -1
     sent_version: int = -1
     features: frozenset[str] = frozenset()
@@ -79,6 +88,7 @@ class ConnectorSession:
     _out: list[bytes] = field(default_factory=list, repr=False)
     _queued: int = 0
     _writer: asyncio.Task | None = field(default=None, repr=False)
+    _writing: bool = field(default=False, repr=False)  # the writer is between the frames it took
     _wakeup: asyncio.Future | None = field(default=None, repr=False)
     _drained: asyncio.Future | None = field(default=None, repr=False)
     # The connection's event loop, for the per-request futures (asyncio.get_running_loop() costs a getpid()).
@@ -111,6 +121,9 @@ class ConnectorSession:
             return
         self._out.append(frame)
         self._queued += len(frame)
+        if len(self._out) >= EARLY_FLUSH_FRAMES and self.send_now is not None and not self._writing:
+            self._flush_now()
+            return
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
@@ -131,8 +144,12 @@ class ConnectorSession:
                 self._queued = 0
                 if self.batching and len(frames) > 1:
                     frames = protocol.encode_batches(frames)
-                for frame in frames:
-                    await self.send_bytes(frame)
+                self._writing = True  # no early flush may overtake the frames taken here
+                try:
+                    for frame in frames:
+                        await self.send_bytes(frame)
+                finally:
+                    self._writing = False
                 drained = self._drained
                 if drained is not None and not drained.done() and self._queued <= SEND_QUEUE_HIGH:
                     drained.set_result(None)
@@ -143,6 +160,22 @@ class ConnectorSession:
             self._out = []
             if self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
+
+    def _flush_now(self) -> None:
+        """What is queued, written at once (send_now), in order: nothing else is being written (not _writing)."""
+        assert self.send_now is not None
+        frames, self._out = self._out, []
+        self._queued = 0
+        if self.batching and len(frames) > 1:
+            frames = protocol.encode_batches(frames)
+        try:
+            for frame in frames:
+                self.send_now(frame)
+        except Exception:  # the socket is gone: the endpoint's receive loop unregisters the session
+            logger.debug("connector connection write failed", exc_info=True)
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def stop_writer(self) -> None:
         writer, self._writer = self._writer, None

@@ -738,3 +738,45 @@ async def test_websocket_to_a_tls_origin(edge, tmp_path):
             assert (await driver.next_message(sid)).data == b"secure"
     finally:
         server.close()
+
+
+async def test_a_burst_of_responses_leaves_at_once_and_the_rest_at_the_end_of_the_turn():
+    """Mux: EARLY_FLUSH_FRAMES frames leave at once (the edge starts answering visitors), never splitting a DATA frame
+    from the END_STREAM folded into it; the rest leaves at the end of the loop turn, all in order."""
+    import collections
+    import types
+
+    from connector import dataplane
+
+    class Ws:
+        buffered = 0
+
+        def __init__(self) -> None:
+            self.messages: list[bytes] = []
+
+        def send_nowait(self, messages: list[bytes]) -> None:
+            self.messages += messages
+
+    ws = Ws()
+    conn = types.SimpleNamespace(
+        ws=ws, streams={}, stats=types.SimpleNamespace(frames_sent=collections.Counter()), draining=False, index=0
+    )
+    mux = dataplane.Mux(types.SimpleNamespace(), conn)
+    mux.batching = True
+    responses = dataplane.EARLY_FLUSH_FRAMES // 2 + 3
+    for n in range(responses):
+        sid = 2 * n + 1
+        mux.response(sid, 200, [(b"content-length", b"2")], end=False)
+        mux.frame(Kind.DATA, sid, 0, b"ok")  # open DATA: its END is folded in below, never flushed before it
+        mux.end_stream(sid)
+        if 2 * (n + 1) < dataplane.EARLY_FLUSH_FRAMES:
+            assert ws.messages == []
+    early = [protocol.decode(bytes(f)) for m in ws.messages for f in protocol.split_frames(m)]
+    assert len(ws.messages) == 1 and len(early) == dataplane.EARLY_FLUSH_FRAMES
+    await asyncio.sleep(0)  # the end of the turn
+    frames = [protocol.decode(bytes(f)) for m in ws.messages for f in protocol.split_frames(m)]
+    assert len(frames) == 2 * responses  # RESPONSE + one DATA carrying END_STREAM each: nothing split
+    for n in range(responses):
+        head, data = frames[2 * n], frames[2 * n + 1]
+        assert isinstance(head, protocol.Response) and head.stream_id == 2 * n + 1
+        assert isinstance(data, protocol.Data) and data.data == b"ok" and data.end_stream

@@ -134,3 +134,79 @@ async def test_unanswered_requests_are_watched_after_one_to_two_periods_by_one_t
     watch.discard(late)  # answered in its second period: discarded from there
     await asyncio.sleep(0.1)
     assert late.slow_at is None and watch.timer is None
+
+
+def session_with(send_now) -> object:
+    import uuid
+
+    from tunnels.hub import ConnectorSession
+
+    sent: list[bytes] = []
+
+    async def send_bytes(data: bytes) -> None:
+        sent.append(data)
+
+    async def close(code: int, reason: str) -> None:
+        pass
+
+    session = ConnectorSession(
+        connection_id=uuid.uuid4(),
+        organisation_id=uuid.uuid4(),
+        tunnel_id=uuid.uuid4(),
+        connector_id=uuid.uuid4(),
+        conn_index=0,
+        origin_ip="",
+        send_bytes=send_bytes,
+        close=close,
+        send_now=send_now,
+    )
+    session.batching = True
+    session.sent_by_writer = sent  # type: ignore[attr-defined]
+    return session
+
+
+def frames_of(messages: list[bytes]) -> list[bytes]:
+    return [bytes(frame) for message in messages for frame in protocol.split_frames(message)]
+
+
+async def test_a_burst_of_requests_leaves_at_once_in_order_and_the_rest_at_the_end_of_the_turn():
+    """EARLY_FLUSH_FRAMES: the connector starts on a burst's first requests while the edge reads the rest."""
+    from tunnels.hub import EARLY_FLUSH_FRAMES
+
+    written: list[bytes] = []
+    session = session_with(written.append)
+    frames = [protocol.encode(protocol.Data(2 * n + 1, b"r%d" % n)) for n in range(EARLY_FLUSH_FRAMES + 3)]
+    for frame in frames[: EARLY_FLUSH_FRAMES - 1]:
+        session.queue_frame(frame)
+    assert written == []  # below the threshold: the end of the turn
+    session.queue_frame(frames[EARLY_FLUSH_FRAMES - 1])
+    assert len(written) == 1 and frames_of(written) == frames[:EARLY_FLUSH_FRAMES]  # one BATCH, at once
+    for frame in frames[EARLY_FLUSH_FRAMES:]:
+        session.queue_frame(frame)
+    await asyncio.sleep(0.01)  # the writer task sends the rest at the end of the turn
+    assert frames_of(written + session.sent_by_writer) == frames
+    session.stop_writer()
+
+
+async def test_no_early_write_overtakes_frames_the_writer_is_sending_nor_happens_without_a_sync_send():
+    from tunnels.hub import EARLY_FLUSH_FRAMES
+
+    written: list[bytes] = []
+    session = session_with(written.append)
+    session._writing = True  # the writer is between the frames it took: nothing may go out before them
+    frames = [protocol.encode(protocol.Data(2 * n + 1, b"x")) for n in range(EARLY_FLUSH_FRAMES)]
+    for frame in frames:
+        session.queue_frame(frame)
+    assert written == []
+    session._writing = False
+    await asyncio.sleep(0.01)
+    assert frames_of(session.sent_by_writer) == frames
+    session.stop_writer()
+
+    daphne_like = session_with(None)  # no synchronous send (daphne): the writer task only
+    for frame in frames:
+        daphne_like.queue_frame(frame)
+    assert daphne_like.sent_by_writer == []
+    await asyncio.sleep(0.01)
+    assert frames_of(daphne_like.sent_by_writer) == frames
+    daphne_like.stop_writer()
