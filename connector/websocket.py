@@ -271,9 +271,9 @@ class WebSocket:
             raise self._close_exc or ConnectionClosed(1006, "closing")
         frame = self._frame
         if len(messages) == 1:
-            self._writer.write(frame(OP_BINARY, messages[0]))
+            self._writer.writelines(frame(OP_BINARY, messages[0]))
         else:
-            self._writer.writelines([frame(OP_BINARY, message) for message in messages])
+            self._writer.writelines([part for message in messages for part in frame(OP_BINARY, message)])
 
     @property
     def buffered(self) -> int:
@@ -296,7 +296,7 @@ class WebSocket:
     async def _send_frame(self, opcode: int, payload: bytes) -> None:
         if self._close_exc is not None or (self._close_sent and opcode != OP_CLOSE):
             raise self._close_exc or ConnectionClosed(1006, "closing")
-        self._writer.write(self._frame(opcode, payload))
+        self._writer.writelines(self._frame(opcode, payload))
         try:
             async with self._drain_lock:
                 await self._writer.drain()
@@ -305,16 +305,19 @@ class WebSocket:
             raise self._close_exc  # type: ignore[misc]
 
     @staticmethod
-    def _frame(opcode: int, payload: bytes) -> bytes:
+    def _frame(opcode: int, payload: bytes) -> tuple[bytes, ...]:
+        """A masked frame as pieces for writelines(): joining the head to a large masked payload copied every byte
+        the connector sends once more (a fifth of its CPU in a download, py-spy); the transport writes the pieces
+        with one system call."""
         size = len(payload)
+        mask = os.urandom(4)
         if size < 126:
-            head = bytes((0x80 | opcode, 0x80 | size))
-        elif size < 65536:
+            return (bytes((0x80 | opcode, 0x80 | size)) + mask + mask_payload(payload, mask),)
+        if size < 65536:
             head = bytes((0x80 | opcode, 0x80 | 126)) + _U16.pack(size)
         else:
             head = bytes((0x80 | opcode, 0x80 | 127)) + _U64.pack(size)
-        mask = os.urandom(4)
-        return head + mask + mask_payload(payload, mask)
+        return head + mask, mask_payload(payload, mask)
 
     # ---------------------------------------------------------------------------------------------- receiving
 
