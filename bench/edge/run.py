@@ -25,9 +25,10 @@ Scenarios (each prints requests/s and p50/p99 for a 1 KiB response at 50 connect
 Then, for the uvicorn edge: a 1 GiB download and a 1 GiB upload with the RSS of the edge and the connector before
 and after. The issue's targets are printed with PASS/FAIL next to each figure.
 
-Core budget (2 cores): wrk gets one thread for the edge scenarios (two for direct/nginx, as the reference
-figures were taken), nginx one worker process for the origin and one for the proxy, the edge one process, the
-connector one process; they all share the two cores. docs/benchmarks.md ("Edge") has a run's figures.
+Core budget (2 cores): wrk runs two threads at c=50 in every scenario, as the reference figures were taken (one
+thread served the edge better before the early flush of batches, two do now), nginx one worker process for the
+origin and one for the proxy, the edge one process, the connector one process; they all share the two cores.
+docs/benchmarks.md ("Edge") has a run's figures.
 """
 
 from __future__ import annotations
@@ -482,12 +483,12 @@ class Bench:
 
     def run_direct(self) -> Result:
         result = Result("direct")
-        self.measure(result, self.origin_port, HOSTNAME, (), self.args.ref_threads, upload_port=self.sink_port)
+        self.measure(result, self.origin_port, HOSTNAME, (), self.args.threads, upload_port=self.sink_port)
         return result
 
     def run_nginx(self) -> Result:
         result = Result("nginx")
-        self.measure(result, self.proxy_port, HOSTNAME, (), self.args.ref_threads)
+        self.measure(result, self.proxy_port, HOSTNAME, (), self.args.threads)
         return result
 
     def start_edge(self, server: str, name: str) -> tuple[subprocess.Popen, subprocess.Popen, int]:
@@ -567,7 +568,7 @@ class Bench:
                 partner = (self.prototype_result, proto_port, (proto_edge.pid, proto_connector.pid))
             if self.args.profile and server == "uvicorn":
                 profilers = self.profile(edge.pid, connector.pid)
-            self.measure(result, port, HOSTNAME, (edge.pid, connector.pid), 1, partner=partner)
+            self.measure(result, port, HOSTNAME, (edge.pid, connector.pid), self.args.threads, partner=partner)
             if partner is not None:
                 self.procs.stop(proto_connector)
                 self.procs.stop(proto_edge)
@@ -690,7 +691,8 @@ class Bench:
             self.wait_served(ports["b"], watched, timeout=30)
             waited = time.monotonic() - waited
             log(f"relay: B (:{ports['b']}) serves the hostname through A (:{ports['a']}) after {waited:.1f} s")
-            self.measure(result, ports["b"], HOSTNAME, (edges["b"].pid, connector.pid, edges["a"].pid), 1)
+            pids = (edges["b"].pid, connector.pid, edges["a"].pid)
+            self.measure(result, ports["b"], HOSTNAME, pids, self.args.threads)
         finally:
             for proc in reversed(started):
                 self.procs.stop(proc)
@@ -879,7 +881,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bulk-rounds", type=int, default=3, help="100 MiB transfers per direction; best kept (3)")
     parser.add_argument("--rss-size", type=int, default=1024, help="MiB moved each way for the RSS check (0: skip)")
     parser.add_argument("--ha", type=int, default=2, help="connections the connector holds (2, its default)")
-    parser.add_argument("--ref-threads", type=int, default=2, help="wrk threads for direct and nginx (2)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="wrk threads at c=50, every scenario (2, as the reference figures)"
+    )
     parser.add_argument(
         "--access",
         action="store_true",
@@ -950,8 +954,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Edge benchmark: 1 KiB file via wrk (best of {args.rounds} run(s) of {args.duration:g} s after "
-        f"{args.warmup:g} s of warm-up; {args.ref_threads} threads for "
-        f"direct/nginx, 1 for the edge), 100 MiB bodies (best of {args.bulk_rounds}), connector with {args.ha} "
+        f"{args.warmup:g} s of warm-up; {args.threads} wrk threads at c=50), 100 MiB bodies (best of "
+        f"{args.bulk_rounds}), connector with {args.ha} "
         f"connections; "
         f"{os.cpu_count()} CPUs; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (other work "
         f"shares the cores); {time.monotonic() - started:.0f} s in all"
