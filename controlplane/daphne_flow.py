@@ -39,7 +39,7 @@ from typing import Any
 # the hub's sends to connectors come from loops shared by every connection (heartbeats, config pushes), which
 # one connector that stopped reading must not hold up.
 WAIT_WRITABLE = "zt.wait_writable"
-CHUNK_SIZE = 64 * 1024  # per receive(): the edge's DATA frame size (connector/protocol.py MAX_DATA_CHUNK)
+CHUNK_SIZE = 256 * 1024  # per receive(): the edge's DATA frame size (connector/protocol.py MAX_DATA_CHUNK)
 WAIT_CHECK_SECONDS = 1.0  # a paused send() rechecks the connection this often (never waits on a dead one)
 
 _installed = False

@@ -84,7 +84,7 @@ def test_batches_carry_frames_in_order_within_the_frame_size_limit():
     assert protocol.decode_many(batch) == [protocol.decode(frame) for frame in frames]
     assert protocol.decode_many(frames[0]) == [protocol.decode(frames[0])]  # a plain frame is a batch of one
     assert protocol.encode_batches(frames[:1]) == frames[:1]  # alone: sent as it is
-    chunk = protocol.encode(protocol.Data(1, b"x" * protocol.MAX_DATA_CHUNK))
+    chunk = protocol.encode(protocol.Data(1, b"x" * 64 * 1024))  # 15 per BATCH within MAX_FRAME_SIZE
     messages = protocol.encode_batches([chunk] * 40)
     assert len(messages) == 3 and all(len(m) <= protocol.MAX_FRAME_SIZE for m in messages)
     assert sum(len(protocol.decode_many(m)) for m in messages) == 40
