@@ -1,4 +1,5 @@
-"""A real daphne server in a subprocess, serving the test database that pytest-django created.
+"""A real daphne server in a subprocess, serving the test database that pytest-django created (or, with
+`run_daphne(server="uvicorn")`, the same application under the edge role's production uvicorn: scripts/edge).
 
 Use the `daphne_server` fixture (it needs `transactional_db`, so what the test writes is committed and visible
 to the server), or `run_daphne()` directly to start several servers or pass extra environment:
@@ -116,6 +117,7 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    server: str = "daphne"
 
     @property
     def url(self) -> str:
@@ -135,7 +137,8 @@ class LiveServer:
         return self.process is not None and self.process.poll() is None
 
     def _fail(self, why: str) -> RuntimeError:
-        return RuntimeError(f"daphne {why} (log: {self.log_path})\n--- server log ---\n{self.log_text()[-8000:]}")
+        what = self.server
+        return RuntimeError(f"{what} {why} (log: {self.log_path})\n--- server log ---\n{self.log_text()[-8000:]}")
 
     def wait_until_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
         """Until an HTTP request is answered (any status), or fail with the log."""
@@ -172,9 +175,11 @@ def run_daphne(
     daphne_args: list[str] | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
     port: int | None = None,
+    server: str = "daphne",
 ) -> Iterator[LiveServer]:
     """Start `daphne controlplane.asgi:application` on a free port (or `port`) against the test database; stop it
-    after.
+    after. `server="uvicorn"` serves the same application with the edge role's production command line
+    (scripts/edge: uvicorn, uvloop, edge.http's protocol, websockets-sansio) instead.
 
     `env` adds to (or overrides) the server's environment, e.g. REDIS_URL for the production topology;
     `daphne_args` adds command-line options such as ["--websocket_timeout", "-1"]; `port` is for a server whose
@@ -193,9 +198,14 @@ def run_daphne(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    server = LiveServer(host=host, port=port, log_path=Path(log_file.name), env=server_env)
-    server.process = subprocess.Popen(  # noqa: S603
-        [daphne_executable(), "-b", host, "-p", str(port), *(daphne_args or []), "controlplane.asgi:application"],
+    if server == "uvicorn":
+        server_env["EDGE_APP"] = "controlplane.asgi:application"
+        cmd = [sys.executable, str(Path(settings.BASE_DIR) / "scripts" / "edge"), f"--host={host}", f"--port={port}"]
+    else:
+        cmd = [daphne_executable(), "-b", host, "-p", str(port), *(daphne_args or []), "controlplane.asgi:application"]
+    live = LiveServer(host=host, port=port, log_path=Path(log_file.name), env=server_env, server=server)
+    live.process = subprocess.Popen(  # noqa: S603
+        cmd,
         cwd=str(settings.BASE_DIR),
         env=server_env,
         stdout=log_file,
@@ -203,10 +213,10 @@ def run_daphne(
         start_new_session=True,
     )
     try:
-        server.wait_until_ready(startup_timeout)
-        yield server
+        live.wait_until_ready(startup_timeout)
+        yield live
     finally:
-        server.stop()
+        live.stop()
         log_file.close()
 
 

@@ -1,5 +1,6 @@
-"""The edge end to end, through real processes: visitors (http.client, raw sockets, `websockets`) → a real daphne
-on the test database (tests/live_server.py) → the real connector (`python -m connector run`) → real origins on
+"""The edge end to end, through real processes: visitors (http.client, raw sockets, `websockets`) → a real server
+on the test database (tests/live_server.py; every test twice: daphne as `make run` serves, and the edge role's
+production uvicorn from scripts/edge) → the real connector (`python -m connector run`) → real origins on
 loopback (tests/edge/e2e_origin.py, its own process).
 
 One module-scoped world is started once (the server, two origins, a connector per organisation, the data made
@@ -240,8 +241,11 @@ def simple_config(hostname: str, origin: OriginProcess) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[World]:
+# Every test runs twice: against daphne (the embedded `make run`) and against the edge role's production server
+# (scripts/edge: uvicorn with edge.http's protocol, the early flush of batches, websockets-sansio), each serving the
+# whole control plane so that the world is set up the same way.
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def world(request, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[World]:
     from django.core.management import call_command
 
     from controlplane.actors import Actor
@@ -293,7 +297,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Worl
             "CONNECTOR_HEARTBEAT_SECONDS": "5",
             "EDGE_LOCATION": "e2e",
         }
-        with run_daphne(env=env, log_dir=str(log_dir)) as server:
+        with run_daphne(env=env, log_dir=str(log_dir), server=request.param) as server:
             world.server = server
             world.connector_a = ConnectorProcess(world.tokens["a"], server, log_dir, "a")
             world.connector_b = ConnectorProcess(world.tokens["b"], server, log_dir, "b")
@@ -304,7 +308,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Worl
             finally:
                 for connector in (world.connector_a, world.connector_b):
                     connector.stop()
-                print(f"--- daphne log ({server.log_path}) ---\n{server.log_text()[-20000:]}")
+                print(f"--- {server.server} log ({server.log_path}) ---\n{server.log_text()[-20000:]}")
                 for path in sorted(log_dir.glob("connector-*.log")) + sorted(log_dir.glob("origin-*.log")):
                     print(f"--- {path.name} ---\n{path.read_text(errors='replace')[-3000:]}")
     finally:
