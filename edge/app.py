@@ -308,6 +308,13 @@ class Edge:
                         retry = hub.pick_session(route.tunnel_id, exclude=tried)
                     if retry is None:
                         detail = reset.message or str(reset)
+                        if reset.code == protocol.ResetCode.REFUSED_STREAM and (
+                            hub.pick_session(route.tunnel_id, exclude=tried) is None
+                        ):
+                            # Refused unprocessed (a draining connector, or an instance it just left) and no other
+                            # connection to try: no active connector, as before a connector arrives (530, not 502).
+                            detail = f"No connector of this tunnel can take the request ({detail})."
+                            return await self.fail(scope, send, request_id, host, 530, detail)
                         return await self.fail(scope, send, request_id, host, _status_for_reset(reset), detail)
                     logger.info("%s retried on another connection: %s", request_id, reset)
                     session = retry

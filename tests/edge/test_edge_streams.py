@@ -290,6 +290,23 @@ async def test_a_refused_stream_is_tried_on_another_connection_but_not_with_a_bo
     assert not [frame for comm in conns for frame in await pending(comm) if isinstance(frame, protocol.Request)]
 
 
+async def test_a_refused_stream_with_no_other_connection_to_try_is_530_no_active_connector(fresh_hub, routed_tunnel):
+    """Refused unprocessed (the connector is draining, or a peer instance it just left) and nothing else to try:
+    the tunnel has no connector that can take it, which is 530 (Cloudflare's 1033), not an origin error."""
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    for body in (b"", b"with a body"):
+        answer = asyncio.ensure_future(visit("/refused", "POST", body=body).get_response(timeout=5))
+        request = await next_frame(conn)
+        reset = protocol.Reset(request.stream_id, protocol.ResetCode.REFUSED_STREAM, "the connector is draining")
+        await conn.send_to(bytes_data=protocol.encode(reset))
+        response = await answer
+        assert response["status"] == 530 and b"the connector is draining" in response["body"]
+        if body:
+            assert isinstance(await next_frame(conn), protocol.Data)  # the body had gone out before the refusal
+    assert not [frame for frame in await pending(conn) if isinstance(frame, protocol.Request)]
+
+
 @pytest.mark.parametrize(("method", "retried"), [("GET", True), ("DELETE", False)])
 async def test_a_request_whose_connection_is_lost_is_retried_only_if_its_method_is_safe(
     fresh_hub, routed_tunnel, method, retried
