@@ -31,11 +31,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.common import ROOT, server_env
 from bench.connectors.fleet import raise_fd_limit
 from connector import protocol
 from connector.websocket import ConnectionClosed, WebSocket, connect
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVERS = ("daphne", "uvicorn")
@@ -88,16 +88,7 @@ class Topology:
     redis_url: str
 
     def env(self, data_dir: Path, database: str, port: int) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "controlplane.settings",
-            "DATA_DIR": str(data_dir),
-            "PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-        }
-        for name in ("DATABASE_URL", "REDIS_URL", "CONTROLPLANE_MODE", "CELERY_BROKER_URL"):
-            env.pop(name, None)
+        env = server_env(data_dir, port)
         if self.production:
             env.update(
                 CONTROLPLANE_MODE="production",

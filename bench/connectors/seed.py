@@ -25,16 +25,12 @@ def main() -> None:
     from django.conf import settings
     from django.test import Client
 
-    from controlplane.actors import Actor
+    from bench.common import bench_organisation
     from controlplane.choices import TOKEN_RESOURCES, Level
-    from controlplane.models import User
-    from controlplane.services.organisations import organisation_create
     from controlplane.services.tokens import api_token_create
     from tunnels.services import tunnel_create, tunnel_token
 
-    user = User.objects.create_user("bench@example.com", password="bench-password-1")
-    actor = Actor(user=user)
-    organisation = organisation_create(team_name="bench", owner=user, actor=Actor.cli(), require_2fa=False)
+    user, actor, organisation = bench_organisation()
     _, api_token = api_token_create(
         organisation=organisation,
         name="bench",

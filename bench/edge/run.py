@@ -50,7 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.common import ROOT, server_env
+
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
@@ -391,17 +392,7 @@ class Bench:
             path.chmod(0o644)
 
     def env(self, data_dir: Path, port: int) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "controlplane.settings",
-            "DATA_DIR": str(data_dir),
-            "PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-        }
-        for name in ("DATABASE_URL", "REDIS_URL", "CONTROLPLANE_MODE", "CELERY_BROKER_URL"):
-            env.pop(name, None)
-        return env
+        return server_env(data_dir, port)
 
     def prepare(self) -> None:
         self.files()

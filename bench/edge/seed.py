@@ -28,15 +28,11 @@ def main() -> None:
     import django
 
     django.setup()
-    from controlplane.actors import Actor
-    from controlplane.models import User
-    from controlplane.services.organisations import organisation_create
+    from bench.common import bench_organisation
     from controlplane.services.zones import zone_create, zone_mark_verified
     from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
 
-    user = User.objects.create_user("bench@example.com", password="bench-password-1")
-    actor = Actor(user=user)
-    organisation = organisation_create(team_name="bench", owner=user, actor=Actor.cli(), require_2fa=False)
+    _, actor, organisation = bench_organisation()
     zone_mark_verified(zone=zone_create(organisation=organisation, name=ZONE, actor=actor), actor=actor)
     tunnel = tunnel_create(organisation=organisation, name="edge-bench", actor=actor)
     config = {
