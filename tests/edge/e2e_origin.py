@@ -223,12 +223,7 @@ class Origin:
 async def body_chunks(reader: asyncio.StreamReader, headers: dict[str, str]):
     length = headers.get("content-length")
     if length is not None:
-        left = int(length)
-        while left > 0:
-            chunk = await reader.read(min(left, BLOCK))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", left)
-            left -= len(chunk)
+        async for chunk in exactly(reader, int(length)):
             yield chunk
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         while True:
@@ -237,14 +232,20 @@ async def body_chunks(reader: asyncio.StreamReader, headers: dict[str, str]):
                 while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                     pass
                 return
-            left = size
-            while left > 0:
-                chunk = await reader.read(min(left, BLOCK))
-                if not chunk:
-                    raise asyncio.IncompleteReadError(b"", left)
-                left -= len(chunk)
+            async for chunk in exactly(reader, size):
                 yield chunk
             await reader.readexactly(2)
+
+
+async def exactly(reader: asyncio.StreamReader, size: int):
+    """`size` bytes as they arrive, in pieces of at most BLOCK."""
+    left = size
+    while left > 0:
+        chunk = await reader.read(min(left, BLOCK))
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"", left)
+        left -= len(chunk)
+        yield chunk
 
 
 def write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:

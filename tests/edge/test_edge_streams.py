@@ -11,29 +11,15 @@ from asgiref.sync import sync_to_async
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
 from connector import protocol
-from controlplane.actors import Actor
-from controlplane.services.zones import zone_create, zone_mark_verified
-from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
+from tunnels.services import tunnel_token
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-CONFIG = {
-    "ingress": [{"hostname": "app.example.com", "service": "http://localhost:3001"}, {"service": "http_status:404"}]
-}
 
 
 def application():
     from controlplane.asgi import application
 
     return application
-
-
-@pytest.fixture
-def routed_tunnel(org_a):
-    zone_mark_verified(zone=zone_create(organisation=org_a, name="example.com", actor=Actor.cli()), actor=Actor.cli())
-    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
-    tunnel_config_update(tunnel=tunnel, config=CONFIG, actor=Actor.cli())
-    return tunnel
 
 
 async def peer(token: str, features=("streams",)):

@@ -18,8 +18,6 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from connector import protocol
-from controlplane.actors import Actor
-from controlplane.services.zones import zone_create, zone_mark_verified
 from edge import peers
 from edge.peers import (
     PEER_PATH,
@@ -29,21 +27,13 @@ from edge.peers import (
     auth_header,
     verify_auth,
 )
-from tests.edge.test_edge_streams import CONFIG, application, next_frame, peer, visit
+from tests.edge.test_edge_streams import application, next_frame, peer, visit
 from tunnels import ledger
 from tunnels.hub import get_hub
 from tunnels.models import Connection, Connector, ServerInstance
-from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
+from tunnels.services import tunnel_token
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def routed_tunnel(org_a):
-    zone_mark_verified(zone=zone_create(organisation=org_a, name="example.com", actor=Actor.cli()), actor=Actor.cli())
-    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
-    tunnel_config_update(tunnel=tunnel, config=CONFIG, actor=Actor.cli())
-    return tunnel
 
 
 # -- authentication, framing, the advertised address -------------------------------------------------------------------
