@@ -20,17 +20,21 @@ if "daphne.server" in sys.modules:  # served by daphne: bodies streamed with bou
 
     install_daphne_flow()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from connector.protocol import WEBSOCKET_PATH  # noqa: E402
 from controlplane.routing import websocket_urlpatterns  # noqa: E402
+from controlplane.second_factor import SessionUserMiddleware  # noqa: E402
 from edge import peers  # noqa: E402
 from edge.app import edge_application, is_control_plane_host, request_host  # noqa: E402
 from tunnels.endpoints import connector_app  # noqa: E402
 
-browser_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+# The signed-in user and their second factor, resolved as for an HTTP request (controlplane/second_factor.py).
+browser_websockets = AllowedHostsOriginValidator(
+    SessionMiddlewareStack(SessionUserMiddleware(URLRouter(websocket_urlpatterns)))
+)
 
 
 async def application(scope, receive, send):

@@ -29,6 +29,9 @@ CONNECTOR_HEARTBEAT_SECONDS = env_int("CONNECTOR_HEARTBEAT_SECONDS", 10)
 # CONNECTOR_INSTANCE_DEADLINE seconds are closed by whichever instance sweeps first.
 SERVER_INSTANCE_HEARTBEAT_SECONDS = env_int("SERVER_INSTANCE_HEARTBEAT_SECONDS", 10)
 SERVER_INSTANCE_DEADLINE_SECONDS = env_int("SERVER_INSTANCE_DEADLINE_SECONDS", 45)
+# Browsers' live status feed: a heartbeat this often, each after checking the session may still watch (signing
+# out elsewhere closes the feed within this time); a page that hears nothing for 2 intervals greys its status.
+LIVE_STATUS_RECHECK_SECONDS = env_int("LIVE_STATUS_RECHECK_SECONDS", 15)
 # Largest websocket frame a connector may send.
 CONNECTOR_MAX_FRAME_BYTES = env_int("CONNECTOR_MAX_FRAME_BYTES", 1024 * 1024 + 64)
 # Notifications: a health change must hold this long before it is announced (flap damping).
