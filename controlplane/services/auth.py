@@ -62,8 +62,15 @@ class TooManyAttempts(SignInError):
 
 
 class SecondFactorInvalid(SignInError):
-    def __init__(self) -> None:
-        super().__init__("That code is not valid. Enter the current code from your app, or an unused backup code.")
+    """A wrong code. Backup codes are suggested only where they are accepted and the user has one left: never
+    while setting up the authenticator (none exist yet)."""
+
+    def __init__(self, *, backup_codes_accepted: bool = False) -> None:
+        if backup_codes_accepted:
+            hint = "Enter the current code from your app, or an unused backup code."
+        else:
+            hint = "Enter the 6-digit code your app shows now (if it keeps failing, check your phone's clock)."
+        super().__init__(f"That code is not valid. {hint}")
 
 
 class SecondFactorThrottled(SignInError):
@@ -203,7 +210,11 @@ def _verify_code(user: User, code: str) -> Device:
                 return device
         if devices and len(throttled_until) == len(devices):
             raise SecondFactorThrottled(min((t for t in throttled_until if t), default=None))
-    raise SecondFactorInvalid()
+    raise SecondFactorInvalid(backup_codes_accepted=_has_backup_codes_left(user))
+
+
+def _has_backup_codes_left(user: User) -> bool:
+    return StaticToken.objects.filter(device__user=user, device__confirmed=True).exists()
 
 
 def sign_in_second_factor(*, user: User, code: str, ip: str | None) -> Device:

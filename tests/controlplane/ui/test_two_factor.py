@@ -78,9 +78,19 @@ def test_wrong_code_is_an_inline_error_and_counts_as_a_failure(client, admin_a):
     response = client.post(VERIFY, {"code": "000000"})
     assert response.status_code == 200
     assert "That code is not valid" in response.content.decode()
+    assert "or an unused backup code" in response.content.decode()
     assert "_auth_user_id" not in client.session
     admin_a.refresh_from_db()
     assert admin_a.failed_logins == 1
+
+
+def test_wrong_code_suggests_backup_codes_only_while_some_are_left(client, admin_a):
+    add_second_factor(admin_a)
+    StaticToken.objects.filter(device__user=admin_a).delete()  # every backup code used
+    password_step(client, admin_a)
+    response = client.post(VERIFY, {"code": "000000"})
+    assert "That code is not valid" in response.content.decode()
+    assert "backup code." not in response.content.decode()
 
 
 def test_repeated_wrong_codes_are_throttled_then_lock_the_account(client, admin_a, settings):
@@ -153,6 +163,9 @@ def test_enrolment_confirms_with_the_typed_secret_and_shows_backup_codes_once(cl
     assert client.get(ENROL).content.decode().count(secret) >= 1  # the same key across page loads
     wrong = client.post(ENROL, {"code": "123456"})
     assert "That code is not valid" in wrong.content.decode()
+    # No backup code exists yet, nor would one be accepted here: the error does not suggest one.
+    assert "backup code." not in wrong.content.decode()
+    assert "Enter the 6-digit code your app shows now" in wrong.content.decode()
     TOTPDevice.objects.filter(user=admin_a).update(throttling_failure_timestamp=None, throttling_failure_count=0)
 
     code = f"{totp(base64.b32decode(secret)):06d}"
