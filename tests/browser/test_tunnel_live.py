@@ -1,9 +1,11 @@
-"""The issue's headline, in a real browser against a real daphne: an admin creates a tunnel, copies the install
+"""The issue's headline, in a real browser against a real daphne, with the product's defaults (the organisation
+requires 2FA): an admin signs in with password and authenticator code, creates a tunnel, copies the install
 command, runs the connector it names, and sees the connector Connected on the page without reloading; then adds
-a public hostname with the Cloudflare-style form."""
+a public hostname with the Cloudflare-style form. The live-page tests proper are in test_live_status_2fa.py."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shlex
@@ -13,11 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from controlplane.actors import Actor
 from controlplane.choices import Role
 from controlplane.services.zones import zone_create, zone_mark_verified
-from tests.browser.test_signin_2fa_token import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from tests.browser.test_signin_2fa_token import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, current_totp
 from tests.factories import DEFAULT_PASSWORD, MembershipFactory, OrganisationFactory, UserFactory
 from tests.live_server import daphne_server  # noqa: F401  (the fixture)
 from tunnels.models import Tunnel
@@ -27,8 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 @pytest.fixture
 def admin(transactional_db):
-    organisation = OrganisationFactory(team_name="lab", display_name="Lab", require_2fa=False)
+    organisation = OrganisationFactory(team_name="lab", display_name="Lab", require_2fa=True)
     user = UserFactory(email="admin@lab.test")
+    TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
     MembershipFactory(organisation=organisation, user=user, role=Role.SUPER_ADMIN)
     zone_mark_verified(
         zone=zone_create(organisation=organisation, name="example.com", actor=Actor.cli()), actor=Actor.cli()
@@ -41,6 +45,7 @@ def test_create_tunnel_run_connector_see_it_live(admin, daphne_server, tmp_path)
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's Chromium is not installed")
     organisation, user = admin
+    secret = base64.b32encode(TOTPDevice.objects.get(user=user).bin_key).decode()  # the user's authenticator app
     base = daphne_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     connector = None
@@ -52,6 +57,9 @@ def test_create_tunnel_run_connector_see_it_live(admin, daphne_server, tmp_path)
             page.goto(base + "/login/")
             page.fill("input[name=email]", user.email)
             page.fill("input[name=password]", DEFAULT_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r".*/login/verify/.*"))
+            page.fill("input[name=code]", current_totp(secret))
             page.click("button[type=submit]")
             page.wait_for_url(re.compile(r".*/o/.*"))
 

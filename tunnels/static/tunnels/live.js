@@ -1,5 +1,10 @@
 /* Live tunnel status: the page embeds the current state as JSON, then a websocket pushes every change (no
-   polling, no reload). One renderer draws both, so what you see after a push equals what a reload shows. */
+   polling, no reload). One renderer draws both, so what you see after a push equals what a reload shows.
+
+   The page never shows a state it cannot vouch for: when the feed is closed, not yet open or silent (no message
+   for two heartbeats) for more than STALE_AFTER_MS, every live badge turns grey "Unknown" and uptimes stop
+   ticking until a fresh snapshot arrives. When the server refuses the feed (close codes 4401 signed out, 4411
+   second factor needed, 4403, 4404: docs/tunnels.md) the page says why, with a link to fix it. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -10,6 +15,11 @@
 
   var BADGES = { healthy: "badge-green", degraded: "badge-amber", down: "badge-red", inactive: "badge-grey" };
   var LABELS = { healthy: "Healthy", degraded: "Degraded", down: "Down", inactive: "Inactive" };
+  var STALE_AFTER_MS = 3000;
+  var UNKNOWN = "status unknown — reconnecting";
+  var stale = false;      // true: what the page shows is not vouched for by the feed
+  var vouched = false;    // a snapshot arrived on the open socket, and it has not gone quiet since
+  var staleTimer = null;
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -32,8 +42,14 @@
   }
 
   function badge(status) {
+    if (stale) return unknownBadge(LABELS[status] || status);
     return el("span", { "class": "badge " + (BADGES[status] || "badge-grey"), "data-status": status,
                         text: LABELS[status] || status });
+  }
+
+  function unknownBadge(lastKnown) {
+    return el("span", { "class": "badge badge-grey badge-stale", "data-status": "unknown", text: "Unknown",
+                        title: "Last known: " + lastKnown + ". " + UNKNOWN.charAt(0).toUpperCase() + UNKNOWN.slice(1) + "." });
   }
 
   function connectorsTable(t, canEdit, disconnectUrl, csrf) {
@@ -59,12 +75,14 @@
                                 text: version + (c.config_outdated ? " (latest is v" + t.config_version + ")" : "") });
       var cells = [
         el("td", {}, [el("code", { title: c.id, text: c.id.slice(0, 8) + "…" })]),
-        el("td", {}, [el("span", { "class": "badge " + BADGES[status], text: status === "healthy" ? "Connected" : "Degraded" })]),
+        el("td", {}, [stale ? unknownBadge(status === "healthy" ? "Connected" : "Degraded")
+          : el("span", { "class": "badge " + BADGES[status], text: status === "healthy" ? "Connected" : "Degraded" })]),
         el("td", { text: c.version }),
         el("td", { text: c.arch || c.platform }),
         el("td", { text: c.origin_ip }),
         el("td", { text: c.hostname }),
-        el("td", { "class": "nowrap", "data-since": c.run_at, text: duration(c.run_at) }),
+        el("td", { "class": "nowrap" + (stale ? " stale" : ""), "data-since": c.run_at, text: duration(c.run_at),
+                   title: stale ? UNKNOWN : "" }),
         el("td", {}, [el("div", { text: up + " of " + want }), conns]),
         el("td", {}, [config, c.config_error ? el("div", { "class": "small error-text", text: c.config_error }) : null])
       ];
@@ -91,11 +109,13 @@
         node.replaceChildren(badge(t.status));
       });
       document.querySelectorAll('[data-tunnel-explanation="' + id + '"]').forEach(function (node) {
-        node.textContent = t.explanation;
+        node.textContent = stale ? "Last known: " + t.explanation : t.explanation;
+        node.classList.toggle("stale", stale);
       });
       document.querySelectorAll('[data-tunnel-connector-count="' + id + '"]').forEach(function (node) {
         var n = t.connectors.length;
-        node.textContent = n ? n + " connector" + (n === 1 ? "" : "s") : "none";
+        node.textContent = (n ? n + " connector" + (n === 1 ? "" : "s") : "none") + (stale ? " (last known)" : "");
+        node.classList.toggle("stale", stale);
       });
       document.querySelectorAll('[data-tunnel-connectors="' + id + '"]').forEach(function (node) {
         node.replaceChildren(connectorsTable(t, node.getAttribute("data-can-edit") === "1",
@@ -109,7 +129,7 @@
           var t = tunnels[id];
           return el("section", { "class": "card", "data-tunnel-card": id }, [
             el("div", { "class": "card-header-row" }, [el("h2", { text: t.name }), badge(t.status)]),
-            el("p", { "class": "muted small", text: t.explanation }),
+            el("p", { "class": "muted small" + (stale ? " stale" : ""), text: (stale ? "Last known: " : "") + t.explanation }),
             connectorsTable(t, false)
           ]);
         }));
@@ -120,34 +140,127 @@
     document.querySelectorAll("[data-live-indicator]").forEach(function (node) {
       node.textContent = text;
       node.classList.toggle("live-ok", !!ok);
+      node.classList.toggle("live-stale", stale);
     });
   }
 
+  // -- vouching: the page is trusted only while the feed is open and talking --------------------------------
+  function setStale(value) {
+    if (stale === value) return;
+    stale = value;
+    document.body.classList.toggle("live-status-stale", stale);
+    render();
+  }
+
+  function lostFeed(text) {
+    vouched = false;
+    if (!stale) indicator(text || "reconnecting…", false);
+    if (staleTimer === null) {
+      staleTimer = setTimeout(function () {
+        staleTimer = null;
+        if (!vouched) { setStale(true); indicator(UNKNOWN, false); }
+      }, STALE_AFTER_MS);
+    }
+  }
+
+  function gotSnapshot() {
+    vouched = true;
+    if (staleTimer !== null) { clearTimeout(staleTimer); staleTimer = null; }
+    notice(null);
+    stale = false;
+    document.body.classList.remove("live-status-stale");
+    indicator("live", true);
+  }
+
+  // -- why the server refused the feed, and how to fix it ----------------------------------------------------
+  var DEFAULT_REASONS = {
+    4401: "You are signed out.",
+    4403: "You do not have permission to see tunnels.",
+    4404: "No such account, or you are no longer a member.",
+    4411: "This organisation requires two-factor authentication, and this session has not passed it."
+  };
+
+  function notice(refusal) {
+    var node = document.querySelector("[data-live-notice]");
+    if (!refusal) { if (node) node.remove(); return; }
+    if (!node) {
+      node = el("div", { "class": "alert alert-warning live-notice", "data-live-notice": "", role: "alert" });
+      var header = document.querySelector("#content .page-header");
+      if (header) header.insertAdjacentElement("afterend", node);
+      else document.body.insertBefore(node, document.body.firstChild);
+    }
+    node.setAttribute("data-code", String(refusal.code));
+    var children = [el("strong", { text: "Live status stopped: " }), document.createTextNode(refusal.reason + " ")];
+    if (refusal.fix_url) {
+      var next = location.pathname + location.search;
+      var href = refusal.fix_url + (refusal.fix_url.indexOf("?") < 0 ? "?" : "&") + "next=" + encodeURIComponent(next);
+      children.push(el("a", { href: href, "data-live-fix": "", text: refusal.fix_label || "Fix it" }));
+      children.push(document.createTextNode(", then come back: the status reappears by itself."));
+    } else {
+      children.push(el("a", { href: location.href, "data-live-fix": "", text: "Reload the page" }));
+    }
+    node.replaceChildren.apply(node, children);
+  }
+
   var attempt = 0;
+  var socket = null;
+  var heartbeatMs = 0;
+  var silenceTimer = null;
+
+  function expectMessages() {
+    // A feed that goes quiet (a hung server, a dropped network) is as good as closed.
+    if (silenceTimer !== null) clearTimeout(silenceTimer);
+    if (!heartbeatMs) return;
+    silenceTimer = setTimeout(function () { if (socket) socket.close(); }, 2 * heartbeatMs + 2000);
+  }
+
   function connect() {
     if (!socketPath || !window.WebSocket) return;
     var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + socketPath;
-    var socket = new WebSocket(url);
-    socket.onopen = function () { attempt = 0; indicator("live", true); };
+    var refusal = null;
+    socket = new WebSocket(url);
     socket.onmessage = function (event) {
       var message = JSON.parse(event.data);
+      expectMessages();
+      if (message.type === "refused") {
+        refusal = message;
+        return;
+      }
       if (message.type === "snapshot") {
+        attempt = 0;
+        heartbeatMs = (message.heartbeat || 0) * 1000;
+        expectMessages();
         message.tunnels.forEach(function (t) { tunnels[t.id] = t; });
+        gotSnapshot();
       } else if (message.type === "tunnel") {
         tunnels[message.tunnel.id] = message.tunnel;
+      } else {
+        return;  // a heartbeat
       }
       render();
     };
-    socket.onclose = function () {
-      indicator("reconnecting…", false);
+    socket.onclose = function (event) {
+      socket = null;
+      if (silenceTimer !== null) { clearTimeout(silenceTimer); silenceTimer = null; }
+      if (!refusal && DEFAULT_REASONS[event.code]) refusal = { code: event.code, reason: DEFAULT_REASONS[event.code] };
+      lostFeed();
+      if (refusal) {
+        setStale(true);
+        indicator(UNKNOWN, false);
+        notice(refusal);
+      }
       attempt += 1;
-      setTimeout(connect, Math.min(30000, 500 * Math.pow(2, attempt)) * (0.5 + Math.random() / 2));
+      // After a refusal, retry slowly: signing in again in another tab brings the feed back.
+      var delay = refusal ? 15000 : Math.min(8000, 500 * Math.pow(2, attempt));
+      setTimeout(connect, delay * (0.5 + Math.random() / 2));
     };
   }
 
   render();
+  lostFeed("connecting…");  // until the first snapshot, the embedded state ages like any other
   connect();
   setInterval(function () {
+    if (stale) return;  // an uptime the feed cannot vouch for does not tick
     document.querySelectorAll("[data-since]").forEach(function (node) {
       node.textContent = duration(node.getAttribute("data-since"));
     });
