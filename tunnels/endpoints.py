@@ -341,7 +341,8 @@ async def status_app(scope: dict[str, Any], receive, send) -> None:
             try:
                 event = await asyncio.wait_for(receive(), interval)
             except TimeoutError:
-                outcome = await hub.db(reauthorise_watcher, session_key, account_id)
+                # Not on the hub's executor: a page's recheck must never delay connection bookkeeping.
+                outcome = await sync_to_async(reauthorise_watcher, thread_sensitive=False)(session_key, account_id)
                 if isinstance(outcome, WatcherRefusal):
                     await _refuse_watcher(sock, send_json, outcome)
                     break
