@@ -62,9 +62,7 @@ async def aattach_second_factor(user: Any, session: Any) -> Any:
     _init_user_fields(user)
     if user.is_authenticated:
         persistent_id = await sync_to_async(session.get)(DEVICE_ID_SESSION_KEY)
-        device = (
-            await Device.afrom_persistent_id(_normalise_persistent_id(persistent_id)) if persistent_id else None
-        )
+        device = await Device.afrom_persistent_id(_normalise_persistent_id(persistent_id)) if persistent_id else None
         user.otp_device = _finalise_device(session, user, device)
     return user
 
