@@ -249,6 +249,7 @@ class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(required=False, choices=[("", "Any action"), *AuditAction.choices])
     resource_type = forms.ChoiceField(required=False, label="Object type")
     actor = forms.CharField(required=False, label="Actor email", max_length=254)
+    object = forms.CharField(required=False, label="Object name or id", max_length=255)
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
