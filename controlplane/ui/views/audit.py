@@ -119,7 +119,8 @@ def changes_of(event: AuditEvent) -> list[Change]:
         if isinstance(value, list) and len(value) == 2:
             old, new = value
             if isinstance(old, dict) or isinstance(new, dict):
-                before, after = _leaves(old or {}, field), _leaves(new or {}, field)
+                before = _leaves(old, field) if old else {}
+                after = _leaves(new, field) if new else {}
                 for path in sorted(set(before) | set(after)):
                     if before.get(path) != after.get(path):
                         rows.append(Change(_label(path), _display(before.get(path)), _display(after.get(path)), True))
