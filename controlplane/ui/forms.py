@@ -11,7 +11,7 @@ from django.contrib.auth.forms import PasswordResetForm as DjangoPasswordResetFo
 from django.urls import reverse
 from django.utils import timezone
 
-from controlplane.choices import TOKEN_RESOURCES, AuditAction, Level, Role, scope
+from controlplane.choices import NOT_AVAILABLE_YET, TOKEN_RESOURCES, AuditAction, Level, Role, scope
 from controlplane.mail import email_send
 from controlplane.validators import validate_team_name
 
@@ -207,7 +207,15 @@ class ApiTokenForm(forms.Form):
                 {"value": value, "label": label, "allowed": value in allowed, "checked": current == value}
                 for value, label in ((NO_ACCESS, "No access"), (Level.READ, "Read"), (Level.EDIT, "Edit"))
             ]
-            rows.append({"resource": resource, "name": bound.html_name, "cells": cells, "errors": bound.errors})
+            rows.append(
+                {
+                    "resource": resource,
+                    "name": bound.html_name,
+                    "cells": cells,
+                    "errors": bound.errors,
+                    "not_available": resource in NOT_AVAILABLE_YET,
+                }
+            )
         return rows
 
     def grants(self) -> dict[str, str]:
