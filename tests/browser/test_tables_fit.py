@@ -1,6 +1,7 @@
 """Every table fits its card or scrolls visibly inside it, at a laptop's 1280 px and a phone's 390 px: the tunnel
-page (connectors, public hostnames), the connector status page, the tunnel list and the audit log, with a real
-connector connected, signed in with two-factor authentication as the product requires by default."""
+page (connectors, public hostnames), the connector status page, the tunnel list, the audit log and the overview,
+with a real connector connected, signed in with two-factor authentication as the product requires by default.
+Screenshots go to test-results/screenshots/<page>-<width>.png."""
 
 from __future__ import annotations
 
@@ -175,6 +176,7 @@ def test_tables_fit_or_scroll_visibly_at_1280_and_390_px(running_tunnel, daphne_
                     ("connectors", "/connectors/", "[data-all-connectors] tr[data-connector]"),
                     ("tunnels", "/tunnels/", "[data-tunnel-table]"),
                     ("audit", "/audit/", "table.audit-table"),
+                    ("overview", "/", "[data-overview=get-started]"),
                 ]:
                     page.goto(base + path)
                     page.wait_for_selector(ready)
@@ -182,6 +184,11 @@ def test_tables_fit_or_scroll_visibly_at_1280_and_390_px(running_tunnel, daphne_
                     problems = page.evaluate(CLIPPED_TABLES)
                     page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
                     assert problems == [], f"{name} at {width}px"
+
+                page.goto(base + "/")
+                summary = page.inner_text("[data-overview=tunnels]")
+                assert "1 healthy" in summary and "3 public hostnames" in summary, summary
+                assert "You are set up" in page.inner_text("[data-overview=get-started]")
 
                 page.goto(f"{base}/tunnels/{tunnel.id.hex}/")
                 page.wait_for_selector("[data-tunnel-connectors] tr[data-connector]")
