@@ -18,6 +18,11 @@ class Resource(models.TextChoices):
     TOKENS = "tokens", "API tokens"
 
 
+# Resources whose section is still a placeholder page: wherever they appear (navigation, permission matrix, role
+# descriptions) the UI says "not available yet". Remove a resource from here when its pages land.
+NOT_AVAILABLE_YET: frozenset[str] = frozenset({Resource.ACCESS, Resource.CERTIFICATES})
+
+
 class Level(models.TextChoices):
     READ = "read", "Read"
     EDIT = "edit", "Edit"
@@ -76,6 +81,17 @@ ROLE_GRANTS: dict[str, dict[str, str]] = {
 }
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {role: scopes_for(grants) for role, grants in ROLE_GRANTS.items()}
+
+
+def role_description(role: str) -> str:
+    """What a role may do, saying which of the sections it is for are not available yet (a role made for them)."""
+    grants = ROLE_GRANTS.get(role, {})
+    edits = {resource for resource, level in grants.items() if level == "edit"}
+    pending = [Resource(resource).label for resource in Resource if resource in edits & NOT_AVAILABLE_YET]
+    text = ROLE_DESCRIPTIONS.get(role, "")  # type: ignore[call-overload]
+    if pending and edits <= NOT_AVAILABLE_YET:
+        text += f" ({' and '.join(pending)}: not available yet.)"
+    return text
 
 
 class ZoneStatus(models.TextChoices):

@@ -3,9 +3,11 @@ service type + URL, and the additional application settings (TLS, HTTP, connecti
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
+from django.core.exceptions import PermissionDenied, ValidationError
 
 SERVICE_TYPES = [
     ("http", "HTTP"),
@@ -102,6 +104,16 @@ class PublicHostnameForm(forms.Form):
             self.add_error("url", "This service type needs a URL.")
         return data
 
+    def add_service_error(self, exc: ValidationError | PermissionDenied) -> None:
+        """Show a refusal of the configuration service beside the field it is about, in the form's words: the
+        service names fields and settings as the API does (`config.ingress[2].originRequest.noTLSVerify`)."""
+        if isinstance(exc, PermissionDenied) or not hasattr(exc, "error_dict"):
+            self.add_error(None, str(exc) if isinstance(exc, PermissionDenied) else exc.messages)
+            return
+        for field, errors in exc.message_dict.items():
+            name = _form_field_of(field)
+            self.add_error(name if name in self.fields else None, [in_ui_words(error) for error in errors])
+
     def to_rule(self) -> dict[str, Any]:
         data = self.cleaned_data
         subdomain = (data.get("subdomain") or "").strip().strip(".")
@@ -156,6 +168,56 @@ class PublicHostnameForm(forms.Form):
             if key in (rule.get("originRequest") or {}):
                 initial[field] = rule["originRequest"][key]
         return initial
+
+
+# The label of every originRequest setting, as the hostname form shows it; settings the form has no field for
+# (set through the API) get a label in the same style.
+SETTING_LABELS: dict[str, str] = {
+    **{key: str(PublicHostnameForm.base_fields[field].label) for key, (field, _kind) in ORIGIN_FIELDS.items()},
+    "proxyType": "Proxy type",
+    "access": "Access token check",
+}
+_RULE_FIELDS = {"hostname": "subdomain", "path": "path", "service": "url"}
+_ERROR_FIELD = re.compile(r"^(?:config\.ingress\[\d+\]\.)?(?:(hostname|path|service)|originRequest\.(\w+))")
+_SETTING_NAME = re.compile(r"\b(" + "|".join(sorted(SETTING_LABELS, key=len, reverse=True)) + r")\b")
+
+
+def _form_field_of(error_field: str) -> str | None:
+    match = _ERROR_FIELD.match(error_field)
+    if match is None:
+        return None
+    if match.group(1):
+        return _RULE_FIELDS[match.group(1)]
+    return ORIGIN_FIELDS.get(match.group(2), (None, ""))[0]
+
+
+def in_ui_words(message: str) -> str:
+    """A validation message with API setting names replaced by the form's labels ("noTLSVerify must be true or
+    false" → "“No TLS verify” must be true or false")."""
+    return _SETTING_NAME.sub(lambda m: f"“{SETTING_LABELS[m.group(1)]}”", message)
+
+
+def _seconds_text(value: int) -> str:
+    return f"{value} s" if value < 120 or value % 60 else f"{value // 60} min"
+
+
+def setting_words(origin_request: dict[str, Any] | None) -> list[str]:
+    """A rule's originRequest settings as the hostname list shows them: "No TLS verify", "Connect timeout: 5 s"
+    (never the wire names and Python values)."""
+    words = []
+    for key, value in (origin_request or {}).items():
+        label = SETTING_LABELS.get(key, key)
+        if key == "access" and isinstance(value, dict):
+            team = value.get("teamName") or ""
+            required = "required" if value.get("required") else "checked when present"
+            words.append(f"{label}: {required}" + (f" (team {team})" if team else ""))
+        elif isinstance(value, bool):
+            words.append(label if value else f"{label}: off")
+        elif key in ("connectTimeout", "tlsTimeout", "tcpKeepAlive", "keepAliveTimeout") and isinstance(value, int):
+            words.append(f"{label}: {_seconds_text(value)}")
+        else:
+            words.append(f"{label}: {value}")
+    return words
 
 
 class RotateForm(forms.Form):

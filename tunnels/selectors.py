@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from django.db.models import Max, QuerySet
 
 from controlplane.errors import NotFound
 from controlplane.models import Organisation
+from tunnels.choices import TunnelStatus
 from tunnels.logic.status import ConnectionView, ConnectorHealth, ConnectorView, TunnelHealth, compute_health
 from tunnels.models import Connection, Connector, Tunnel
 
@@ -106,6 +108,45 @@ def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) 
 
 def tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:
     return tunnel_health_map(organisation=tunnel.organisation, tunnels=[tunnel])[tunnel.pk]
+
+
+@dataclass(frozen=True)
+class TunnelSummary:
+    """What the overview says about an organisation's tunnels. `idle` is the first tunnel with no connector
+    serving (inactive or down); `serving` the first with one, the tunnel a public hostname would go to."""
+
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    public_hostnames: int = 0
+    idle: Tunnel | None = None
+    serving: Tunnel | None = None
+
+    @property
+    def any_serving(self) -> bool:
+        return self.serving is not None
+
+
+def tunnel_summary(*, organisation: Organisation) -> TunnelSummary:
+    """Counts of live tunnels by health and of their public hostnames, in at most four queries whatever the number
+    of tunnels (one for the tunnels, the rest in `tunnel_health_map`)."""
+    tunnels = list(tunnel_list(organisation=organisation))
+    if not tunnels:
+        return TunnelSummary()
+    health = tunnel_health_map(organisation=organisation, tunnels=tunnels)
+    by_status = {status: 0 for status in TunnelStatus.values}
+    idle = serving = None
+    hostnames = 0
+    for tunnel in reversed(tunnels):  # oldest first: the tunnel the tutorial made
+        status = health[tunnel.pk].status
+        by_status[status] = by_status.get(status, 0) + 1
+        if status in (TunnelStatus.HEALTHY, TunnelStatus.DEGRADED):
+            serving = serving or tunnel
+        else:
+            idle = idle or tunnel
+        hostnames += sum(1 for rule in (tunnel.config or {}).get("ingress") or [] if rule.get("hostname"))
+    return TunnelSummary(
+        total=len(tunnels), by_status=by_status, public_hostnames=hostnames, idle=idle, serving=serving
+    )
 
 
 def connector_list(*, tunnel: Tunnel, live_only: bool = True) -> QuerySet[Connector]:

@@ -255,10 +255,35 @@ def validate_tunnel_config(config: Any) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ValidationError({"config": "Must be an object with an “ingress” list."})
     try:
-        return ingress.validate_config(config)
+        normalised = ingress.validate_config(config)
     except ingress.IngressError as exc:
         field = getattr(exc, "field", None) or "config"
         raise ValidationError({field: str(exc)}) from None
+    _refuse_duplicate_rules(normalised["ingress"])
+    return normalised
+
+
+def _refuse_duplicate_rules(rules: list[dict[str, Any]]) -> None:
+    """Refuse a rule with the hostname and path of an earlier one: rules match top to bottom, so the second would
+    never be used (cloudflared accepts it silently; we say so, naming the rule that wins, as for another
+    tunnel's hostname). Hostnames are compared normalised (lower case, punycode), paths as written."""
+    first_rule: dict[tuple[str, str], int] = {}
+    for index, rule in enumerate(rules):
+        hostname = rule.get("hostname", "")
+        if hostname in ("", "*"):
+            continue
+        key = (hostname, rule.get("path", ""))
+        earlier = first_rule.setdefault(key, index)
+        if earlier == index:
+            continue
+        where = f" with path {key[1]}" if key[1] else ""
+        raise ValidationError(
+            {
+                f"config.ingress[{index}].hostname": f"{hostname}{where} is already rule #{earlier + 1} "
+                f"of this tunnel (to {rules[earlier].get('service', '')}): a second rule for it would never be "
+                "used. Edit that one instead."
+            }
+        )
 
 
 def _zone_for(active_zones: list[Zone], hostname: str) -> Zone | None:

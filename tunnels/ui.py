@@ -22,6 +22,7 @@ from tunnels.forms import (
     RotateForm,
     TunnelCreateForm,
     TunnelRenameForm,
+    setting_words,
 )
 from tunnels.install import CONNECTOR_VERSION, install_commands, wheel_url
 from tunnels.live import tunnel_status_json
@@ -93,7 +94,11 @@ class TunnelDetailView(TunnelPage):
         tunnel = self.tunnel(**kwargs)
         health = selectors.tunnel_health(tunnel=tunnel)
         rules = list((tunnel.config or {}).get("ingress") or [])
-        hostnames = [(i, rule) for i, rule in enumerate(rules) if rule.get("hostname")]
+        hostnames = [
+            {"index": i, "rule": rule, "settings": setting_words(rule.get("originRequest"))}
+            for i, rule in enumerate(rules)
+            if rule.get("hostname")
+        ]
         catch_all = rules[-1] if rules and not rules[-1].get("hostname") and not rules[-1].get("path") else None
         context.update(
             tunnel=tunnel,
@@ -227,14 +232,11 @@ class PublicHostnameView(TunnelPage):
             try:
                 services.public_hostname_save(tunnel=tunnel, actor=self.actor, rule=form.to_rule(), index=index)
             except (ValidationError, PermissionDenied) as exc:
-                apply_service_error(form, exc, field_map=_RULE_FIELD_MAP)
+                form.add_service_error(exc)
             else:
                 messages.success(request, f"Public hostname {form.to_rule()['hostname']} saved and routed.")
                 return self.to_tunnel(tunnel, "hostnames")
         return self.render_to_response(self.get_context_data(form=form, **kwargs))
-
-
-_RULE_FIELD_MAP = {"hostname": "subdomain", "service": "url", "path": "path"}
 
 
 class PublicHostnameDeleteView(TunnelPage):

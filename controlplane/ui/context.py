@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
+from controlplane.choices import NOT_AVAILABLE_YET
 from controlplane.models import Membership
 
 
@@ -25,6 +26,7 @@ def shell(request: Any) -> dict[str, Any]:
         "AUTH_DOMAIN": settings.AUTH_DOMAIN,
         "CONTROLPLANE_MODE": settings.MODE,
         "PUBLIC_URL": settings.PUBLIC_URL,
+        "NOT_AVAILABLE_YET": NOT_AVAILABLE_YET,
         # Shown in examples: the address this browser reaches the API on (mail links use PUBLIC_URL instead).
         "API_BASE_URL": request.build_absolute_uri("/client/v4") if hasattr(request, "build_absolute_uri") else "",
     }

@@ -11,7 +11,7 @@ from django.contrib.auth.forms import PasswordResetForm as DjangoPasswordResetFo
 from django.urls import reverse
 from django.utils import timezone
 
-from controlplane.choices import TOKEN_RESOURCES, AuditAction, Level, Role, scope
+from controlplane.choices import NOT_AVAILABLE_YET, TOKEN_RESOURCES, AuditAction, Level, Role, scope
 from controlplane.mail import email_send
 from controlplane.validators import validate_team_name
 
@@ -207,7 +207,15 @@ class ApiTokenForm(forms.Form):
                 {"value": value, "label": label, "allowed": value in allowed, "checked": current == value}
                 for value, label in ((NO_ACCESS, "No access"), (Level.READ, "Read"), (Level.EDIT, "Edit"))
             ]
-            rows.append({"resource": resource, "name": bound.html_name, "cells": cells, "errors": bound.errors})
+            rows.append(
+                {
+                    "resource": resource,
+                    "name": bound.html_name,
+                    "cells": cells,
+                    "errors": bound.errors,
+                    "not_available": resource in NOT_AVAILABLE_YET,
+                }
+            )
         return rows
 
     def grants(self) -> dict[str, str]:
@@ -249,6 +257,7 @@ class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(required=False, choices=[("", "Any action"), *AuditAction.choices])
     resource_type = forms.ChoiceField(required=False, label="Object type")
     actor = forms.CharField(required=False, label="Actor email", max_length=254)
+    object = forms.CharField(required=False, label="Object name or id", max_length=255)
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 

@@ -182,3 +182,32 @@ def test_single_public_hostnames_through_the_api(cf, org_a):
         call("get", f"{base}/1")
     with pytest.raises(cloudflare.BadRequestError):
         call("post", base, body={"hostname": "c.other.org", "service": "http://localhost:1"})
+
+
+def test_a_duplicate_hostname_is_refused_by_both_apis_naming_the_rule(cf, org_a):
+    tunnels = cf.zero_trust.tunnels.cloudflared
+    acc = org_a.id.hex
+    tunnel = tunnels.create(account_id=acc, name="lab")
+    doubled = {
+        "ingress": [
+            CONFIG["ingress"][0],
+            {**CONFIG["ingress"][0], "service": "http://localhost:9"},
+            CONFIG["ingress"][1],
+        ]
+    }
+    with pytest.raises(cloudflare.BadRequestError) as excinfo:
+        tunnels.configurations.update(tunnel.id, account_id=acc, config=doubled)
+    error = excinfo.value.errors[0]
+    assert "app.example.com is already rule #1 of this tunnel (to http://localhost:3001)" in error.message
+    assert error.source.pointer == "/config.ingress[1].hostname"  # as every ingress error names its rule
+    assert tunnels.configurations.get(tunnel.id, account_id=acc).version == 0
+
+    tunnels.configurations.update(tunnel.id, account_id=acc, config=CONFIG)
+    with pytest.raises(cloudflare.BadRequestError) as excinfo:
+        cf.post(
+            f"/accounts/{acc}/cfd_tunnel/{tunnel.id}/hostnames",
+            body={"hostname": "App.Example.com", "service": "http://localhost:2"},
+            cast_to=object,
+        )
+    assert "app.example.com is already rule #1 of this tunnel" in excinfo.value.errors[0].message
+    assert tunnels.configurations.get(tunnel.id, account_id=acc).version == 1

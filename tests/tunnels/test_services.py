@@ -232,3 +232,52 @@ def test_rename(org_a):
     with pytest.raises(ValidationError, match="already exists"):
         tunnel_update(tunnel=tunnel, actor=ACTOR, name="other")
     assert tunnel_update(tunnel=tunnel, actor=ACTOR, name="renamed").name == "renamed"
+
+
+@pytest.mark.parametrize(
+    ("rules", "field", "message"),
+    [
+        (
+            [
+                {"hostname": "app.example.com", "service": "http://a"},
+                {"hostname": "APP.example.com", "service": "http://b"},
+            ],
+            "config.ingress[1].hostname",
+            "app.example.com is already rule #1 of this tunnel (to http://a)",
+        ),
+        (
+            [
+                {"hostname": "app.example.com", "service": "http://a"},
+                {"hostname": "app.example.com", "path": "^/blog", "service": "http://b"},
+                {"hostname": "app.example.com", "path": "^/blog", "service": "http://c"},
+            ],
+            "config.ingress[2].hostname",
+            "app.example.com with path ^/blog is already rule #2 of this tunnel (to http://b)",
+        ),
+    ],
+)
+def test_the_same_hostname_and_path_twice_in_one_tunnel_is_refused_naming_the_rule(org_a, zone, rules, field, message):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    with pytest.raises(ValidationError) as excinfo:
+        tunnel_config_update(tunnel=tunnel, config=config(*rules), actor=ACTOR)
+    assert message in excinfo.value.message_dict[field][0]
+    tunnel.refresh_from_db()
+    assert tunnel.config_version == 0 and not DnsRecord.objects.for_org(org_a).exists()
+
+
+def test_a_single_hostname_cannot_be_added_twice_but_can_be_saved_again_in_place(org_a, zone):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+    rule = {"hostname": "a.example.com", "service": "http://localhost:1"}
+    public_hostname_save(tunnel=tunnel, actor=ACTOR, rule=rule)
+    public_hostname_save(tunnel=tunnel, actor=ACTOR, rule={**rule, "path": "^/api"})  # another path: its own rule
+    with pytest.raises(ValidationError, match=r"a.example.com is already rule #1 of this tunnel"):
+        public_hostname_save(tunnel=tunnel, actor=ACTOR, rule={**rule, "service": "http://localhost:2"})
+    with pytest.raises(ValidationError, match=r"a.example.com is already rule #1"):
+        public_hostname_save(tunnel=tunnel, actor=ACTOR, rule=rule, index=1)  # editing #2 into a copy of #1
+    public_hostname_save(tunnel=tunnel, actor=ACTOR, rule={**rule, "service": "http://localhost:3"}, index=0)
+    tunnel.refresh_from_db()
+    assert [(r.get("hostname"), r.get("path"), r["service"]) for r in tunnel.config["ingress"]] == [
+        ("a.example.com", None, "http://localhost:3"),
+        ("a.example.com", "^/api", "http://localhost:1"),
+        (None, None, "http_status:404"),
+    ]

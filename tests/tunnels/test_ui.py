@@ -166,3 +166,83 @@ def test_notification_destinations(client, admin_a, org_a):
     assert destination.alert_types == ["tunnel_health_event"]
     client.post(url("tunnel-notification-delete", org_a, destination.id.hex))
     assert not NotificationDestination.objects.for_org(org_a).exists()
+
+
+@pytest.fixture
+def verified_admin(client, admin_a, org_a):
+    """The product's default: the organisation requires 2FA and the admin's session has passed it."""
+    from tests.controlplane.ui.conftest import add_second_factor
+
+    org_a.require_2fa = True
+    org_a.save(update_fields=["require_2fa"])
+    return sign_in(client, admin_a, device=add_second_factor(admin_a))
+
+
+def test_the_same_hostname_twice_is_refused_on_the_form_naming_the_rule(verified_admin, org_a, zone):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
+    add = url("tunnel-hostname-add", org_a, tunnel.id.hex)
+    form = {"subdomain": "app", "zone": "example.com", "service_type": "http", "url": "localhost:1"}
+    assert verified_admin.post(add, form).status_code == 302
+    response = verified_admin.post(add, {**form, "url": "localhost:2"})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert "app.example.com is already rule #1 of this tunnel (to http://localhost:1)" in errors["subdomain"][0]
+    assert "already rule #1" in response.content.decode()
+    # Another path of the same hostname is a rule of its own.
+    assert verified_admin.post(add, {**form, "path": "^/api", "url": "localhost:2"}).status_code == 302
+    tunnel.refresh_from_db()
+    assert [(r.get("hostname"), r.get("path")) for r in tunnel.config["ingress"]] == [
+        ("app.example.com", None),
+        ("app.example.com", "^/api"),
+        (None, None),
+    ]
+
+
+def test_the_hostname_list_shows_settings_in_words_and_errors_use_the_forms_labels(verified_admin, org_a, zone):
+    from tunnels.services import tunnel_config_update
+
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
+    rule = {
+        "hostname": "app.example.com",
+        "service": "https://localhost:9443",
+        "originRequest": {"noTLSVerify": True, "originServerName": "app.internal", "connectTimeout": "5s"},
+    }
+    tunnel_config_update(tunnel=tunnel, config={"ingress": [rule, {"service": "http_status:404"}]}, actor=Actor.cli())
+    page = verified_admin.get(url("tunnel", org_a, tunnel.id.hex)).content.decode()
+    settings = page.split("data-hostname-settings>", 1)[1].split("</td>", 1)[0]
+    assert "<div>No TLS verify</div>" in settings
+    assert "<div>Origin server name: app.internal</div>" in settings
+    assert "<div>Connect timeout: 5 s</div>" in settings
+    assert "noTLSVerify" not in page and "True" not in settings and "originServerName" not in page
+
+    response = verified_admin.post(
+        url("tunnel-hostname-add", org_a, tunnel.id.hex),
+        {
+            "subdomain": "b",
+            "zone": "example.com",
+            "service_type": "https",
+            "url": "localhost:1",
+            "origin_server_name": "bad\x01name",
+        },
+    )
+    errors = response.context["form"].errors
+    assert errors["origin_server_name"] == ["“Origin server name” cannot contain control characters"]
+    assert "originServerName" not in response.content.decode()
+
+
+def test_setting_words_cover_every_setting_the_api_accepts():
+    from connector.ingress import ORIGIN_REQUEST_KEYS
+    from tunnels.forms import SETTING_LABELS, in_ui_words, setting_words
+
+    assert set(ORIGIN_REQUEST_KEYS) <= set(SETTING_LABELS)
+    assert setting_words({"http2Origin": True, "noHappyEyeballs": False, "keepAliveTimeout": 300}) == [
+        "HTTP2 connection",
+        "No happy eyeballs: off",
+        "Idle connection expiration: 5 min",
+    ]
+    assert setting_words({"access": {"required": True, "teamName": "acme"}}) == [
+        "Access token check: required (team acme)"
+    ]
+    assert (
+        in_ui_words("keepAliveConnections must be a whole number") == "“Keep-alive connections” must be a whole number"
+    )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.generic import TemplateView
@@ -20,15 +21,52 @@ from controlplane.models import AuditEvent
 from controlplane.ui.forms import AuditFilterForm
 from controlplane.ui.mixins import OrgRequiredMixin
 
-PAGE_SIZE = 50
+PAGE_SIZE = 25
+_RULE = re.compile(r"^ingress\[(\d+)\]$")
 
 
 def _display(value: Any) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or value == [] or value == {}:
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, str):
         return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
+        return ", ".join(str(item) for item in value)
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _setting_labels() -> dict[str, str]:
+    from tunnels.forms import SETTING_LABELS
+
+    return SETTING_LABELS
+
+
+def _label(path: str) -> str:
+    """A changed field as the UI names it: `ingress[0].originRequest.noTLSVerify` → "rule 1 › No TLS verify"."""
+    labels = _setting_labels()
+    words = []
+    for part in path.split("."):
+        rule = _RULE.match(part)
+        if rule:
+            words.append(f"rule {int(rule.group(1)) + 1}")
+        elif part == "originRequest":
+            continue
+        else:
+            words.append(labels.get(part) or part.replace("_", " "))
+    return " › ".join(words) or path
+
+
+def _leaves(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_leaves(item, f"{prefix}.{key}"))
+        return out
+    return {prefix: value}
 
 
 @dataclass(frozen=True)
@@ -74,12 +112,22 @@ class AuditRow:
 
 
 def changes_of(event: AuditEvent) -> list[Change]:
+    """The event's changes as a before → after list, one line per changed value: objects (an ingress rule, its
+    settings) are split into their fields, and fields that did not change inside them are left out."""
     rows = []
     for field, value in sorted((event.changes or {}).items()):
         if isinstance(value, list) and len(value) == 2:
-            rows.append(Change(field.replace("_", " "), _display(value[0]), _display(value[1]), True))
+            old, new = value
+            if isinstance(old, dict) or isinstance(new, dict):
+                before = _leaves(old, field) if old else {}
+                after = _leaves(new, field) if new else {}
+                for path in sorted(set(before) | set(after)):
+                    if before.get(path) != after.get(path):
+                        rows.append(Change(_label(path), _display(before.get(path)), _display(after.get(path)), True))
+                continue
+            rows.append(Change(_label(field), _display(old), _display(new), True))
         else:
-            rows.append(Change(field.replace("_", " "), "", _display(value), False))
+            rows.append(Change(_label(field), "", _display(value), False))
     return rows
 
 
@@ -102,6 +150,13 @@ def filter_events(events: QuerySet[AuditEvent], data: dict[str, Any]) -> QuerySe
         events = events.filter(action=data["action"])
     if data.get("resource_type"):
         events = events.filter(resource_type=data["resource_type"])
+    if data.get("object"):
+        text = data["object"].strip()
+        events = events.filter(
+            Q(resource_name__icontains=text)
+            | Q(resource_id__iexact=text)
+            | Q(resource_id__iexact=text.replace("-", ""))
+        )
     if data.get("actor"):
         events = events.filter(actor_email__icontains=data["actor"].strip())
     if data.get("since"):

@@ -14,7 +14,7 @@ from django.views.generic import TemplateView
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from controlplane.actors import Actor
-from controlplane.choices import ROLE_DESCRIPTIONS, InvitationStatus, Resource, Role
+from controlplane.choices import ROLE_DESCRIPTIONS, InvitationStatus, Resource, Role, role_description
 from controlplane.models import Invitation, Membership, User
 from controlplane.services.members import (
     invitation_accept,
@@ -78,7 +78,7 @@ class MembersView(OrgRequiredMixin, TemplateView):
             # A refusal about a row that is no longer listed (e.g. an invitation revoked meanwhile).
             page_errors=[error for key, errors in row_errors.items() if key not in shown for error in errors],
             role_choices=choices,
-            role_descriptions=[(Role(role).label, text) for role, text in ROLE_DESCRIPTIONS.items()],
+            role_descriptions=[(Role(role).label, role_description(role)) for role in ROLE_DESCRIPTIONS],
             can_edit=can_edit,
         )
         context.setdefault("invite_form", InvitationForm(can_grant_super_admin=self.is_super_admin()))
@@ -178,7 +178,7 @@ class InvitationLinkView(UIView):
             "organisation": None,
             "invited_organisation": self.invitation.organisation,
             "role_label": Role(self.invitation.role).label,
-            "role_description": ROLE_DESCRIPTIONS.get(self.invitation.role, ""),
+            "role_description": role_description(self.invitation.role),
             "wrong_user": self.wrong_user,
             "needs_account": not self.request.user.is_authenticated and not self.has_account,
             **extra,

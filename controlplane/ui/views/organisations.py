@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.views.generic import FormView, TemplateView
 
 from controlplane.choices import InvitationStatus, Level, Resource, Role, ZoneStatus
@@ -16,6 +18,7 @@ from controlplane.services.organisations import organisation_create, organisatio
 from controlplane.ui.forms import OrganisationCreateForm, OrganisationSettingsForm, TeamRenameForm
 from controlplane.ui.mixins import OrgRequiredMixin, SignedInMixin, apply_service_error
 from controlplane.ui.views.audit import audit_rows
+from tunnels.selectors import TunnelSummary, tunnel_summary
 
 
 class OrganisationCreateView(SignedInMixin, FormView):
@@ -38,6 +41,70 @@ class OrganisationCreateView(SignedInMixin, FormView):
         return redirect("ui:overview", account_id=organisation.account_id)
 
 
+@dataclass(frozen=True)
+class TutorialStep:
+    title: str
+    text: str
+    url: str
+    action: str
+    done: bool
+
+
+def tutorial_steps(*, account_id: str, zones: list[Zone], tunnels: TunnelSummary | None) -> list[TutorialStep]:
+    """The first-run tutorial (README, docs/tunnels.md) as steps ticked off from what exists. Without the tunnel
+    permission (`tunnels` None) only the zone steps are shown."""
+    pending = next((zone for zone in zones if zone.status == ZoneStatus.PENDING), None)
+    active = any(zone.status == ZoneStatus.ACTIVE for zone in zones)
+    zone_url = reverse("ui:zones", args=[account_id])
+    steps = [
+        TutorialStep(
+            "Add a zone",
+            "Add your domain, so that hostnames under it can be routed.",
+            zone_url,
+            "Add a zone",
+            bool(zones),
+        ),
+        TutorialStep(
+            f"Verify {pending.name}" if pending and not active else "Verify the zone",
+            "Prove you own it: publish the TXT record its page shows, then check it.",
+            reverse("ui:zone", args=[account_id, pending.id.hex]) if pending else zone_url,
+            "Verify the zone",
+            active,
+        ),
+    ]
+    if tunnels is None:
+        return steps
+    tunnels_url = reverse("ui:tunnels", args=[account_id])
+    idle = tunnels.idle
+    steps += [
+        TutorialStep(
+            "Create a tunnel",
+            "A tunnel links a server to the edge without opening any inbound port.",
+            f"{tunnels_url}#create",
+            "Create a tunnel",
+            tunnels.total > 0,
+        ),
+        TutorialStep(
+            f"Run the connector of {idle.name}" if idle and not tunnels.any_serving else "Run a connector",
+            "Paste the install command on the server that can reach your services.",
+            reverse("ui:tunnel", args=[account_id, idle.id.hex]) + "#install" if idle else tunnels_url,
+            "Install the connector",
+            tunnels.any_serving,
+        ),
+    ]
+    target = tunnels.serving or idle
+    steps.append(
+        TutorialStep(
+            "Add a public hostname",
+            "Route a hostname under your zone to a service the connector reaches, e.g. http://localhost:3001.",
+            reverse("ui:tunnel-hostname-add", args=[account_id, target.id.hex]) if target else tunnels_url,
+            "Add a public hostname",
+            tunnels.public_hostnames > 0,
+        )
+    )
+    return steps
+
+
 class OverviewView(OrgRequiredMixin, TemplateView):
     resource = Resource.SETTINGS
     nav = "overview"
@@ -46,18 +113,23 @@ class OverviewView(OrgRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         org = self.organisation
-        zones = list(Zone.objects.for_org(org).values_list("status", flat=True))
+        zones = list(Zone.objects.for_org(org).only("id", "name", "status").order_by("created_at"))
         active_tokens = [
             token for token in ApiToken.objects.for_org(org).filter(revoked_at__isnull=True) if token.status == "active"
         ]
+        tunnels = tunnel_summary(organisation=org) if self.access.can(Resource.TUNNELS) else None
+        steps = tutorial_steps(account_id=org.account_id, zones=zones, tunnels=tunnels)
         context.update(
             counts={
                 "members": Membership.objects.for_org(org).count(),
                 "invitations": Invitation.objects.for_org(org).filter(status=InvitationStatus.PENDING).count(),
-                "zones_active": sum(1 for status in zones if status == ZoneStatus.ACTIVE),
-                "zones_pending": sum(1 for status in zones if status == ZoneStatus.PENDING),
+                "zones_active": sum(1 for zone in zones if zone.status == ZoneStatus.ACTIVE),
+                "zones_pending": sum(1 for zone in zones if zone.status == ZoneStatus.PENDING),
                 "tokens": len(active_tokens),
             },
+            tunnels=tunnels,
+            steps=steps,
+            next_step=next((step for step in steps if not step.done), None),
             role_label=Role(self.access.role).label if self.access.role else "",
         )
         if self.access.can(Resource.AUDIT):

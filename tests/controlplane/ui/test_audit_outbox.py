@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from unittest import mock
 
 from controlplane.actors import Actor
@@ -69,12 +70,13 @@ def test_invalid_filters_are_errors_not_500s(admin_client, org_a):
 
 
 def test_pagination_keeps_the_filters(admin_client, org_a, admin_a):
-    for index in range(55):
+    for index in range(30):
         record(org_a, user=admin_a, action=AuditAction.CREATE, name=f"n{index}.example")
     first = admin_client.get(audit_url(org_a), {"action": "create"}).content.decode()
     assert "Page 1 of 2" in first and "action=create&amp;page=2" in first
+    assert first.count("<tr>") == 1 + 25  # the head and a page of 25
     second = admin_client.get(audit_url(org_a), {"action": "create", "page": "2"}).content.decode()
-    assert "Page 2 of 2" in second
+    assert "Page 2 of 2" in second and second.count("<tr>") == 1 + 5
     assert admin_client.get(audit_url(org_a), {"page": "999"}).status_code == 200
     assert admin_client.get(audit_url(org_a), {"page": "x"}).status_code == 200
 
@@ -108,3 +110,62 @@ def test_outbox_lists_only_this_organisations_mail(admin_client, org_a, org_b, s
     assert "Hello Alpha" in html and "Hello Bravo" not in html and "Password reset" not in html
     detail = admin_client.get(f"/o/{org_a.account_id}/outbox/{mine.id.hex}/").content.decode()
     assert '<a href="https://example.test/invitations/abc/"' in detail and "x@alpha.test" in detail
+
+
+def test_filter_by_object_name_or_id(admin_client, org_a, admin_a):
+    import uuid
+
+    audit_record(
+        organisation=org_a,
+        actor=Actor.cli(),
+        action=AuditAction.UPDATE,
+        resource_type="tunnel",
+        resource_id=uuid.UUID("0a1b2c3d-0000-4000-8000-0000000000ff"),
+        resource_name="made.example",
+    )
+    record(org_a, user=admin_a, name="other.example")
+    html = admin_client.get(audit_url(org_a), {"object": "MADE"}).content.decode()
+    assert "made.example" in html and "other.example" not in html
+    html = admin_client.get(audit_url(org_a), {"object": "0a1b2c3d-0000-4000-8000-0000000000ff"}).content.decode()
+    assert "made.example" in html and "other.example" not in html
+    html = admin_client.get(audit_url(org_a), {"object": "0a1b2c3d00004000800000000000ffff"}).content.decode()
+    assert "made.example" not in html and "No entries match these filters" in html
+
+
+def test_changes_read_as_before_and_after_in_the_uis_words(admin_client, org_a, admin_a):
+    from tunnels.services import config_diff
+
+    old = {"ingress": [{"hostname": "a.example.com", "service": "http://x:1"}, {"service": "http_status:404"}]}
+    new = {
+        "ingress": [
+            {"hostname": "a.example.com", "service": "https://x:2", "originRequest": {"noTLSVerify": True}},
+            {"service": "http_status:404"},
+        ]
+    }
+    record(org_a, user=admin_a, resource_type="tunnel_configuration", name="lab", **config_diff(old, new))
+    record(
+        org_a, user=admin_a, resource_type="zone", name="z.example", require_2fa=[False, True], tags=[[], ["a", "b"]]
+    )
+    html = admin_client.get(audit_url(org_a)).content.decode()
+    items = re.findall(r"<li>(.*?)</li>", html.split("<tbody>")[1])
+    changes = [" ".join(re.sub(r"<[^>]+>", " ", item).split()) for item in items]
+    assert "rule 1 › service http://x:1 → https://x:2" in changes
+    assert "rule 1 › No TLS verify yes" in changes
+    assert "require 2fa no → yes" in changes and "tags a, b" in changes
+    assert "{" not in html.split("<tbody>")[1].split("</tbody>")[0]  # no raw JSON
+    assert "rule 2" not in html  # unchanged rules and fields are left out
+
+
+def test_the_audit_page_costs_the_same_queries_for_a_full_page(admin_client, org_a, admin_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    record(org_a, user=admin_a, status=["pending", "active"])
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(audit_url(org_a), {"action": "update"})
+    for index in range(40):
+        record(org_a, user=UserFactory(email=f"u{index}@alpha.test"), status=["pending", "active"])
+        record(org_a, action=AuditAction.DELETE, name=f"token-{index}")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(audit_url(org_a), {"action": "update", "page": "2"})
+    assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
