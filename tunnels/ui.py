@@ -111,7 +111,6 @@ class TunnelDetailView(TunnelPage):
             context["commands"] = install_commands(services.tunnel_token(tunnel))
         return context
 
-
     def origin_errors(self, tunnel: Tunnel) -> dict[str, Any]:
         """Recent origin errors, or those of the request id searched for (`?request_id=`)."""
         request_id = selectors.clean_request_id(self.request.GET.get("request_id"))
