@@ -23,7 +23,7 @@ from tunnels.forms import (
     TunnelCreateForm,
     TunnelRenameForm,
 )
-from tunnels.install import CONNECTOR_VERSION, install_commands, wheel_url
+from tunnels.install import CONNECTOR_VERSION, install_commands, install_warnings, wheel_url
 from tunnels.live import tunnel_status_json
 from tunnels.models import NotificationDestination, Tunnel
 
@@ -109,6 +109,7 @@ class TunnelDetailView(TunnelPage):
         )
         if self.can_edit:
             context["commands"] = install_commands(services.tunnel_token(tunnel))
+            context["install_warnings"] = install_warnings()
         return context
 
     def origin_errors(self, tunnel: Tunnel) -> dict[str, Any]:
