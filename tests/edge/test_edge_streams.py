@@ -256,6 +256,23 @@ async def test_websocket_messages_from_the_visitor_wait_for_the_window_and_overs
     }
 
 
+async def test_a_websocket_upgrade_the_origin_fails_is_recorded_for_the_tunnel(fresh_hub, routed_tunnel, origin_errors):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = WebsocketCommunicator(application(), "/chat", headers=[(b"host", b"app.example.com")])
+    connecting = asyncio.ensure_future(visitor.connect(timeout=5))
+    request = await next_frame(conn)
+    reason = "connection refused by localhost:3001"
+    await conn.send_to(
+        bytes_data=protocol.encode(protocol.Reset(request.stream_id, protocol.ResetCode.ORIGIN_ERROR, reason))
+    )
+    connected, code = await connecting
+    assert not connected and code == 1011
+    [row] = await recorded_errors(origin_errors, routed_tunnel)
+    assert (row.status, row.path, row.reason) == (502, "/chat", f"Websocket: {reason}")
+    assert row.request_id == dict(request.headers)[b"cf-ray"].decode()
+
+
 async def request_on_either(conns) -> tuple[object, protocol.Request]:
     """The connection (of `conns`) that got the next REQUEST, and the request."""
     for _ in range(100):
