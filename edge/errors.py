@@ -10,7 +10,8 @@ Cost and bounds: nothing runs for a successful request. An error appends to an i
 database); one task per process writes the batch every FLUSH_INTERVAL in one transaction on the hub's database
 threads. The batch is bounded per tunnel, per organisation and in all, so that a flood of errors from one tenant
 costs that tenant's rows only: what is over a bound is counted and the count is written on a row of its tunnel
-(`unrecorded`). Rows are pruned to the newest KEEP_PER_TUNNEL per tunnel and to MAX_AGE."""
+(`unrecorded`). Rows are pruned to the newest KEEP_PER_TUNNEL per tunnel (checked every TRIM_EVERY rows a process
+writes of it) and to MAX_AGE."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ PENDING_PER_TUNNEL = 20  # rows of one tunnel per flush; more are counted, not k
 PENDING_PER_ORGANISATION = 60  # rows of one organisation per flush
 PENDING_TOTAL = 500  # rows per flush in all
 KEEP_PER_TUNNEL = 200  # rows kept per tunnel (the newest)
+TRIM_EVERY = 50  # a process trims a tunnel's rows once it has written this many since it last did
 MAX_AGE = datetime.timedelta(days=7)  # older rows are deleted, and never shown
 PRUNE_EVERY = datetime.timedelta(minutes=10)  # how often a process deletes rows past MAX_AGE
 REASON_MAX = 1000
@@ -63,6 +65,8 @@ class OriginErrorRecorder:
         self.unrecorded: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
         self.recorded_total = 0
         self.dropped_total = 0
+        # (organisation, tunnel) -> rows this process wrote since it last trimmed the tunnel (at most one per tunnel).
+        self._since_trim: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
         self._task: asyncio.Future | None = None
         self._last_prune: datetime.datetime | None = None
 
@@ -137,6 +141,20 @@ class OriginErrorRecorder:
                     row.unrecorded = count
         return batch
 
+    def due_for_trim(self, batch: list[PendingError]) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        """The tunnels of the batch whose rows should be trimmed now: trimming every tunnel on every flush would
+        cost two queries per tunnel per second when many fail at once, so each is trimmed once this process has
+        written TRIM_EVERY rows of it (a tunnel keeps at most KEEP_PER_TUNNEL + TRIM_EVERY per process)."""
+        due = set()
+        for row in batch:
+            key = (row.organisation_id, row.tunnel_id)
+            count = self._since_trim.get(key, 0) + 1
+            if count >= TRIM_EVERY:
+                due.add(key)
+                count = 0
+            self._since_trim[key] = count
+        return due
+
     async def flush(self) -> None:
         batch = self.take()
         prune = self._last_prune is None or timezone.now() - self._last_prune > PRUNE_EVERY
@@ -145,7 +163,7 @@ class OriginErrorRecorder:
         from tunnels.hub import get_hub
 
         hub = get_hub()
-        await hub.db(_write_from_thread, batch, hub.server_id, prune)
+        await hub.db(_write_from_thread, batch, hub.server_id, prune, self.due_for_trim(batch))
         if prune:
             self._last_prune = timezone.now()
         self.recorded_total += len(batch)
@@ -157,17 +175,26 @@ class OriginErrorRecorder:
 recorder = OriginErrorRecorder()
 
 
-def _write_from_thread(batch: list[PendingError], server_id: str, prune: bool) -> int:
+def _write_from_thread(
+    batch: list[PendingError], server_id: str, prune: bool, trim: set[tuple[uuid.UUID, uuid.UUID]]
+) -> int:
     close_old_connections()
     try:
-        return write_batch(batch, server_id, prune=prune)
+        return write_batch(batch, server_id, prune=prune, trim=trim)
     finally:
         close_old_connections()
 
 
-def write_batch(batch: list[PendingError], server_id: str, *, prune: bool = False) -> int:
-    """Insert the batch in one transaction, keep the newest KEEP_PER_TUNNEL rows of each tunnel it touched, and
-    (with `prune`) delete every organisation's rows past MAX_AGE. Returns the rows written."""
+def write_batch(
+    batch: list[PendingError],
+    server_id: str,
+    *,
+    prune: bool = False,
+    trim: set[tuple[uuid.UUID, uuid.UUID]] | None = None,
+) -> int:
+    """Insert the batch in one transaction, keep the newest KEEP_PER_TUNNEL rows of the (organisation, tunnel)
+    pairs in `trim` (by default: every tunnel of the batch), and (with `prune`) delete every organisation's rows
+    past MAX_AGE. Returns the rows written."""
     from tunnels.models import OriginError, Tunnel
 
     with transaction.atomic():
@@ -199,7 +226,8 @@ def write_batch(batch: list[PendingError], server_id: str, *, prune: bool = Fals
             ]
             OriginError.objects.bulk_create(rows)
             written = len(rows)
-            for organisation_id, tunnel_id in {(row.organisation_id, row.tunnel_id) for row in rows}:
+            touched = {(row.organisation_id, row.tunnel_id) for row in rows}
+            for organisation_id, tunnel_id in touched if trim is None else touched & trim:
                 _keep_newest(organisation_id, tunnel_id)
         if prune:
             OriginError.objects.unscoped("origin errors of every organisation expire alike").filter(
@@ -212,7 +240,7 @@ def _keep_newest(organisation_id: uuid.UUID, tunnel_id: uuid.UUID) -> None:
     from tunnels.models import OriginError
 
     rows = OriginError.objects.filter(organisation_id=organisation_id, tunnel_id=tunnel_id)
-    # Each flush adds at most PENDING_PER_TUNNEL rows per process, so what is beyond the kept ones is small.
+    # Each process trims a tunnel every TRIM_EVERY rows it writes, so what is beyond the kept ones is small.
     older = list(
         rows.order_by("-occurred_at", "-id").values_list("pk", flat=True)[KEEP_PER_TUNNEL : KEEP_PER_TUNNEL + 1000]
     )

@@ -90,6 +90,27 @@ def test_rows_are_pruned_to_the_newest_per_tunnel_and_by_age(org_a, monkeypatch)
     assert len(rows(tunnel)) == 4
 
 
+def test_a_process_trims_a_tunnel_once_it_wrote_trim_every_rows_of_it(org_a, monkeypatch):
+    """Trimming on every flush would cost two queries per failing tunnel per second."""
+    monkeypatch.setattr(errors, "KEEP_PER_TUNNEL", 5)
+    monkeypatch.setattr(errors, "TRIM_EVERY", 10)
+    busy = tunnel_create(organisation=org_a, name="busy", actor=Actor.cli())
+    rare = tunnel_create(organisation=org_a, name="rare", actor=Actor.cli())
+    recorder = OriginErrorRecorder()
+    kept = []
+    for written in range(1, 5):
+        record(recorder, busy, 4)
+        record(recorder, rare, 1)
+        batch = recorder.take()
+        write_batch(batch, "s", trim=recorder.due_for_trim(batch))
+        assert len(rows(rare)) == written  # never due
+        kept.append(len(rows(busy)))
+    # Its 10th row came in the third batch: trimmed to 5 then, not before; the fourth batch adds to those.
+    assert kept == [4, 8, 5, 9]
+    # The bound: at most KEEP_PER_TUNNEL + TRIM_EVERY rows per process.
+    assert len(rows(busy)) <= 5 + 10
+
+
 def test_errors_of_a_tunnel_deleted_meanwhile_do_not_lose_the_batch(org_a):
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
     gone = tunnel_create(organisation=org_a, name="gone", actor=Actor.cli())
