@@ -5,32 +5,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controlplane', '0003_dnsrecord_tunnel_dnsrecord_zone_and_more'),
-        ('tunnels', '0003_server_instance_peer_url'),
+        ("controlplane", "0003_dnsrecord_tunnel_dnsrecord_zone_and_more"),
+        ("tunnels", "0003_server_instance_peer_url"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OriginError',
+            name="OriginError",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('occurred_at', models.DateTimeField()),
-                ('request_id', models.CharField(max_length=64)),
-                ('hostname', models.CharField(max_length=255)),
-                ('method', models.CharField(blank=True, max_length=16)),
-                ('path', models.CharField(blank=True, max_length=512)),
-                ('status', models.PositiveSmallIntegerField()),
-                ('reason', models.CharField(max_length=1000)),
-                ('unrecorded', models.PositiveIntegerField(default=0)),
-                ('server_id', models.CharField(blank=True, max_length=64)),
-                ('organisation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='controlplane.organisation')),
-                ('tunnel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='origin_errors', to='tunnels.tunnel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("occurred_at", models.DateTimeField()),
+                ("request_id", models.CharField(max_length=64)),
+                ("hostname", models.CharField(max_length=255)),
+                ("method", models.CharField(blank=True, max_length=16)),
+                ("path", models.CharField(blank=True, max_length=512)),
+                ("status", models.PositiveSmallIntegerField()),
+                ("reason", models.CharField(max_length=1000)),
+                ("unrecorded", models.PositiveIntegerField(default=0)),
+                ("server_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="controlplane.organisation"
+                    ),
+                ),
+                (
+                    "tunnel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="origin_errors", to="tunnels.tunnel"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-occurred_at', '-id'],
-                'indexes': [models.Index(fields=['tunnel', '-occurred_at'], name='tunnels_originerr_recent'), models.Index(fields=['organisation', 'request_id'], name='tunnels_originerr_request'), models.Index(fields=['occurred_at'], name='tunnels_originerr_age')],
+                "ordering": ["-occurred_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["tunnel", "-occurred_at"], name="tunnels_originerr_recent"),
+                    models.Index(fields=["organisation", "request_id"], name="tunnels_originerr_request"),
+                    models.Index(fields=["occurred_at"], name="tunnels_originerr_age"),
+                ],
             },
         ),
     ]
