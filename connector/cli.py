@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import platform
+import shlex
 import signal
 import ssl
 import sys
@@ -100,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (install, svc_commands.add_parser("uninstall", help="stop and remove the unit and the token file")):
         sub.add_argument("--name", default=service.DEFAULT_NAME, help="unit name (zt-connector)")
         sub.add_argument("--unit-dir", default=service.DEFAULT_UNIT_DIR, help="where the unit goes")
-        sub.add_argument("--config-dir", default=service.DEFAULT_CONFIG_DIR, help="where the token file goes")
+        sub.add_argument(
+            "--config-dir",
+            default=os.environ.get("ZT_CONNECTOR_CONFIG_DIR") or service.DEFAULT_CONFIG_DIR,
+            help="where the token file goes ($ZT_CONNECTOR_CONFIG_DIR, else /etc/zt-connector)",
+        )
         sub.add_argument("--no-enable", action="store_true", help="only write files; do not call systemctl")
     install.add_argument("--force", action="store_true", help="overwrite an existing unit")
 
@@ -239,12 +244,31 @@ def cmd_service_install(args: argparse.Namespace) -> int:
         )
     except (service.ServiceError, OSError) as exc:
         return _fail(f"error: {exc}")
+    if not unit_path:
+        _print_without_systemd(token_path, args.edge)
+        return 0
     print(f"Wrote {unit_path} and the token to {token_path} (mode 0600).")
     if managed:
         print(f"Enabled and started {args.name}.service; follow it with: journalctl -u {args.name} -f")
     else:
         print(f"Start it with: systemctl daemon-reload && systemctl enable --now {args.name}.service")
     return 0
+
+
+def _print_without_systemd(token_path: str, edge: str | None) -> None:
+    """No systemd on this host (a container, another init system): how to run the connector without it."""
+    installed = os.path.join(os.path.dirname(sys.executable), "zt-connector")
+    program = installed if os.path.exists(installed) else f"{sys.executable} -m connector"
+    command = f"{program} run --token-file {shlex.quote(token_path)}"
+    if edge:
+        command += f" --edge {shlex.quote(edge)}"
+    print("This host does not run systemd (a container, or another init system), so no service was installed.")
+    print(f"The token is in {token_path} (mode 0600). Run the connector in the foreground with:")
+    print(f"  {command}")
+    print(
+        "or have your supervisor (supervisord, runit, s6, OpenRC, or the container's entrypoint) run that command and "
+        "restart it when it exits."
+    )
 
 
 def cmd_service_uninstall(args: argparse.Namespace) -> int:

@@ -713,7 +713,19 @@ class HttpStream:
         self.abort()
 
     def on_reset(self, code: int, message: str) -> None:
-        log.debug("Stream %s reset by the edge: %s %s", self.id, code, message)
+        if code == ResetCode.TIMEOUT and not self.finished:
+            # The edge gave up waiting (its visitor got a 504): the origin's owner needs this line to find why.
+            log.warning(
+                "Request timed out at the edge: %s cf-ray=%s host=%s path=%s originService=%s ingressRule=%s",
+                message,
+                request_id(self.request.headers),
+                self.request.authority,
+                self.request.target,
+                self.rule.service.raw,
+                self.rule.index,
+            )
+        else:
+            log.debug("Stream %s reset by the edge: %s %s", self.id, code, message)
         self.abort()
 
     def on_ws_message(self, message: Any) -> None:

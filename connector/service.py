@@ -1,4 +1,8 @@
-"""`zt-connector service install|uninstall`: a systemd unit that runs the connector with its token in a 0600 file."""
+"""`zt-connector service install|uninstall`: a systemd unit that runs the connector with its token in a 0600 file.
+
+On a host that does not run systemd (a container, another init system) there is nothing to hand a unit to:
+`install` keeps the token file only and the command line says how to run the connector in the foreground or under
+another supervisor, instead of failing on `systemctl daemon-reload`."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import sys
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
 DEFAULT_CONFIG_DIR = "/etc/zt-connector"
 DEFAULT_NAME = "zt-connector"
+# Present only when systemd is the running init (sd_booted(3)); a container can have systemctl without it.
+SYSTEMD_RUNTIME_DIR = "/run/systemd/system"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}$")
 
 
@@ -84,8 +90,16 @@ def _write(path: str, text: str, mode: int) -> None:
         os.close(fd)
 
 
+def systemd_running() -> bool:
+    return os.path.isdir(SYSTEMD_RUNTIME_DIR) and shutil.which("systemctl") is not None
+
+
+def _is_system_unit_dir(unit_dir: str) -> bool:
+    return os.path.abspath(unit_dir) == DEFAULT_UNIT_DIR
+
+
 def _manages_system(unit_dir: str, enable: bool) -> bool:
-    return enable and os.path.abspath(unit_dir) == DEFAULT_UNIT_DIR and shutil.which("systemctl") is not None
+    return enable and _is_system_unit_dir(unit_dir) and systemd_running()
 
 
 def _systemctl(*args: str) -> None:
@@ -106,15 +120,19 @@ def install(
     extra_args: list[str] | None = None,
 ) -> tuple[str, str, bool]:
     """Write the token file (0600) and the unit; enable and start it when it is the system's unit directory.
-    Returns (unit path, token path, whether systemd was told)."""
+    Returns (unit path, token path, whether systemd was told). Without systemd running (and `enable`, in the
+    system's unit directory) only the token file is written: the unit path returned is empty."""
     if not _NAME_RE.match(name):
         raise ServiceError(f"invalid service name {name!r}")
     unit_path = os.path.join(unit_dir, f"{name}.service")
     token_path = os.path.join(os.path.abspath(config_dir), f"{name}.token")
     if os.path.exists(unit_path) and not force:
         raise ServiceError(f"{unit_path} already exists; uninstall it first, or pass --force to overwrite")
-    os.makedirs(unit_dir, exist_ok=True)
     os.makedirs(config_dir, mode=0o700, exist_ok=True)
+    if enable and _is_system_unit_dir(unit_dir) and not systemd_running():
+        _write(token_path, token.strip() + "\n", 0o600)
+        return "", token_path, False
+    os.makedirs(unit_dir, exist_ok=True)
     _write(token_path, token.strip() + "\n", 0o600)
     text = unit_text(name=name, token_path=token_path, edge=edge, python=sys.executable, extra_args=extra_args or [])
     _write(unit_path, text, 0o644)
@@ -132,13 +150,17 @@ def uninstall(
     config_dir: str = DEFAULT_CONFIG_DIR,
     enable: bool = True,
 ) -> list[str]:
-    """Stop and disable the unit (system unit directory only), then remove the unit and the token file."""
+    """Stop and disable the unit (system unit directory only), then remove the unit and the token file (only the
+    token file, where no unit was installed: a host without systemd)."""
     if not _NAME_RE.match(name):
         raise ServiceError(f"invalid service name {name!r}")
     unit_path = os.path.join(unit_dir, f"{name}.service")
     token_path = os.path.join(config_dir, f"{name}.token")
-    if not os.path.exists(unit_path):
+    if not os.path.exists(unit_path) and not os.path.exists(token_path):
         raise ServiceError(f"{unit_path} does not exist: nothing to uninstall")
+    if not os.path.exists(unit_path):
+        os.remove(token_path)
+        return [token_path]
     managed = _manages_system(unit_dir, enable)
     if managed:
         _systemctl("disable", "--now", f"{name}.service")

@@ -20,6 +20,7 @@ from django.dispatch import receiver
 
 from connector import protocol
 from controlplane.daphne_flow import WAIT_WRITABLE
+from edge.errors import recorder as origin_errors
 from edge.pages import error_body, wants_json
 from edge.routes import Route, RouteTable, load_routes
 from edge.streams import EdgeStream, StreamReset
@@ -259,7 +260,8 @@ class Edge:
             return None
         session = hub.pick_session(route.tunnel_id)
         if session is None:
-            return await self.fail(scope, send, request_id, host, 530, "No connector of this tunnel is connected.")
+            detail = "No connector of this tunnel is connected."
+            return await self.fail(scope, send, request_id, host, 530, detail, route)
 
         first = await receive()
         if first["type"] == "http.disconnect":
@@ -314,8 +316,8 @@ class Edge:
                             # Refused unprocessed (a draining connector, or an instance it just left) and no other
                             # connection to try: no active connector, as before a connector arrives (530, not 502).
                             detail = f"No connector of this tunnel can take the request ({detail})."
-                            return await self.fail(scope, send, request_id, host, 530, detail)
-                        return await self.fail(scope, send, request_id, host, _status_for_reset(reset), detail)
+                            return await self.fail(scope, send, request_id, host, 530, detail, route)
+                        return await self.fail(scope, send, request_id, host, _status_for_reset(reset), detail, route)
                     logger.info("%s retried on another connection: %s", request_id, reset)
                     session = retry
                     continue
@@ -358,8 +360,20 @@ class Edge:
                 with contextlib.suppress(Exception):
                     await stream.cancel()
 
-    async def fail(self, scope: dict[str, Any], send, request_id: str, host: str, status: int, detail: str) -> None:
-        """The edge's own answer: a branded page, or JSON for API clients."""
+    async def fail(
+        self,
+        scope: dict[str, Any],
+        send,
+        request_id: str,
+        host: str,
+        status: int,
+        detail: str,
+        route: Route | None = None,
+    ) -> None:
+        """The edge's own answer: a branded page, or JSON for API clients. The page keeps the reason of a failure
+        on the tunnel's side from the visitor; it is recorded for the tunnel's members instead (edge/errors.py)."""
+        if route is not None and status >= 500:
+            _record(route, scope, request_id, host, status, detail)
         as_json = wants_json(dict(scope.get("headers") or ()))
         body, content_type = error_body(status, request_id, detail, as_json=as_json, host=host)
         await send(
@@ -389,6 +403,8 @@ class Edge:
         route = await self.route(host)
         session = hub.pick_session(route.tunnel_id) if route is not None else None
         if session is None:
+            if route is not None:
+                _record(route, scope, request_id, host, 530, "No connector of this tunnel is connected (websocket).")
             await send({"type": "websocket.close", "code": 1011 if route else 1008})
             return
         stream = session.open_stream()
@@ -409,7 +425,10 @@ class Edge:
         )
         try:
             head = await asyncio.wait_for(asyncio.shield(stream.response), settings.EDGE_RESPONSE_TIMEOUT_SECONDS)
-        except (TimeoutError, StreamReset):
+        except (TimeoutError, StreamReset) as exc:
+            status = 504 if isinstance(exc, TimeoutError) else _status_for_reset(exc)
+            reason = "the origin did not answer in time" if isinstance(exc, TimeoutError) else exc.message or str(exc)
+            _record(route, scope, request_id, host, status, f"Websocket: {reason}")
             await send({"type": "websocket.close", "code": 1011})
             return
         if head.status != 101 or stream.ws_messages is None:
@@ -474,6 +493,19 @@ class Edge:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await stream.cancel()
+
+
+def _record(route: Route, scope: dict[str, Any], request_id: str, host: str, status: int, reason: str) -> None:
+    origin_errors.record(
+        organisation_id=route.organisation_id,
+        tunnel_id=route.tunnel_id,
+        request_id=request_id,
+        hostname=host,
+        status=status,
+        reason=reason,
+        method=scope.get("method") or "GET",
+        path=scope.get("path") or "",
+    )
 
 
 class ResponseCut(Exception):

@@ -161,3 +161,32 @@ class TunnelAlertState(OrgOwnedModel):
     tunnel = models.OneToOneField(Tunnel, on_delete=models.CASCADE, related_name="alert_state")
     notified_status = models.CharField(max_length=16, default="inactive")
     notified_at = models.DateTimeField(null=True, blank=True)
+
+
+class OriginError(OrgOwnedModel):
+    """A request the edge answered with an error page (502, 504, 530) on behalf of this tunnel: what the visitor
+    was not told (the origin's address, the TLS failure, the connector's reason), for the tunnel's members.
+    Written in batches by the edge process that saw it (edge/errors.py); pruned to the newest rows per tunnel."""
+
+    tunnel = models.ForeignKey(Tunnel, on_delete=models.CASCADE, related_name="origin_errors")
+    occurred_at = models.DateTimeField()
+    request_id = models.CharField(max_length=64)
+    hostname = models.CharField(max_length=255)
+    method = models.CharField(max_length=16, blank=True)
+    path = models.CharField(max_length=512, blank=True)
+    status = models.PositiveSmallIntegerField()
+    reason = models.CharField(max_length=1000)
+    # Errors of this tunnel that the recording edge process left out around this one (over its bounds).
+    unrecorded = models.PositiveIntegerField(default=0)
+    server_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["tunnel", "-occurred_at"], name="tunnels_originerr_recent"),
+            models.Index(fields=["organisation", "request_id"], name="tunnels_originerr_request"),
+            models.Index(fields=["occurred_at"], name="tunnels_originerr_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.hostname} {self.request_id}"

@@ -12,7 +12,7 @@ from controlplane.errors import NotFound
 from controlplane.models import Organisation
 from tunnels.choices import TunnelStatus
 from tunnels.logic.status import ConnectionView, ConnectorHealth, ConnectorView, TunnelHealth, compute_health
-from tunnels.models import Connection, Connector, Tunnel
+from tunnels.models import Connection, Connector, OriginError, Tunnel
 
 
 def tunnel_list(*, organisation: Organisation, is_deleted: bool | None = False) -> QuerySet[Tunnel]:
@@ -174,3 +174,42 @@ def connector_health(*, tunnel: Tunnel, connector_id: object) -> ConnectorHealth
         if health.connector.connector_id == str(connector.connector_id):
             return health
     return ConnectorHealth(connector=_connector_view(connector), connections=[])
+
+
+REQUEST_ID_MAX = 64
+
+
+def clean_request_id(value: object) -> str:
+    """A request id as a person pastes it (surrounding spaces, a "Request ID" label copied along), bounded."""
+    text = str(value or "").strip()
+    if text.lower().startswith("request id"):
+        text = text[len("request id") :].strip(" :")
+    return text[:REQUEST_ID_MAX]
+
+
+def origin_error_list(*, tunnel: Tunnel, request_id: str = "", limit: int = 50) -> list[OriginError]:
+    """The tunnel's recent origin errors, newest first; with `request_id`, those whose id starts with it (the
+    visitor may quote it without the location suffix). Rows past the edge's retention are never shown."""
+    from django.utils import timezone
+
+    from edge.errors import MAX_AGE
+
+    qs = OriginError.objects.for_org(tunnel.organisation).filter(
+        tunnel=tunnel, occurred_at__gte=timezone.now() - MAX_AGE
+    )
+    if request_id:
+        qs = qs.filter(request_id__startswith=request_id)
+    return list(qs.order_by("-occurred_at", "-id")[:limit])
+
+
+def origin_error_tunnels(*, organisation: Organisation, request_id: str) -> list[Tunnel]:
+    """The organisation's live tunnels with an origin error of this request id (to point a search made on the
+    wrong tunnel's page at the right one)."""
+    if not request_id:
+        return []
+    ids = (
+        OriginError.objects.for_org(organisation)
+        .filter(request_id__startswith=request_id)
+        .values_list("tunnel_id", flat=True)
+    )
+    return list(tunnel_list(organisation=organisation).filter(pk__in=ids))

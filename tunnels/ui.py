@@ -24,7 +24,7 @@ from tunnels.forms import (
     TunnelRenameForm,
     setting_words,
 )
-from tunnels.install import CONNECTOR_VERSION, install_commands, wheel_url
+from tunnels.install import CONNECTOR_VERSION, install_commands, install_warnings, wheel_url
 from tunnels.live import tunnel_status_json
 from tunnels.models import NotificationDestination, Tunnel
 
@@ -110,10 +110,21 @@ class TunnelDetailView(TunnelPage):
             delete_form=DeleteTunnelForm(),
             connector_version=CONNECTOR_VERSION,
             wheel_url=wheel_url(),
+            **self.origin_errors(tunnel),
         )
         if self.can_edit:
             context["commands"] = install_commands(services.tunnel_token(tunnel))
+            context["install_warnings"] = install_warnings()
         return context
+
+    def origin_errors(self, tunnel: Tunnel) -> dict[str, Any]:
+        """Recent origin errors, or those of the request id searched for (`?request_id=`)."""
+        request_id = selectors.clean_request_id(self.request.GET.get("request_id"))
+        errors = selectors.origin_error_list(tunnel=tunnel, request_id=request_id)
+        elsewhere = []
+        if request_id and not errors:
+            elsewhere = selectors.origin_error_tunnels(organisation=self.organisation, request_id=request_id)
+        return {"origin_errors": errors, "origin_error_search": request_id, "origin_error_elsewhere": elsewhere}
 
 
 class TunnelRenameView(TunnelPage):

@@ -223,3 +223,26 @@ async def test_keeps_retrying_until_the_server_appears():
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_service_install_without_systemd_keeps_the_token_and_says_how_to_run_it(tmp_path, capsys, monkeypatch):
+    """A container (or another init system) may even have systemctl, but no systemd to talk to: no unit, no
+    `systemctl daemon-reload failed`, and the foreground command instead."""
+    monkeypatch.setattr(service, "DEFAULT_UNIT_DIR", str(tmp_path / "units"))
+    monkeypatch.setattr(service, "SYSTEMD_RUNTIME_DIR", str(tmp_path / "not-booted-with-systemd"))
+    called = []
+    monkeypatch.setattr(service, "_systemctl", lambda *args: called.append(args))
+    config = tmp_path / "etc"
+    args = ["--unit-dir", str(tmp_path / "units"), "--config-dir", str(config)]
+    assert cli.main(["service", "install", TOKEN, "--edge", "https://cp.example.com", *args]) == 0
+    out = capsys.readouterr().out
+    token_file = config / "zt-connector.token"
+    assert token_file.read_text().strip() == TOKEN and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert not (tmp_path / "units").exists() and called == []
+    assert "does not run systemd" in out and "no service was installed" in out
+    assert f"run --token-file {token_file} --edge https://cp.example.com" in out and "supervisor" in out
+    assert TOKEN not in out
+
+    assert cli.main(["service", "uninstall", *args]) == 0
+    assert not token_file.exists()
+    assert cli.main(["service", "uninstall", *args]) == 1

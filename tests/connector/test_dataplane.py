@@ -552,6 +552,29 @@ async def test_reset_cancel_aborts_the_origin_request(edge, parser):
         await origin.stop()
 
 
+async def test_an_edge_timeout_is_logged_with_the_request_id_for_the_origins_owner(edge, parser, caplog):
+    """The visitor got a 504 page with only the request id: the connector's log says which request and origin."""
+    origin = Origin()
+
+    @origin.route("/slow")
+    async def slow(request, reader, writer):
+        await reader.read()
+        return False
+
+    await origin.start()
+    try:
+        async with Connector(edge, config_for(origin)) as connector:
+            driver = connector.driver
+            sid = await driver.request("/slow", ray="0123456789abcdef-lab")
+            await wait_until(lambda: origin.requests)
+            await driver.conn.send(protocol.Reset(sid, ResetCode.TIMEOUT, "No response within 100 s."))
+            await wait_until(lambda: "Request timed out at the edge" in caplog.text)
+    finally:
+        await origin.stop()
+    line = next(line for line in caplog.text.splitlines() if "timed out at the edge" in line)
+    assert "cf-ray=0123456789abcdef-lab" in line and "No response within 100 s." in line and "path=/slow" in line
+
+
 async def test_the_edge_exceeding_the_window_is_reset(edge, origin):
     async with Connector(edge, config_for(origin)) as connector:
         driver = connector.driver

@@ -21,3 +21,23 @@ def routed_tunnel(org_a):
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
     tunnel_config_update(tunnel=tunnel, config=CONFIG, actor=Actor.cli())
     return tunnel
+
+
+@pytest.fixture(autouse=True)
+def origin_errors():
+    """The process's origin error recorder, empty for each test (it is a process singleton)."""
+    from edge.errors import recorder
+
+    recorder.__init__()  # type: ignore[misc]
+    yield recorder
+    recorder.__init__()  # type: ignore[misc]
+
+
+async def recorded_errors(recorder, tunnel) -> list:
+    """Write what the recorder holds now and read the tunnel's rows back, newest first."""
+    from asgiref.sync import sync_to_async
+
+    from tunnels.selectors import origin_error_list
+
+    await recorder.flush()
+    return await sync_to_async(origin_error_list)(tunnel=tunnel)

@@ -955,10 +955,42 @@ def test_no_connector_is_530_as_a_page_for_browsers_and_json_for_api_clients(wor
     assert body["request_id"] == answer.header("cf-ray")
 
 
-def test_origin_connection_refused_is_502_naming_the_cause(world):
+def recorded_error(world: World, request_id: str, timeout: float = 10.0):
+    """The origin error the server recorded under this request id (written within a second, off the request
+    path), as the tunnel's page would list it."""
+    from tunnels.models import OriginError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = OriginError.objects.for_org(world.org_a).filter(request_id=request_id).first()
+        if row is not None:
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"no origin error recorded for {request_id}")
+
+
+def assert_connector_logged(world: World, request_id: str, *words: str, timeout: float = 5.0) -> None:
+    """The connector's log line of the failed request: its reason under the same request id."""
+    assert world.connector_a is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in world.connector_a.log_path.read_text().splitlines() if f"cf-ray={request_id}" in line]
+        if lines and all(word in lines[0] for word in words):
+            return
+        assert time.monotonic() < deadline, (request_id, words, lines)
+        time.sleep(0.1)
+
+
+def test_origin_connection_refused_is_502_whose_cause_goes_to_the_admins_not_the_visitor(world):
     answer = visit(world.server, "down.example.com", "/", headers=[("Accept", "application/json")])
     assert_error_page(answer, 502)
-    assert "refused" in answer.json()["errors"][0]["message"].lower()
+    message = answer.json()["errors"][0]["message"].lower()
+    assert "refused" not in message and "127.0.0.1" not in message, message
+    ray = answer.header("cf-ray")
+    row = recorded_error(world, ray)
+    assert row.status == 502 and "refused" in row.reason.lower() and row.hostname == "down.example.com"
+    assert row.tunnel_id == world.tunnel_a.id
+    assert_connector_logged(world, ray, "Request failed", "refused", "host=down.example.com")
 
 
 def test_origin_timeout_is_504(world):
@@ -966,14 +998,23 @@ def test_origin_timeout_is_504(world):
     answer = visit(world.server, "app.example.com", "/sleep?s=15")
     assert_error_page(answer, 504)
     assert RESPONSE_TIMEOUT <= time.monotonic() - started < RESPONSE_TIMEOUT + 5
+    assert b"sleep" not in answer.body and f"{RESPONSE_TIMEOUT} s".encode() not in answer.body
+    row = recorded_error(world, answer.header("cf-ray"))
+    assert row.status == 504 and row.path == "/sleep" and str(RESPONSE_TIMEOUT) in row.reason
+    assert_connector_logged(world, row.request_id, "timed out at the edge", "path=/sleep")
 
 
-def test_tls_verification_failure_is_502_with_the_hint(world):
+def test_tls_verification_failure_is_502_and_only_the_admins_see_the_hint(world):
     answer = visit(world.server, "tls.example.com", "/", headers=[("Accept", "text/html")])
-    assert_error_page(answer, 502)
+    assert_error_page(answer, 502, "Request ID", "Recent origin errors")
     text = answer.body.decode()
-    assert "certificate" in text.lower()
-    assert "originServerName" in text or "noTLSVerify" in text, text
+    for internal in ("certificate", "127.0.0.1", "originServerName", "noTLSVerify", "TLS"):
+        assert internal not in text, (internal, text)
+    ray = answer.header("cf-ray")
+    row = recorded_error(world, ray)
+    assert row.status == 502 and "certificate" in row.reason.lower()
+    assert "originServerName" in row.reason or "noTLSVerify" in row.reason, row.reason
+    assert_connector_logged(world, ray, "Request failed", "host=tls.example.com")
 
 
 def test_http_status_rule_answers_its_status(world):

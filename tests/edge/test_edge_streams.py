@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
 from connector import protocol
+from tests.edge.conftest import recorded_errors
 from tunnels.services import tunnel_token
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -105,18 +106,42 @@ async def test_upload_is_streamed_within_the_window(fresh_hub, routed_tunnel):
     assert (await response_task)["status"] == 201
 
 
-async def test_origin_failure_before_the_head_is_a_502_naming_the_cause(fresh_hub, routed_tunnel):
+async def test_origin_failure_before_the_head_is_a_502_whose_cause_only_the_tunnels_members_see(
+    fresh_hub, routed_tunnel, origin_errors
+):
+    """The visitor gets the status, a plain sentence and the request id; the origin's address and the reason go
+    to the tunnel's recent origin errors under the same id."""
     token = await sync_to_async(tunnel_token)(routed_tunnel)
     conn = await peer(token)
-    response_task = asyncio.ensure_future(visit().get_response(timeout=5))
-    request = await next_frame(conn)
-    await conn.send_to(
-        bytes_data=protocol.encode(
-            protocol.Reset(request.stream_id, protocol.ResetCode.ORIGIN_ERROR, "connection refused by localhost:3001")
-        )
-    )
+    for accept in (b"text/html", b"application/json"):
+        response_task = asyncio.ensure_future(visit("/page", headers=[(b"accept", accept)]).get_response(timeout=5))
+        request = await next_frame(conn)
+        reason = "connection refused by localhost:3001"
+        reset = protocol.Reset(request.stream_id, protocol.ResetCode.ORIGIN_ERROR, reason)
+        await conn.send_to(bytes_data=protocol.encode(reset))
+        response = await response_task
+        ray = dict(response["headers"])[b"cf-ray"]
+        assert response["status"] == 502 and ray in response["body"]
+        for secret in (b"localhost", b"3001", b"refused"):
+            assert secret not in response["body"].lower(), response["body"]
+    rows = await recorded_errors(origin_errors, routed_tunnel)
+    assert [(row.status, row.reason, row.hostname, row.path) for row in rows] == [
+        (502, "connection refused by localhost:3001", "app.example.com", "/page")
+    ] * 2
+    assert rows[0].request_id == ray.decode()
+
+
+async def test_a_timeout_is_a_504_recorded_with_its_reason(fresh_hub, routed_tunnel, origin_errors, settings):
+    settings.EDGE_RESPONSE_TIMEOUT_SECONDS = 0.3
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    response_task = asyncio.ensure_future(visit("/slow").get_response(timeout=5))
+    await next_frame(conn)
     response = await response_task
-    assert response["status"] == 502 and b"connection refused by localhost:3001" in response["body"]
+    ray = dict(response["headers"])[b"cf-ray"]
+    assert response["status"] == 504 and ray in response["body"] and b"0.3 s" not in response["body"]
+    [row] = await recorded_errors(origin_errors, routed_tunnel)
+    assert (row.status, row.request_id, row.reason) == (504, ray.decode(), "No response within 0.3 s.")
 
 
 async def test_connectors_without_the_data_plane_are_not_used(fresh_hub, routed_tunnel):
@@ -231,6 +256,23 @@ async def test_websocket_messages_from_the_visitor_wait_for_the_window_and_overs
     }
 
 
+async def test_a_websocket_upgrade_the_origin_fails_is_recorded_for_the_tunnel(fresh_hub, routed_tunnel, origin_errors):
+    token = await sync_to_async(tunnel_token)(routed_tunnel)
+    conn = await peer(token)
+    visitor = WebsocketCommunicator(application(), "/chat", headers=[(b"host", b"app.example.com")])
+    connecting = asyncio.ensure_future(visitor.connect(timeout=5))
+    request = await next_frame(conn)
+    reason = "connection refused by localhost:3001"
+    await conn.send_to(
+        bytes_data=protocol.encode(protocol.Reset(request.stream_id, protocol.ResetCode.ORIGIN_ERROR, reason))
+    )
+    connected, code = await connecting
+    assert not connected and code == 1011
+    [row] = await recorded_errors(origin_errors, routed_tunnel)
+    assert (row.status, row.path, row.reason) == (502, "/chat", f"Websocket: {reason}")
+    assert row.request_id == dict(request.headers)[b"cf-ray"].decode()
+
+
 async def request_on_either(conns) -> tuple[object, protocol.Request]:
     """The connection (of `conns`) that got the next REQUEST, and the request."""
     for _ in range(100):
@@ -276,7 +318,9 @@ async def test_a_refused_stream_is_tried_on_another_connection_but_not_with_a_bo
     assert not [frame for comm in conns for frame in await pending(comm) if isinstance(frame, protocol.Request)]
 
 
-async def test_a_refused_stream_with_no_other_connection_to_try_is_530_no_active_connector(fresh_hub, routed_tunnel):
+async def test_a_refused_stream_with_no_other_connection_to_try_is_530_no_active_connector(
+    fresh_hub, routed_tunnel, origin_errors
+):
     """Refused unprocessed (the connector is draining, or a peer instance it just left) and nothing else to try:
     the tunnel has no connector that can take it, which is 530 (Cloudflare's 1033), not an origin error."""
     token = await sync_to_async(tunnel_token)(routed_tunnel)
@@ -287,10 +331,12 @@ async def test_a_refused_stream_with_no_other_connection_to_try_is_530_no_active
         reset = protocol.Reset(request.stream_id, protocol.ResetCode.REFUSED_STREAM, "the connector is draining")
         await conn.send_to(bytes_data=protocol.encode(reset))
         response = await answer
-        assert response["status"] == 530 and b"the connector is draining" in response["body"]
+        assert response["status"] == 530 and b"the connector is draining" not in response["body"]
         if body:
             assert isinstance(await next_frame(conn), protocol.Data)  # the body had gone out before the refusal
     assert not [frame for frame in await pending(conn) if isinstance(frame, protocol.Request)]
+    rows = await recorded_errors(origin_errors, routed_tunnel)
+    assert [row.status for row in rows] == [530, 530] and "the connector is draining" in rows[0].reason
 
 
 @pytest.mark.parametrize(("method", "retried"), [("GET", True), ("DELETE", False)])
@@ -310,7 +356,7 @@ async def test_a_request_whose_connection_is_lost_is_retried_only_if_its_method_
         assert (await answer)["status"] == 200
     else:
         response = await answer
-        assert response["status"] == 502 and b"connection lost" in response["body"]
+        assert response["status"] == 502 and b"connection lost" not in response["body"]
         assert not [frame for frame in await pending(other) if isinstance(frame, protocol.Request)]
 
 

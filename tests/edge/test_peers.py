@@ -27,6 +27,7 @@ from edge.peers import (
     auth_header,
     verify_auth,
 )
+from tests.edge.conftest import recorded_errors
 from tests.edge.test_edge_streams import application, next_frame, peer, visit
 from tunnels import ledger
 from tunnels.hub import get_hub
@@ -361,14 +362,17 @@ async def test_a_local_connector_is_preferred_over_a_peer(fresh_hub, routed_tunn
         await connector.disconnect()
 
 
-async def test_a_lost_link_fails_its_streams_then_redials(fresh_hub, routed_tunnel, monkeypatch):
+async def test_a_lost_link_fails_its_streams_then_redials(fresh_hub, routed_tunnel, monkeypatch, origin_errors):
     monkeypatch.setattr(peers, "_backoff", lambda failures: 0.05)
     async with b_with_peer(routed_tunnel) as (hub, fake, ws):
         response_task = asyncio.ensure_future(visit().get_response(timeout=5))
         await ws.frames.next_of((protocol.Request,))
         await ws.ws.close()
         response = await response_task
-        assert response["status"] == 502 and b"was lost" in response["body"]
+        assert response["status"] == 502 and b"was lost" not in response["body"]
+        # Recorded by this instance (B), which answered the visitor, for the tunnel's page.
+        [row] = await recorded_errors(origin_errors, routed_tunnel)
+        assert row.status == 502 and "was lost" in row.reason
         ws = await asyncio.wait_for(fake.links.get(), 5)  # redialled
         for _ in range(100):
             if hub.peers.links[fake.server_id].ready:
