@@ -13,6 +13,7 @@ setting is true it runs inline as before (mail kept in the outbox is a database 
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import logging
@@ -30,6 +31,8 @@ from django.conf import settings
 from django.db import connections
 
 logger = logging.getLogger(__name__)
+
+EXIT_GRACE_SECONDS = 30.0
 
 
 class Task(CeleryTask):
@@ -111,6 +114,18 @@ class EmbeddedRunner:
         for number in range(self.workers):
             threading.Thread(target=self._work, name=f"embedded-task-{number}", daemon=True).start()
         threading.Thread(target=self._release_due_retries, name="embedded-task-retries", daemon=True).start()
+        atexit.register(self._finish_queued, EXIT_GRACE_SECONDS)
+
+    def _finish_queued(self, timeout: float) -> None:
+        """At exit (e.g. a manage.py command that queued an email): let queued and running jobs finish, for a
+        while; scheduled retries are given up, as a stopped worker would."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy and self._jobs.unfinished_tasks == 0:
+                    return
+            time.sleep(0.05)
+        logger.warning("exiting with embedded tasks unfinished")
 
     def _work(self) -> None:
         while True:

@@ -185,12 +185,13 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, address: Address, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
         self.address = address
 
     def connect(self) -> None:
         sock = socket.create_connection((str(self.address), self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # SNI and certificate: the name
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)  # SNI and certificate: the name
 
 
 def webhook_post(url: str, *, body: bytes, headers: dict[str, str], timeout: float) -> int:

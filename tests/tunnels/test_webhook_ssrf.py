@@ -217,3 +217,76 @@ def test_the_ui_shows_why_a_webhook_url_is_refused(client, admin_a, org_a):
     assert response.status_code == 200
     assert "link-local" in response.content.decode()
     assert not NotificationDestination.objects.for_org(org_a).exists()
+
+
+def certificate_for(name: str, folder) -> tuple[str, str]:
+    """A self-signed certificate for `name`: (cert path, key path)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_is_pinned_with_the_name_as_sni_and_certificate_name(settings, tmp_path, monkeypatch, trusted):
+    """HTTPS to a name resolving to the receiver: the connection goes to the checked address, the TLS handshake
+    names the host (SNI) and the certificate must be valid for it (an untrusted one fails the delivery)."""
+    import ssl
+
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    cert_path, key_path = certificate_for("hooks.internal.test", tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_path, key_path)
+    names: list[str | None] = []
+    server_context.sni_callback = lambda sock, name, context: names.append(name)
+    handler = recording_handler()
+
+    class TLSServer(http.server.ThreadingHTTPServer):
+        def get_request(self):
+            sock, address = super().get_request()
+            return server_context.wrap_socket(sock, server_side=True), address
+
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", cert_path)  # the client's default context trusts it
+    with serve_in_thread(handler, TLSServer) as port:
+        real_getaddrinfo = socket.getaddrinfo
+
+        def resolver(host, *args, **kwargs):
+            if host == "hooks.internal.test":
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+            return real_getaddrinfo(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolver)
+        url = f"https://hooks.internal.test:{port}/hook"
+        if trusted:
+            assert webhook_post(url, body=b"{}", headers={}, timeout=5) == 204
+            assert handler.received == [("/hook", f"hooks.internal.test:{port}")]
+        else:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                webhook_post(url, body=b"{}", headers={}, timeout=5)
+            assert handler.received == []
+    assert names and set(names) == {"hooks.internal.test"}
