@@ -44,7 +44,11 @@ class Task(CeleryTask):
         if not self.app.conf.task_always_eager or self._runs_inline():
             return super().apply_async(args, kwargs, task_id=task_id, **options)
         task_id = task_id or str(uuid.uuid4())
-        runner().submit(self, tuple(args or ()), dict(kwargs or {}))
+        countdown = float(options.get("countdown") or 0)
+        if countdown > 0:
+            runner().submit_later(countdown, self, tuple(args or ()), dict(kwargs or {}))
+        else:
+            runner().submit(self, tuple(args or ()), dict(kwargs or {}))
         return AsyncResult(task_id, app=self.app)
 
     def _runs_inline(self) -> bool:
@@ -84,6 +88,10 @@ class EmbeddedRunner:
             logger.error("embedded task queue full (%d): %s dropped", self._jobs.maxsize, task.name)
             return False
         return True
+
+    def submit_later(self, delay: float, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._start()
+        self._schedule(_Job(time.monotonic() + delay, next(self._sequence), task, args, kwargs))
 
     def wait_until_idle(self, timeout: float) -> bool:
         """Tests: True once nothing is queued, running or waiting to be retried."""
@@ -166,9 +174,13 @@ class EmbeddedRunner:
         else:
             delay = (getattr(task, "retry_kwargs", None) or {}).get("countdown", task.default_retry_delay or 0)
         logger.info("task %s failed (%r); try %d in %s s", task.name, exc, job.attempt + 2, delay)
-        retry = _Job(time.monotonic() + delay, next(self._sequence), task, job.args, job.kwargs, job.attempt + 1)
+        self._schedule(
+            _Job(time.monotonic() + delay, next(self._sequence), task, job.args, job.kwargs, job.attempt + 1)
+        )
+
+    def _schedule(self, job: _Job) -> None:
         with self._lock:
-            heapq.heappush(self._later, retry)
+            heapq.heappush(self._later, job)
             self._lock.notify()
 
     def _release_due_retries(self) -> None:

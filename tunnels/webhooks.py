@@ -34,6 +34,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Not flagged by the ipaddress module's is_private in every Python version, and never a webhook receiver.
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _PRIVATE_NETWORKS = (
     *(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")),
     _SHARED,
@@ -83,8 +84,13 @@ def _is_own_name(host: str) -> bool:
 
 def address_refusal(address: Address) -> str | None:
     """Why a webhook may not connect to `address`, or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv4 reached through IPv6: mapped, 6to4, Teredo (the client) or NAT64 are judged by the IPv4 address.
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            address = embedded
     if address.is_unspecified:
         return "an unspecified address"
     if address.is_multicast:

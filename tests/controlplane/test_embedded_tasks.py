@@ -72,6 +72,15 @@ def test_retries_follow_the_backoff_without_holding_a_worker():
     assert 0.9 < gaps[0] < 1.6 and 1.9 < gaps[1] < 2.6, gaps  # Celery's exponential backoff: 1 s, 2 s
 
 
+def test_a_countdown_is_honoured_without_holding_a_worker():
+    attempts.clear()
+    runner = EmbeddedRunner(workers=1, queue_size=10)
+    started = time.monotonic()
+    runner.submit_later(0.5, flaky, (), {"failures": 0})
+    assert runner.wait_until_idle(5)
+    assert len(attempts) == 1 and 0.45 < attempts[0] - started < 1.5
+
+
 def test_other_errors_are_not_retried():
     attempts.clear()
     runner = EmbeddedRunner(workers=1, queue_size=10)

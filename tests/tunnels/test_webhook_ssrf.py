@@ -85,6 +85,8 @@ REFUSED_UNLESS_PRIVATE_ALLOWED = [
     "http://192.168.1.1/hook",
     "http://100.64.0.1/hook",
     "http://[fd00::1]/hook",
+    "http://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+    "http://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
 ]
 
 
