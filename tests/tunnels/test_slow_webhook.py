@@ -112,8 +112,8 @@ async def test_a_hanging_webhook_delays_neither_the_request_that_queued_it_nor_a
 @pytest.mark.django_db(transaction=True)
 @override_settings(TUNNEL_HEALTH_NOTIFY_DELAY_SECONDS=1, WEBHOOK_TIMEOUT_SECONDS=5)
 async def test_health_alerts_to_a_hanging_webhook_do_not_hold_the_hub(fresh_hub, org_a, org_b, hanging_webhook):
-    """Health alerts (here: four tunnels turning healthy) are scheduled by the hub; their delivery must not take the hub's database threads, which
-    every tenant's connector registration needs."""
+    """Health alerts (here: four tunnels turning healthy) are scheduled by the hub; their delivery must not take
+    the hub's database threads, which every tenant's connector registration needs."""
     url, server = hanging_webhook
     await hanging_destination(org_a, url, ["tunnel_health_event"])
     changing = 4  # more than the hub's database threads

@@ -14,7 +14,9 @@ def test_list_shows_members_and_pending_invitations(
     admin_sdk_a, org_a, admin_a, reader_a, django_capture_on_commit_callbacks, mailoutbox
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        invited = admin_sdk_a.accounts.members.create(account_id=org_a.account_id, email="New@Example.org", roles=["admin"])
+        invited = admin_sdk_a.accounts.members.create(
+            account_id=org_a.account_id, email="New@Example.org", roles=["admin"]
+        )
     assert invited.status == "pending"
     assert invited.email == "new@example.org"
     assert invited.user.email == "new@example.org" and invited.user.id is None
@@ -35,7 +37,9 @@ def test_list_shows_members_and_pending_invitations(
 
 
 def test_filters_and_order(admin_sdk_a, org_a, admin_a, reader_a):
-    admin_sdk_a.accounts.members.create(account_id=org_a.account_id, email="zed@example.org", roles=[{"id": "read_only"}])
+    admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="zed@example.org", roles=[{"id": "read_only"}]
+    )
     listed = admin_sdk_a.accounts.members.list
     assert [m.email for m in listed(account_id=org_a.account_id, status="pending")] == ["zed@example.org"]
     assert [m.email for m in listed(account_id=org_a.account_id, status="accepted")] == [
@@ -55,7 +59,9 @@ def test_get_a_member_and_an_invitation(admin_sdk_a, org_a, reader_a):
     membership = Membership.objects.for_org(org_a).get(user=reader_a)
     member = admin_sdk_a.accounts.members.get(str(membership.pk), account_id=org_a.account_id)
     assert (member.email, member.status, member.roles[0].id) == ("reader@alpha.test", "accepted", "read_only")
-    invited = admin_sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
+    invited = admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="x@example.org", roles=["read_only"]
+    )
     assert admin_sdk_a.accounts.members.get(invited.id, account_id=org_a.account_id).status == "pending"
     for missing in ("999999", "0" * 32, "nonsense"):
         with pytest.raises(cloudflare.NotFoundError):
@@ -106,7 +112,9 @@ def test_remove_a_member_and_revoke_an_invitation(admin_sdk_a, org_a, reader_a):
     assert admin_sdk_a.accounts.members.delete(str(membership.pk), account_id=org_a.account_id).id == str(membership.pk)
     assert not Membership.objects.for_org(org_a).filter(user=reader_a).exists()
 
-    invited = admin_sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
+    invited = admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="x@example.org", roles=["read_only"]
+    )
     assert admin_sdk_a.accounts.members.delete(invited.id, account_id=org_a.account_id).id == invited.id
     assert Invitation.objects.for_org(org_a).get().status == InvitationStatus.REVOKED
     with pytest.raises(cloudflare.NotFoundError):
@@ -146,7 +154,9 @@ def test_a_second_pending_invitation_is_refused_without_retries(admin_sdk_a, org
 
 
 def test_a_pending_invitations_role_cannot_change(admin_sdk_a, org_a):
-    invited = admin_sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
+    invited = admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="x@example.org", roles=["read_only"]
+    )
     same = admin_sdk_a.accounts.members.update(invited.id, account_id=org_a.account_id, roles=["read_only"])  # type: ignore[list-item]
     assert same.status == "pending"
     with pytest.raises(cloudflare.BadRequestError) as error:
