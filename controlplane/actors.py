@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,15 +16,28 @@ _request_meta: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Conte
 
 
 def client_ip(request: Any) -> str | None:
-    """The client address. REMOTE_ADDR only: X-Forwarded-For is trusted solely when a proxy is declared."""
+    """The client address: REMOTE_ADDR, or with TRUSTED_PROXY_COUNT proxies in front the address the outermost
+    trusted proxy received from (the count-th entry from the right of X-Forwarded-For; entries further left are
+    the client's own claims). Without the setting X-Forwarded-For is ignored: anyone can send it."""
     from django.conf import settings
 
     meta = request.META
-    if getattr(settings, "TRUSTED_PROXY_COUNT", 0):
+    remote = meta.get("REMOTE_ADDR") or None
+    count = settings.TRUSTED_PROXY_COUNT
+    if count > 0:
         forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-        if len(forwarded) >= settings.TRUSTED_PROXY_COUNT:
-            return forwarded[-settings.TRUSTED_PROXY_COUNT]
-    return meta.get("REMOTE_ADDR") or None
+        if len(forwarded) >= count:
+            candidate = _ip_or_none(forwarded[-count])
+            if candidate is not None:
+                return candidate
+    return remote
+
+
+def _ip_or_none(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        return None  # a proxy that writes something else is misconfigured: keep the socket's address
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The Celery app. Without REDIS_URL tasks run eagerly in-process (embedded mode)."""
+"""The Celery app. Without REDIS_URL tasks run in-process, off the caller's thread (embedded mode:
+controlplane/embedded_tasks.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,6 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-app = Celery("controlplane")
+app = Celery("controlplane", task_cls="controlplane.embedded_tasks:Task")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -16,7 +16,13 @@ from controlplane.models import Zone
 from controlplane.services.zones import zone_check_verification
 
 
-@shared_task(bind=True, autoretry_for=(OSError,), retry_backoff=True, retry_kwargs={"max_retries": 8})
+@shared_task(
+    bind=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_kwargs={"max_retries": 8},
+    embedded_inline_setting="EMAIL_OUTBOX_MODE",  # the outbox is a local row: no outbound call to take off-thread
+)
 def send_email(
     self: Any, *, to: list[str], subject: str, template: str, context: dict[str, Any], organisation_id: str | None
 ) -> None:

@@ -90,7 +90,7 @@ class _Settings:
     def load(cls) -> type[_Settings]:
         cls.hosts = frozenset(settings.CONTROL_PLANE_HOSTS)
         cls.suffixes = tuple(settings.CONTROL_PLANE_DOMAIN_SUFFIXES)
-        cls.trusted_proxies = settings.EDGE_TRUSTED_PROXY_COUNT
+        cls.trusted_proxies = settings.TRUSTED_PROXY_COUNT
         cls.response_timeout = settings.EDGE_RESPONSE_TIMEOUT_SECONDS
         cls.loaded = True
         return cls

@@ -4,7 +4,7 @@
         --lifespan on --no-proxy-headers --no-server-header --no-date-header
 
 (`edge.http:HttpToolsProtocol` is uvicorn's httptools protocol with a response's head and body in one write;
-`--no-proxy-headers`: the edge trusts X-Forwarded-For only from EDGE_TRUSTED_PROXY_COUNT proxies, itself; no
+`--no-proxy-headers`: the edge trusts X-Forwarded-For only from TRUSTED_PROXY_COUNT proxies, itself; no
 server/date header of uvicorn's: the origin's pass through, and uvicorn's would be a second Server and Date.)
 
 Production runs it as its own processes (docker-compose.yml `edge`): uvicorn with uvloop + httptools serves a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
@@ -12,6 +13,9 @@ from controlplane.mail import build_message
 from tunnels.models import NotificationDestination, Tunnel, TunnelAlertState
 from tunnels.notifications import alert_payload, destinations_for, post_webhook
 from tunnels.secrets import decrypt_secret
+from tunnels.webhooks import WebhookFailed, WebhookRefused
+
+logger = logging.getLogger(__name__)
 
 
 def _tunnel(organisation_id: str, tunnel_id: str) -> Tunnel | None:
@@ -82,7 +86,10 @@ def deliver_alert(self: Any, *, organisation_id: str, destination_id: str, paylo
         return
     if destination.kind == NotificationDestination.KIND_WEBHOOK:
         secret = decrypt_secret(destination.secret_ciphertext) if destination.secret_ciphertext else b""
-        post_webhook(destination.url, secret, payload)
+        try:
+            post_webhook(destination.url, secret, payload)
+        except (WebhookRefused, WebhookFailed) as exc:  # permanent: retrying would get the same answer
+            logger.warning("webhook %s of organisation %s not delivered: %s", destination_id, organisation_id, exc)
         return
     data = payload["data"]
     build_message(

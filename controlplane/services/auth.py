@@ -9,12 +9,14 @@ wrong password, and it is locked out on the same schedule (kept in the cache ins
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import check_password, is_password_usable, make_password
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -148,29 +150,64 @@ def _check_not_locked(user: User) -> None:
         raise AccountLocked(user.locked_until)
 
 
+@functools.lru_cache(maxsize=4)
+def _dummy_password_hash(hashers: tuple[str, ...]) -> str:
+    """A hash by the current default hasher of a password nobody knows, for sign-ins with no real hash to check
+    (keyed by the hasher setting, so that a changed setting gets a hash of the same cost)."""
+    return make_password(secrets.token_urlsafe(24))
+
+
+def _check_password_once(user: User | None, password: str) -> bool:
+    """Run the password hasher exactly once whoever signs in: against the account's hash, or against a dummy one
+    when there is no account or no usable password. The hasher is what makes a sign-in slow (hundreds of
+    milliseconds by design); skipping it for some paths told which emails have accounts (issue 14, item 8)."""
+    if user is not None and is_password_usable(user.password):
+
+        def upgrade(raw: str) -> None:  # Django's own rehash when the hasher's parameters changed
+            user.set_password(raw)
+            user.save(update_fields=["password"])
+
+        return check_password(password, user.password, upgrade)
+    check_password(password, _dummy_password_hash(tuple(settings.PASSWORD_HASHERS)))
+    return False
+
+
+def _mirror_account_state(email: str, user: User) -> None:
+    """The same cache read and write as an unknown address's failure (its lockout state lives in the cache), so
+    that a failure on a real account costs the same cache round trips."""
+    key = _unknown_email_key(email)
+    cache.get(key)
+    state = {"failed": user.failed_logins, "lockouts": user.lockouts, "locked_until": user.locked_until}
+    cache.set(key, state, timeout=_UNKNOWN_EMAIL_STATE_TTL)
+
+
 # --- sign-in steps ----------------------------------------------------------------------------------------------
 
 
 def sign_in_password(*, email: str, password: str, ip: str | None) -> User:
     """The user whose email and password these are, or a SignInError saying (generically) why not.
 
-    A locked account is refused before its password is looked at, so the answer says nothing about it."""
+    Every path does the same work: one run of the password hasher (`_check_password_once`), the address throttle's
+    cache operations, and one read and one write of the per-address state in the cache; so neither the answer nor
+    its timing says whether an account exists or is locked. A locked account is refused whatever the password."""
     email = (email or "").strip().lower()
     if _ip_is_throttled(ip):
         raise TooManyAttempts()
     user = User.objects.filter(email__iexact=email).first() if email else None
+    correct = _check_password_once(user, password or "")
     if user is None:
-        make_password(password)  # the same hashing work as a real check, so timing tells nothing either
         _count_ip_failure(ip)
         raise _unknown_email_failure(email)
     try:
         _check_not_locked(user)
     except AccountLocked:
         _count_ip_failure(ip)
+        _mirror_account_state(email, user)
         raise
-    if not (user.check_password(password or "") and user.is_active):
+    if not (correct and user.is_active):
         _count_ip_failure(ip)
         until = _register_user_failure(user)
+        _mirror_account_state(email, user)
         if until is not None:
             raise AccountLocked(until)
         raise InvalidCredentials()

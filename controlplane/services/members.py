@@ -1,5 +1,6 @@
-"""Members and invitations. Rules: only Super Administrators grant or take away Super Administrator, and the
-last Super Administrator can be neither removed nor demoted."""
+"""Members and invitations. Rules: a member or token grants (invites with, changes to or from, removes) only
+roles whose permissions it holds itself, and must hold `members:edit`; only Super Administrators grant or take away
+Super Administrator; the last Super Administrator can be neither removed nor demoted."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.actors import Actor
-from controlplane.choices import AuditAction, InvitationStatus, Role
+from controlplane.choices import ROLE_SCOPES, AuditAction, InvitationStatus, Level, Resource, Role, scope
 from controlplane.errors import NotFound
 from controlplane.mail import email_send
 from controlplane.models import Invitation, Membership, Organisation, User
@@ -35,9 +36,35 @@ def _actor_role(organisation: Organisation, actor: Actor) -> str | None:
     return membership.role if membership else None
 
 
-def _require_super_admin_for(organisation: Organisation, actor: Actor, *roles: str) -> None:
-    if Role.SUPER_ADMIN in roles and _actor_role(organisation, actor) != Role.SUPER_ADMIN:
-        raise PermissionDenied("Only a Super Administrator can grant or change the Super Administrator role.")
+def _actor_scopes(organisation: Organisation, actor: Actor) -> frozenset[str]:
+    """What the actor may do in `organisation`: a token its grants, a member their role's scopes, the operator
+    (CLI, system) everything."""
+    if actor.token is not None:
+        return actor.token.scopes if actor.token.organisation_id == organisation.pk else frozenset()
+    role = _actor_role(organisation, actor)
+    return ROLE_SCOPES[role] if role else frozenset()
+
+
+def _require_can_grant(organisation: Organisation, actor: Actor, *roles: str) -> None:
+    """Refuse unless the actor may grant every role in `roles`: it holds `members:edit` and all of each role's
+    scopes (so no token or member can make someone more powerful than itself, e.g. a `members:edit` token an
+    Administrator), and only a Super Administrator grants Super Administrator. Taking a role away (demoting,
+    removing) needs the same, so nobody can strip a member more powerful than themselves."""
+    held = _actor_scopes(organisation, actor)
+    if scope(Resource.MEMBERS, Level.EDIT) not in held:
+        raise PermissionDenied("You do not have permission to change members.")
+    for role in roles:
+        if role == Role.SUPER_ADMIN:
+            if _actor_role(organisation, actor) != Role.SUPER_ADMIN:
+                raise PermissionDenied("Only a Super Administrator can grant or change the Super Administrator role.")
+            continue
+        missing = ROLE_SCOPES[role] - held
+        if missing:
+            holder = "this API token does" if actor.token is not None else "your role does"
+            raise PermissionDenied(
+                f"You cannot grant or change the {Role(role).label} role: it includes permissions {holder} not "
+                f"have ({', '.join(sorted(missing))})."
+            )
 
 
 def _super_admin_count(organisation: Organisation) -> int:
@@ -58,7 +85,7 @@ def invitation_create(*, organisation: Organisation, email: str, role: str, acto
     except ValidationError:
         raise ValidationError({"email": "Enter a valid email address."}) from None
     _validate_role(role)
-    _require_super_admin_for(organisation, actor, role)
+    _require_can_grant(organisation, actor, role)
     if Membership.objects.for_org(organisation).filter(user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} is already a member of this organisation."})
     if Invitation.objects.for_org(organisation).filter(email__iexact=email, status=InvitationStatus.PENDING).exists():
@@ -173,7 +200,7 @@ def invitation_decline(*, invitation: Invitation, actor: Actor) -> None:
 
 @transaction.atomic
 def invitation_revoke(*, invitation: Invitation, actor: Actor) -> None:
-    _require_super_admin_for(invitation.organisation, actor, invitation.role)
+    _require_can_grant(invitation.organisation, actor, invitation.role)
     updated = (
         Invitation.objects.for_org(invitation.organisation)
         .filter(pk=invitation.pk, status=InvitationStatus.PENDING)
@@ -199,7 +226,7 @@ def membership_update_role(*, membership: Membership, role: str, actor: Actor) -
     membership = Membership.objects.for_org(organisation).select_for_update().get(pk=membership.pk)
     if membership.role == role:
         return membership
-    _require_super_admin_for(organisation, actor, role, membership.role)
+    _require_can_grant(organisation, actor, role, membership.role)
     if membership.role == Role.SUPER_ADMIN and _super_admin_count(organisation) <= 1:
         raise ValidationError({"role": "The last Super Administrator cannot be demoted; promote someone else first."})
     old = membership.role
@@ -224,7 +251,7 @@ def membership_remove(*, membership: Membership, actor: Actor) -> None:
         Membership.objects.for_org(organisation).select_for_update().select_related("user").get(pk=membership.pk)
     )
     if actor.user is None or actor.user.pk != membership.user_id:
-        _require_super_admin_for(organisation, actor, membership.role)
+        _require_can_grant(organisation, actor, membership.role)
     if membership.role == Role.SUPER_ADMIN and _super_admin_count(organisation) <= 1:
         raise ValidationError("The last Super Administrator cannot be removed; promote someone else first.")
     audit_record(

@@ -1,4 +1,5 @@
-"""Celery: tasks run in-process without REDIS_URL; with it, a Redis broker and separate workers."""
+"""Celery: tasks run in-process without REDIS_URL (on a small pool of threads, controlplane/embedded_tasks.py);
+with it, a Redis broker and separate workers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", _redis) or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = _redis is None and env_str("CELERY_BROKER_URL") is None
 CELERY_TASK_EAGER_PROPAGATES = False
+# Embedded mode: threads running tasks (alerts, webhooks, mail) off the request path, and how many may wait.
+EMBEDDED_TASK_WORKERS = env_int("EMBEDDED_TASK_WORKERS", 4)
+EMBEDDED_TASK_QUEUE_SIZE = env_int("EMBEDDED_TASK_QUEUE_SIZE", 1000)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

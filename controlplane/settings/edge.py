@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import ALLOWED_HOSTS, AUTH_DOMAIN, PUBLIC_URL
 from .env import env_int, env_list, env_str
 
@@ -27,8 +29,15 @@ CONTROL_PLANE_DOMAIN_SUFFIXES = [f".{AUTH_DOMAIN}"]
 
 # How long the edge waits for the origin's response head (Cloudflare answers 524 after 100 s).
 EDGE_RESPONSE_TIMEOUT_SECONDS = env_int("EDGE_RESPONSE_TIMEOUT_SECONDS", 100)
-# Clients whose address the edge trusts to set X-Forwarded-For / X-Forwarded-Proto (a load balancer in front).
-EDGE_TRUSTED_PROXY_COUNT = env_int("EDGE_TRUSTED_PROXY_COUNT", 0)
+# How many reverse proxies (a TLS terminator, a load balancer) stand in front of this process, each appending the
+# address it received from to X-Forwarded-For. One setting for the control plane (sign-in throttling, IP-restricted
+# tokens, the audit log) and the edge (the visitor address passed to origins). 0: X-Forwarded-For is ignored.
+# EDGE_TRUSTED_PROXY_COUNT is its former, edge-only name, still read when TRUSTED_PROXY_COUNT is unset.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", env_int("EDGE_TRUSTED_PROXY_COUNT", 0))
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or more, got {TRUSTED_PROXY_COUNT}")
+if env_str("TRUSTED_PROXY_COUNT") and env_int("EDGE_TRUSTED_PROXY_COUNT", TRUSTED_PROXY_COUNT) != TRUSTED_PROXY_COUNT:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT and the deprecated EDGE_TRUSTED_PROXY_COUNT disagree: set one.")
 # Cross-instance forwarding (production, REDIS_URL set): the address the other server instances use to reach this
 # one's peer endpoint, e.g. ws://10.0.0.5:8000. Unset: ws://<this host's address>:<the port this process serves>.
 EDGE_PEER_URL: str = env_str("EDGE_PEER_URL") or ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .env import env_int, env_list, env_str, persistent_secret
+from .env import env_bool, env_int, env_list, env_str, persistent_secret
 
 
 def _generate_fernet_key() -> str:
@@ -36,3 +36,8 @@ LIVE_STATUS_RECHECK_SECONDS = env_int("LIVE_STATUS_RECHECK_SECONDS", 15)
 CONNECTOR_MAX_FRAME_BYTES = env_int("CONNECTOR_MAX_FRAME_BYTES", 1024 * 1024 + 64)
 # Notifications: a health change must hold this long before it is announced (flap damping).
 TUNNEL_HEALTH_NOTIFY_DELAY_SECONDS = env_int("TUNNEL_HEALTH_NOTIFY_DELAY_SECONDS", 60)
+# Webhooks go to public addresses only; 1 also allows loopback and private ranges (receivers on the operator's
+# network). Link-local (cloud metadata), multicast, reserved addresses and the control plane itself stay refused.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+# Each webhook connection, request and response wait is bounded by this (a failed try is retried later).
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from controlplane.actors import Actor
 from controlplane.choices import Role
+from controlplane.embedded_tasks import runner
 from controlplane.mail import ORGANISATION_HEADER, email_send
 from controlplane.models import OutboxMessage
 from controlplane.services.members import invitation_create
@@ -79,6 +80,7 @@ def test_an_invitation_is_delivered_by_smtp_without_the_internal_header(
         invitation, raw = invitation_create(
             organisation=org_a, email="New.Person@Corp.test", role=Role.READ_ONLY, actor=Actor(user=admin_a)
         )
+    assert runner().wait_until_idle(10)  # SMTP is an outbound call: sent off the request's thread
 
     assert len(smtp_server.envelopes) == 1
     envelope = smtp_server.envelopes[0]
@@ -101,6 +103,7 @@ def test_smtp_credentials_from_email_url_are_used(db, settings, smtp_server, dja
         setattr(settings, name, value)
     with django_capture_on_commit_callbacks(execute=True):
         email_send(to=["ops@corp.test"], subject="Hello", template="controlplane/email/invitation", context={})
+    assert runner().wait_until_idle(10)
     assert smtp_server.logins == [("mailer@corp.test", "p@ss/word")]
     assert smtp_server.envelopes[0].rcpt_tos == ["ops@corp.test"]
 

@@ -52,7 +52,7 @@ def headers_of(scope_headers, **scope):
 
 
 def test_spoofed_edge_headers_and_hop_by_hop_headers_are_dropped(settings):
-    settings.EDGE_TRUSTED_PROXY_COUNT = 0
+    settings.TRUSTED_PROXY_COUNT = 0
     out = headers_of(
         [
             (b"host", b"app.example.com"),
@@ -77,7 +77,7 @@ def test_spoofed_edge_headers_and_hop_by_hop_headers_are_dropped(settings):
 
 
 def test_a_declared_proxy_in_front_is_trusted_for_the_client_address(settings):
-    settings.EDGE_TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXY_COUNT = 1
     out = dict(
         headers_of([(b"x-forwarded-for", b"198.51.100.1, 192.0.2.9"), (b"x-forwarded-proto", b"https")], scheme="http")
     )

@@ -11,17 +11,19 @@ from tests.controlplane.api.conftest import session_sdk
 
 
 def test_list_shows_members_and_pending_invitations(
-    sdk_a, org_a, admin_a, reader_a, django_capture_on_commit_callbacks, mailoutbox
+    admin_sdk_a, org_a, admin_a, reader_a, django_capture_on_commit_callbacks, mailoutbox
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        invited = sdk_a.accounts.members.create(account_id=org_a.account_id, email="New@Example.org", roles=["admin"])
+        invited = admin_sdk_a.accounts.members.create(
+            account_id=org_a.account_id, email="New@Example.org", roles=["admin"]
+        )
     assert invited.status == "pending"
     assert invited.email == "new@example.org"
     assert invited.user.email == "new@example.org" and invited.user.id is None
     assert [role.id for role in invited.roles] == ["admin"]
     assert len(invited.id) == 32
 
-    members = {m.email: m for m in sdk_a.accounts.members.list(account_id=org_a.account_id)}
+    members = {m.email: m for m in admin_sdk_a.accounts.members.list(account_id=org_a.account_id)}
     assert set(members) == {"admin@alpha.test", "reader@alpha.test", "new@example.org"}
     assert members["admin@alpha.test"].status == "accepted"
     assert members["admin@alpha.test"].roles[0].name == "Super Administrator"
@@ -34,9 +36,11 @@ def test_list_shows_members_and_pending_invitations(
     assert mail.to == ["new@example.org"] and "/invitations/" in mail.body
 
 
-def test_filters_and_order(sdk_a, org_a, admin_a, reader_a):
-    sdk_a.accounts.members.create(account_id=org_a.account_id, email="zed@example.org", roles=[{"id": "read_only"}])
-    listed = sdk_a.accounts.members.list
+def test_filters_and_order(admin_sdk_a, org_a, admin_a, reader_a):
+    admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="zed@example.org", roles=[{"id": "read_only"}]
+    )
+    listed = admin_sdk_a.accounts.members.list
     assert [m.email for m in listed(account_id=org_a.account_id, status="pending")] == ["zed@example.org"]
     assert [m.email for m in listed(account_id=org_a.account_id, status="accepted")] == [
         "admin@alpha.test",
@@ -51,20 +55,22 @@ def test_filters_and_order(sdk_a, org_a, admin_a, reader_a):
     assert list(listed(account_id=org_a.account_id, status="rejected")) == []
 
 
-def test_get_a_member_and_an_invitation(sdk_a, org_a, reader_a):
+def test_get_a_member_and_an_invitation(admin_sdk_a, org_a, reader_a):
     membership = Membership.objects.for_org(org_a).get(user=reader_a)
-    member = sdk_a.accounts.members.get(str(membership.pk), account_id=org_a.account_id)
+    member = admin_sdk_a.accounts.members.get(str(membership.pk), account_id=org_a.account_id)
     assert (member.email, member.status, member.roles[0].id) == ("reader@alpha.test", "accepted", "read_only")
-    invited = sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
-    assert sdk_a.accounts.members.get(invited.id, account_id=org_a.account_id).status == "pending"
+    invited = admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="x@example.org", roles=["read_only"]
+    )
+    assert admin_sdk_a.accounts.members.get(invited.id, account_id=org_a.account_id).status == "pending"
     for missing in ("999999", "0" * 32, "nonsense"):
         with pytest.raises(cloudflare.NotFoundError):
-            sdk_a.accounts.members.get(missing, account_id=org_a.account_id)
+            admin_sdk_a.accounts.members.get(missing, account_id=org_a.account_id)
 
 
-def test_change_a_members_role(sdk_a, org_a, reader_a):
+def test_change_a_members_role(admin_sdk_a, org_a, reader_a):
     membership = Membership.objects.for_org(org_a).get(user=reader_a)
-    member = sdk_a.accounts.members.update(
+    member = admin_sdk_a.accounts.members.update(
         str(membership.pk),
         account_id=org_a.account_id,
         roles=[{"id": "tunnel_admin"}],  # type: ignore[list-item]
@@ -73,7 +79,7 @@ def test_change_a_members_role(sdk_a, org_a, reader_a):
     membership.refresh_from_db()
     assert membership.role == Role.TUNNEL_ADMIN
     event = AuditEvent.objects.for_org(org_a).get(resource_type="member", action="update")
-    assert event.changes == {"role": ["read_only", "tunnel_admin"]} and event.actor_type == "token"
+    assert event.changes == {"role": ["read_only", "tunnel_admin"]} and event.actor_type == "user"
 
 
 def test_only_super_admins_grant_super_admin(sdk_a, org_a, reader_a, admin_a):
@@ -101,16 +107,18 @@ def test_the_last_super_admin_cannot_be_demoted(admin_a, org_a):
     assert error.value.errors[0].source.pointer == "/roles"
 
 
-def test_remove_a_member_and_revoke_an_invitation(sdk_a, org_a, reader_a):
+def test_remove_a_member_and_revoke_an_invitation(admin_sdk_a, org_a, reader_a):
     membership = Membership.objects.for_org(org_a).get(user=reader_a)
-    assert sdk_a.accounts.members.delete(str(membership.pk), account_id=org_a.account_id).id == str(membership.pk)
+    assert admin_sdk_a.accounts.members.delete(str(membership.pk), account_id=org_a.account_id).id == str(membership.pk)
     assert not Membership.objects.for_org(org_a).filter(user=reader_a).exists()
 
-    invited = sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
-    assert sdk_a.accounts.members.delete(invited.id, account_id=org_a.account_id).id == invited.id
+    invited = admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="x@example.org", roles=["read_only"]
+    )
+    assert admin_sdk_a.accounts.members.delete(invited.id, account_id=org_a.account_id).id == invited.id
     assert Invitation.objects.for_org(org_a).get().status == InvitationStatus.REVOKED
     with pytest.raises(cloudflare.NotFoundError):
-        sdk_a.accounts.members.delete(invited.id, account_id=org_a.account_id)
+        admin_sdk_a.accounts.members.delete(invited.id, account_id=org_a.account_id)
 
 
 @pytest.mark.parametrize(
@@ -127,30 +135,32 @@ def test_remove_a_member_and_revoke_an_invitation(sdk_a, org_a, reader_a):
         ({"email": "reader@alpha.test", "roles": ["admin"]}, "/email"),
     ],
 )
-def test_invalid_invitations_name_the_field(sdk_a, org_a, reader_a, body, pointer):
+def test_invalid_invitations_name_the_field(admin_sdk_a, org_a, reader_a, body, pointer):
     with pytest.raises(cloudflare.BadRequestError) as error:
-        sdk_a.post(f"/accounts/{org_a.account_id}/members", body=body, cast_to=object)
+        admin_sdk_a.post(f"/accounts/{org_a.account_id}/members", body=body, cast_to=object)
     assert pointer in [e.source.pointer for e in error.value.errors if e.source]
     assert not Invitation.objects.for_org(org_a).exists()
 
 
-def test_a_second_pending_invitation_is_refused_without_retries(sdk_a, org_a, raw_http, token_a):
-    sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
-    response = raw_http.post(
-        f"/client/v4/accounts/{org_a.account_id}/members",
-        json={"email": "x@example.org", "roles": ["read_only"]},
-        headers={"Authorization": f"Bearer {token_a}"},
+def test_a_second_pending_invitation_is_refused_without_retries(admin_sdk_a, org_a):
+    admin_sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
+    with pytest.raises(cloudflare.BadRequestError) as error:
+        admin_sdk_a.post(
+            f"/accounts/{org_a.account_id}/members",
+            body={"email": "x@example.org", "roles": ["read_only"]},
+            cast_to=object,
+        )
+    assert error.value.errors[0].source.pointer == "/email"
+
+
+def test_a_pending_invitations_role_cannot_change(admin_sdk_a, org_a):
+    invited = admin_sdk_a.accounts.members.create(
+        account_id=org_a.account_id, email="x@example.org", roles=["read_only"]
     )
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["source"] == {"pointer": "/email"}
-
-
-def test_a_pending_invitations_role_cannot_change(sdk_a, org_a):
-    invited = sdk_a.accounts.members.create(account_id=org_a.account_id, email="x@example.org", roles=["read_only"])
-    same = sdk_a.accounts.members.update(invited.id, account_id=org_a.account_id, roles=["read_only"])  # type: ignore[list-item]
+    same = admin_sdk_a.accounts.members.update(invited.id, account_id=org_a.account_id, roles=["read_only"])  # type: ignore[list-item]
     assert same.status == "pending"
     with pytest.raises(cloudflare.BadRequestError) as error:
-        sdk_a.accounts.members.update(invited.id, account_id=org_a.account_id, roles=["admin"])  # type: ignore[list-item]
+        admin_sdk_a.accounts.members.update(invited.id, account_id=org_a.account_id, roles=["admin"])  # type: ignore[list-item]
     assert error.value.errors[0].source.pointer == "/roles"
 
 
