@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck venv deps dev-deps worker clean
+.PHONY: run test lint lint-imports typecheck venv deps dev-deps worker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: dev-deps
 lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The layers of docs/architecture.md, held by import-linter (contracts in .importlinter).
+lint-imports: dev-deps
+	$(BIN)/lint-imports --no-cache
 
 # Services, selectors and logic of every app, type-checked (mypy + django-stubs).
 TYPECHECK_PATHS = $(wildcard */services.py */services */selectors.py */selectors */logic)

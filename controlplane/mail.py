@@ -1,4 +1,5 @@
-"""Mail delivery: the outbox backend of embedded mode and the SMTP backend, plus the one way services send mail."""
+"""Mail delivery: the outbox backend of embedded mode and the SMTP backend, plus the one way services send mail
+(`email_send`, which queues the `send_email` task defined here, so that mail and tasks import in one direction)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from celery import shared_task
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
@@ -71,8 +73,6 @@ def email_send(
     *, to: list[str], subject: str, template: str, context: dict[str, Any], organisation_id: str | None = None
 ) -> None:
     """Queue a templated email (text template `<template>.txt`) once the current transaction commits."""
-    from controlplane.tasks import send_email
-
     payload = {
         "to": to,
         "subject": subject,
@@ -81,3 +81,18 @@ def email_send(
         "organisation_id": organisation_id,
     }
     transaction.on_commit(lambda: send_email.delay(**payload))
+
+
+# Named as when it lived in controlplane/tasks.py, so messages already queued under that name still run.
+@shared_task(
+    name="controlplane.tasks.send_email",
+    bind=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_kwargs={"max_retries": 8},
+    embedded_inline_setting="EMAIL_OUTBOX_MODE",  # the outbox is a local row: no outbound call to take off-thread
+)
+def send_email(
+    self: Any, *, to: list[str], subject: str, template: str, context: dict[str, Any], organisation_id: str | None
+) -> None:
+    build_message(to=to, subject=subject, template=template, context=context, organisation_id=organisation_id).send()

@@ -1,5 +1,18 @@
-"""Websocket routes of every app (each app exports `websocket_urlpatterns`)."""
+"""Websocket routes of every installed app: each app that has a `routing` module exports `websocket_urlpatterns`.
+Found by discovery (as Django's admin finds `admin` modules), so the core imports no product app."""
 
-from tunnels.routing import websocket_urlpatterns as tunnel_patterns
+from importlib import import_module
 
-websocket_urlpatterns: list = [*tunnel_patterns]
+from django.apps import apps
+from django.utils.module_loading import module_has_submodule
+
+
+def _discover() -> list:
+    patterns: list = []
+    for config in apps.get_app_configs():
+        if config.name != "controlplane" and module_has_submodule(config.module, "routing"):
+            patterns.extend(getattr(import_module(f"{config.name}.routing"), "websocket_urlpatterns", []))
+    return patterns
+
+
+websocket_urlpatterns: list = _discover()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 from celery import shared_task
 from django.db.models import Q
@@ -11,22 +10,9 @@ from django.utils import timezone
 
 from controlplane.actors import Actor
 from controlplane.choices import ZoneStatus
-from controlplane.mail import build_message
+from controlplane.mail import send_email  # noqa: F401  (defined with mail; registered with the core's tasks)
 from controlplane.models import Zone
 from controlplane.services.zones import zone_check_verification
-
-
-@shared_task(
-    bind=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    retry_kwargs={"max_retries": 8},
-    embedded_inline_setting="EMAIL_OUTBOX_MODE",  # the outbox is a local row: no outbound call to take off-thread
-)
-def send_email(
-    self: Any, *, to: list[str], subject: str, template: str, context: dict[str, Any], organisation_id: str | None
-) -> None:
-    build_message(to=to, subject=subject, template=template, context=context, organisation_id=organisation_id).send()
 
 
 @shared_task

@@ -75,11 +75,16 @@ def load_routes() -> list[Route]:
     from django.db import close_old_connections
 
     from controlplane.models import DnsRecord
+    from tunnels.dns import MANAGED_BY_TUNNEL
+    from tunnels.models import Tunnel
 
     close_old_connections()
+    live_tunnels = Tunnel.objects.unscoped("the edge routes every organisation's public hostnames").filter(
+        deleted_at__isnull=True
+    )
     rows = (
         DnsRecord.objects.unscoped("the edge routes every organisation's public hostnames")
-        .filter(type="CNAME", tunnel__isnull=False, tunnel__deleted_at__isnull=True)
-        .values_list("name", "organisation_id", "tunnel_id")
+        .filter(type="CNAME", managed_by=MANAGED_BY_TUNNEL, managed_by_id__in=live_tunnels.values("pk"))
+        .values_list("name", "organisation_id", "managed_by_id")
     )
     return [Route(hostname=name, organisation_id=org, tunnel_id=tunnel) for name, org, tunnel in rows]

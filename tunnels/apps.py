@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class TunnelsConfig(AppConfig):
     name = "tunnels"
     verbose_name = "Tunnels"
+
+    def ready(self) -> None:
+        # The core learns about tunnels only through these registrations (docs/architecture.md, "Layers").
+        from controlplane.services.dns import dns_records_changed, register_cname_target_owner
+        from tunnels.dns import reload_routes, tunnel_cname_owner
+
+        register_cname_target_owner(tunnel_cname_owner)
+        dns_records_changed.connect(reload_routes, dispatch_uid="tunnels.reload_routes")

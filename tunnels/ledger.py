@@ -18,8 +18,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from connector import protocol
+from controlplane.actors import Actor
 from controlplane.choices import AuditAction, Interface
 from controlplane.models import AuditEvent
+from controlplane.services.audit import audit_event, audit_records
 from tunnels.models import Connection, Connector, ServerInstance, Tunnel
 
 
@@ -72,16 +74,14 @@ class Batch:
 
 
 def _audit(org_id: uuid.UUID, action: str, tunnel_id: uuid.UUID, name: str, changes: dict) -> AuditEvent:
-    return AuditEvent(
+    return audit_event(
         organisation_id=org_id,
+        actor=Actor(interface=Interface.CONNECTOR, label=name),
         action=action,
         resource_type="connector",
-        resource_id=str(tunnel_id.hex),
+        resource_id=tunnel_id,
         resource_name=name,
         changes=changes,
-        actor_type="connector",
-        interface=Interface.CONNECTOR,
-        user_agent=name,
     )
 
 
@@ -210,7 +210,7 @@ def _flush(batch: Batch, server_id: str) -> set[tuple[uuid.UUID, uuid.UUID]]:
         audits.extend(_mark_stopped_connectors(orgs, {c.connector_id for c in batch.closes}, now))
     _update_tunnel_activity(orgs, {t for _, t in changed}, now)
     if audits:
-        AuditEvent.objects.bulk_create(audits)
+        audit_records(audits)
     return changed
 
 

@@ -1,29 +1,34 @@
-"""Tunnel secrets at rest and the cloudflared token format."""
+"""Tunnel secrets and the cloudflared token format. Encryption at rest lives in the core (controlplane/crypto.py);
+`fernet`, `encrypt_secret`, `decrypt_secret` and `secrets_equal` stay importable from here for existing callers
+(the certificates app imports `fernet` and `decrypt_secret` from this module): new code imports controlplane.crypto.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings
+from controlplane.crypto import decrypt_bytes, encrypt_bytes, fernet, secrets_equal
+
+__all__ = [
+    "SECRET_BYTES",
+    "InvalidTunnelToken",
+    "TunnelToken",
+    "build_token",
+    "decrypt_secret",
+    "encrypt_secret",
+    "fernet",
+    "new_secret",
+    "parse_token",
+    "parse_user_secret",
+    "secrets_equal",
+]
 
 SECRET_BYTES = 32
-
-
-@lru_cache(maxsize=4)
-def _fernet(keys: tuple[str, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(key.encode()) for key in keys])
-
-
-def fernet() -> MultiFernet:
-    return _fernet(tuple(settings.DATA_ENCRYPTION_KEYS))
 
 
 def new_secret() -> bytes:
@@ -31,18 +36,11 @@ def new_secret() -> bytes:
 
 
 def encrypt_secret(secret: bytes) -> str:
-    return fernet().encrypt(secret).decode()
+    return encrypt_bytes(secret)
 
 
 def decrypt_secret(ciphertext: str) -> bytes:
-    try:
-        return fernet().decrypt(ciphertext.encode())
-    except InvalidToken:
-        raise RuntimeError("A tunnel secret cannot be decrypted: DATA_ENCRYPTION_KEYS lost the key it used") from None
-
-
-def secrets_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
+    return decrypt_bytes(ciphertext, what="A tunnel secret")
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction, ZoneStatus
 from controlplane.models import DnsRecord, Organisation, Zone
-from controlplane.services.audit import audit_record, diff
-from controlplane.services.dns import dns_record_create
+from controlplane.services.audit import audit_record, diff, save_audited
+from controlplane.services.dns import dns_record_create, dns_records_delete
 from tunnels import events
+from tunnels.dns import MANAGED_BY_TUNNEL, managed_by_tunnel
 from tunnels.models import Connection, Tunnel, TunnelConfiguration
 from tunnels.secrets import build_token, decrypt_secret, encrypt_secret, new_secret, parse_user_secret
 
@@ -73,17 +74,13 @@ def tunnel_create(
         secret_ciphertext=encrypt_secret(_secret_from_input(tunnel_secret)),
         created_by=actor.user,
     )
-    try:
-        with transaction.atomic():
-            tunnel.save()
-    except IntegrityError:
-        raise ValidationError({"name": f"A tunnel named “{name}” already exists in this account."}) from None
-    audit_record(
+    save_audited(
+        tunnel,
+        conflict={"name": f"A tunnel named “{name}” already exists in this account."},
         organisation=organisation,
         actor=actor,
         action=AuditAction.CREATE,
         resource_type="tunnel",
-        resource_id=tunnel.id,
         resource_name=name,
         changes={"name": [None, name], "config_src": [None, tunnel.config_src]},
     )
@@ -118,17 +115,13 @@ def tunnel_update(*, tunnel: Tunnel, actor: Actor, name: Any = None, tunnel_secr
         changes["tunnel_secret"] = ["(hidden)", "(rotated)"]
     if not changes:
         return tunnel
-    try:
-        with transaction.atomic():
-            tunnel.save()
-    except IntegrityError:
-        raise ValidationError({"name": f"A tunnel named “{tunnel.name}” already exists in this account."}) from None
-    audit_record(
+    save_audited(
+        tunnel,
+        conflict={"name": f"A tunnel named “{tunnel.name}” already exists in this account."},
         organisation=tunnel.organisation,
         actor=actor,
         action=AuditAction.ROTATE if set(changes) == {"tunnel_secret"} else AuditAction.UPDATE,
         resource_type="tunnel",
-        resource_id=tunnel.id,
         resource_name=tunnel.name,
         changes=changes,
     )
@@ -179,18 +172,7 @@ def tunnel_delete(*, tunnel: Tunnel, actor: Actor, cascade: bool = False) -> Tun
             f"Tunnel “{tunnel.name}” has {live} active connection{'s' if live != 1 else ''}. Stop its connectors "
             "first, or delete with cascade=true to disconnect them."
         )
-    records = list(DnsRecord.objects.for_org(tunnel.organisation).filter(tunnel=tunnel))
-    for record in records:
-        audit_record(
-            organisation=tunnel.organisation,
-            actor=actor,
-            action=AuditAction.DELETE,
-            resource_type="dns_record",
-            resource_id=record.id,
-            resource_name=f"{record.name} CNAME",
-            changes={"content": [record.content, None]},
-        )
-        record.delete()
+    dns_records_delete(records=list(_routes_of(tunnel)), actor=actor)
     tunnel.deleted_at = timezone.now()
     tunnel.save(update_fields=["deleted_at", "updated_at"])
     events.routes_changed(organisation_id=tunnel.organisation_id)
@@ -312,10 +294,12 @@ def _sync_dns_routes(tunnel: Tunnel, hostnames: set[str], actor: Actor) -> None:
                 }
             )
         placed[hostname] = zone
-    existing = {
-        r.name: r
-        for r in DnsRecord.objects.for_org(organisation).filter(name__in=list(hostnames)).select_related("tunnel")
-    }
+    existing = {r.name: r for r in DnsRecord.objects.for_org(organisation).filter(name__in=list(hostnames))}
+    owners = dict(
+        Tunnel.objects.for_org(organisation)
+        .filter(pk__in={r.managed_by_id for r in existing.values() if r.managed_by == MANAGED_BY_TUNNEL})
+        .values_list("pk", "name")
+    )
     for hostname, zone in placed.items():
         record = existing.get(hostname)
         if record is None:
@@ -327,27 +311,24 @@ def _sync_dns_routes(tunnel: Tunnel, hostnames: set[str], actor: Actor) -> None:
                 content=tunnel.cname_target,
                 proxied=True,
                 comment=f"Route to tunnel {tunnel.name}",
-                tunnel=tunnel,
+                managed_by=managed_by_tunnel(tunnel),
             )
         elif record.type == "CNAME" and record.content == tunnel.cname_target:
-            if record.tunnel_id != tunnel.pk:
-                DnsRecord.objects.for_org(organisation).filter(pk=record.pk).update(tunnel=tunnel)
+            if (record.managed_by, record.managed_by_id) != (MANAGED_BY_TUNNEL, tunnel.pk):
+                DnsRecord.objects.for_org(organisation).filter(pk=record.pk).update(
+                    managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk
+                )
         else:
-            owner = f"tunnel “{record.tunnel.name}”" if record.tunnel else f"a {record.type} record to {record.content}"
+            owner_name = owners.get(record.managed_by_id) if record.managed_by == MANAGED_BY_TUNNEL else None
+            owner = f"tunnel “{owner_name}”" if owner_name else f"a {record.type} record to {record.content}"
             raise ValidationError({"config.ingress": f"{hostname} already routes to {owner}. Remove that first."})
-    stale = DnsRecord.objects.for_org(organisation).filter(tunnel=tunnel).exclude(name__in=list(hostnames))
-    for record in stale:
-        audit_record(
-            organisation=organisation,
-            actor=actor,
-            action=AuditAction.DELETE,
-            resource_type="dns_record",
-            resource_id=record.id,
-            resource_name=f"{record.name} CNAME",
-            changes={"content": [record.content, None]},
-        )
-        record.delete()
+    dns_records_delete(records=list(_routes_of(tunnel).exclude(name__in=list(hostnames))), actor=actor)
     events.routes_changed(organisation_id=organisation.pk)
+
+
+def _routes_of(tunnel: Tunnel):
+    """The DNS records this tunnel manages (the CNAMEs of its public hostnames)."""
+    return DnsRecord.objects.for_org(tunnel.organisation).filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk)
 
 
 @transaction.atomic

@@ -15,6 +15,7 @@ from controlplane.choices import Level, Resource, ZoneStatus
 from controlplane.models import DnsRecord, Zone
 from controlplane.ui.mixins import OrgRequiredMixin, apply_service_error
 from tunnels import selectors, services
+from tunnels.dns import MANAGED_BY_TUNNEL
 from tunnels.forms import (
     DeleteTunnelForm,
     NotificationForm,
@@ -60,7 +61,9 @@ class TunnelListView(TunnelPage):
         health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
         routes: dict[Any, list[str]] = {}
         for name, tunnel_id in (
-            DnsRecord.objects.for_org(self.organisation).filter(tunnel__in=tunnels).values_list("name", "tunnel_id")
+            DnsRecord.objects.for_org(self.organisation)
+            .filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id__in=[t.pk for t in tunnels])
+            .values_list("name", "managed_by_id")
         ):
             routes.setdefault(tunnel_id, []).append(name)
         context["tunnels"] = [

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.db import models
-from rest_framework import mixins, viewsets
-from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -124,22 +121,3 @@ class ZoneScopedAPIView(ZoneScopedMixin, APIView):
 
     def get_serializer_context(self) -> dict[str, Any]:
         return {"request": self.request, "view": self, "organisation": getattr(self, "organisation", None)}
-
-
-class OrgScopedViewSet(OrgScopedMixin, viewsets.GenericViewSet):
-    """Declare `resource`, `model` (or override `get_queryset` with a selector), serializers, and mix in
-    the actions needed. `get_queryset` can only see this organisation's rows."""
-
-    permission_classes: ClassVar[list[Any]] = [IsAuthenticatedPrincipal]
-    model: ClassVar[type[models.Model]]
-    lookup_value_regex = "[^/]+"
-
-    def get_queryset(self) -> models.QuerySet:
-        return self.model.objects.for_org(self.organisation)  # type: ignore[attr-defined]
-
-    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Any:
-        raise MethodNotAllowed(request.method)
-
-
-class ListRetrieveMixins(mixins.ListModelMixin, mixins.RetrieveModelMixin):
-    pass

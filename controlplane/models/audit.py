@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 
 from django.conf import settings
@@ -15,6 +16,19 @@ class AppendOnlyError(RuntimeError):
     pass
 
 
+class AuditBypassError(RuntimeError):
+    """An audit row written outside `controlplane.services.audit`, which alone gives every row the same shape."""
+
+
+# Set by the audit service around its inserts; any other insert is refused.
+audit_service_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("audit_service_writing", default=False)
+
+
+def _check_written_by_the_service() -> None:
+    if not audit_service_writing.get():
+        raise AuditBypassError("Write audit events with controlplane.services.audit (audit_record / audit_records).")
+
+
 class AuditQuerySet(OrgQuerySet):
     """Reads only: the log is append-only, in bulk as row by row."""
 
@@ -25,6 +39,13 @@ class AuditQuerySet(OrgQuerySet):
     def delete(self):
         self._check_scoped()
         raise AppendOnlyError("Audit events cannot be deleted.")
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for obj in objs:
+            self._check_row(obj)
+        _check_written_by_the_service()
+        return super().bulk_create(objs, *args, **kwargs)
 
 
 class AuditManager(OrgManager.from_queryset(AuditQuerySet)):  # type: ignore[misc]
@@ -61,6 +82,7 @@ class AuditEvent(OrgOwnedModel):
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
             raise AppendOnlyError("Audit events cannot be changed.")
+        _check_written_by_the_service()
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

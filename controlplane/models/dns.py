@@ -1,10 +1,9 @@
-"""DNS records of a zone. CNAMEs to <tunnel id>.<TUNNEL_DOMAIN> are what route a public hostname to a tunnel."""
+"""DNS records of a zone. A product app may manage some (tunnels: the CNAMEs that route a public hostname)."""
 
 from __future__ import annotations
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 
 from controlplane.scoping import OrgOwnedModel
@@ -23,9 +22,10 @@ class DnsRecord(OrgOwnedModel):
     proxied = models.BooleanField(default=False)
     comment = models.CharField(max_length=500, blank=True)
     tags = models.JSONField(default=list, blank=True)
-    tunnel = models.ForeignKey(
-        "tunnels.Tunnel", on_delete=models.SET_NULL, null=True, blank=True, related_name="dns_records"
-    )
+    # Which object of a product app keeps this record in step (a tunnel's public hostname: "tunnel" + its id).
+    # Generic on purpose: the core knows product apps only through what they register (services/dns.py).
+    managed_by = models.CharField(max_length=32, blank=True, default="")
+    managed_by_id = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -35,7 +35,3 @@ class DnsRecord(OrgOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.name} {self.type} {self.content}"
-
-    @property
-    def is_tunnel_route(self) -> bool:
-        return self.type == "CNAME" and self.content.endswith("." + settings.TUNNEL_DOMAIN)

@@ -12,7 +12,10 @@ from controlplane.scoping import OrgOwnedModel
 class OutboxMessage(OrgOwnedModel):
     """One email as it would have been sent. Messages about an organisation carry it, and only its members with
     audit access read them in the UI; installation-wide mail (password resets) has none and is read by the
-    operator with `manage.py outbox`."""
+    operator with `manage.py outbox`. The one organisation-owned model whose organisation may be empty: it says so
+    in `installation_level_rows`, scopes never match those rows, and `.installation_level()` reads them."""
+
+    installation_level_rows = "installation-wide mail (password resets, sign-in notices) that no organisation owns"
 
     organisation = models.ForeignKey(
         "controlplane.Organisation", on_delete=models.CASCADE, related_name="+", null=True, blank=True

@@ -1,17 +1,22 @@
-"""Writing the audit log. Called by services inside their transaction, so the event and the change commit
-together or not at all."""
+"""Writing the audit log: the only code that inserts `AuditEvent` rows (the model refuses any other insert), so
+every row has the same shape whoever writes it. Called by services inside their transaction, so the event and
+the change commit together or not at all."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import uuid
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
 
 from controlplane.actors import Actor
 from controlplane.models import AuditEvent, Organisation
+from controlplane.models.audit import audit_service_writing
 
 
 def _plain(value: Any) -> Any:
@@ -42,9 +47,19 @@ def snapshot(instance: models.Model, fields: list[str]) -> dict[str, Any]:
     return {field: _plain(getattr(instance, field)) for field in fields}
 
 
-def audit_record(
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    token = audit_service_writing.set(True)
+    try:
+        yield
+    finally:
+        audit_service_writing.reset(token)
+
+
+def audit_event(
     *,
-    organisation: Organisation,
+    organisation: Organisation | None = None,
+    organisation_id: Any = None,
     actor: Actor,
     action: str,
     resource_type: str,
@@ -52,8 +67,13 @@ def audit_record(
     resource_name: str = "",
     changes: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
-        organisation=organisation,
+    """One event, not yet saved: for writers that insert many at once with `audit_records`."""
+    if organisation is not None:
+        organisation_id = organisation.pk
+    if organisation_id is None:
+        raise ValueError("an audit event belongs to an organisation")
+    return AuditEvent(
+        organisation_id=organisation_id,
         action=action,
         resource_type=resource_type,
         resource_id=str(resource_id.hex if isinstance(resource_id, uuid.UUID) else resource_id)[:64],
@@ -66,4 +86,67 @@ def audit_record(
         interface=actor.interface,
         ip=actor.ip,
         user_agent=actor.user_agent or (actor.label if actor.actor_type in {"system", "connector"} else ""),
+    )
+
+
+def audit_record(
+    *,
+    organisation: Organisation,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: Any = "",
+    resource_name: str = "",
+    changes: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = audit_event(
+        organisation=organisation,
+        actor=actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        resource_name=resource_name,
+        changes=changes,
+    )
+    with _writing():
+        event.save(force_insert=True)
+    return event
+
+
+def audit_records(events: Iterable[AuditEvent]) -> list[AuditEvent]:
+    """Insert events built by `audit_event` in one statement."""
+    events = list(events)
+    if not events:
+        return events
+    with _writing():
+        return AuditEvent.objects.bulk_create(events)
+
+
+def save_audited(
+    instance: models.Model,
+    *,
+    conflict: dict[str, str],
+    organisation: Organisation,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_name: str,
+    changes: dict[str, Any],
+) -> None:
+    """Save `instance` in a savepoint and audit it. A uniqueness race lost between the service's own check and
+    the insert (IntegrityError) becomes the same ValidationError the check gives (`conflict`), never a 500, and
+    leaves the surrounding transaction usable."""
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError:
+        raise ValidationError(conflict) from None
+    audit_record(
+        organisation=organisation,
+        actor=actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=instance.pk,
+        resource_name=resource_name,
+        changes=changes,
     )

@@ -8,6 +8,7 @@ wrong password, and it is locked out on the same schedule (kept in the cache ins
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -27,7 +28,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction
-from controlplane.models import AuditEvent, Membership, Organisation, User
+from controlplane.models import Membership, Organisation, User
+from controlplane.services.audit import audit_event, audit_records
 
 INVALID_CREDENTIALS = "The email address or password is incorrect."
 TOTP_DEVICE_NAME = "Authenticator app"
@@ -277,24 +279,18 @@ def _audit_in_users_organisations(*, user: User, actor: Actor, action: str, chan
         .unscoped("the user's own memberships")
         .values_list("organisation_id", flat=True)
     )
-    AuditEvent.objects.bulk_create(
-        [
-            AuditEvent(
-                organisation_id=organisation_id,
-                action=action,
-                resource_type="user",
-                resource_id=str(user.pk),
-                resource_name=user.email,
-                changes=changes,
-                actor_user=user,
-                actor_email=user.email,
-                actor_type="user",
-                interface=actor.interface,
-                ip=actor.ip,
-                user_agent=actor.user_agent,
-            )
-            for organisation_id in organisation_ids
-        ]
+    as_user = dataclasses.replace(actor, user=user, token=None)
+    audit_records(
+        audit_event(
+            organisation_id=organisation_id,
+            actor=as_user,
+            action=action,
+            resource_type="user",
+            resource_id=str(user.pk),
+            resource_name=user.email,
+            changes=changes,
+        )
+        for organisation_id in organisation_ids
     )
 
 

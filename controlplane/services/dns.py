@@ -1,21 +1,25 @@
 """DNS records of a zone. Names are fully qualified in storage; "@" and relative names are accepted on input.
-A CNAME cannot share its name with any other record (as in every DNS provider), and a CNAME into the tunnel
-domain must name a live tunnel of the same organisation: that is what routes a public hostname."""
+A CNAME cannot share its name with any other record (as in every DNS provider).
+
+The core knows product apps only through what they register here, never by import: a CNAME target owner (tunnels:
+a CNAME into the tunnel domain must name a live tunnel of the same organisation, and the record is then managed by
+it) and the `dns_records_changed` signal (tunnels: every edge reloads its hostname → tunnel table)."""
 
 from __future__ import annotations
 
 import ipaddress
-import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.dispatch import Signal
 
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction
 from controlplane.models import DnsRecord, Zone
-from controlplane.services.audit import audit_record, diff, snapshot
+from controlplane.services.audit import audit_event, audit_record, audit_records, diff, snapshot
 from controlplane.validators import normalise_hostname, reserved_by_installation, validate_domain_name
 
 RECORD_TYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "NS", "CAA", "SRV")
@@ -23,10 +27,33 @@ ADDRESS_RECORD_TYPES = ("A", "AAAA", "CNAME")
 RECORD_FIELDS = ["type", "name", "content", "ttl", "proxied", "comment", "tags"]
 
 
-def _routes_changed(organisation_id) -> None:
-    from tunnels.events import routes_changed
+# Sent (inside the writing transaction) whenever a record of the organisation is created, changed or deleted;
+# kwargs: organisation_id. Receivers that publish events do so on commit.
+dns_records_changed = Signal()
 
-    routes_changed(organisation_id=organisation_id)
+
+@dataclass(frozen=True)
+class ManagedBy:
+    """The product-app object that keeps a record in step, e.g. ManagedBy("tunnel", tunnel.pk)."""
+
+    kind: str
+    id: Any
+
+
+# Each owner looks at a CNAME target of a zone: None when the target is not its own, the ManagedBy when it is and
+# names a live object of the zone's organisation, and a ValidationError on "content" when it is its own but wrong.
+CnameTargetOwner = Callable[[Zone, str], "ManagedBy | None"]
+_cname_target_owners: list[CnameTargetOwner] = []
+
+
+def register_cname_target_owner(owner: CnameTargetOwner) -> None:
+    """Called from a product app's AppConfig.ready()."""
+    if owner not in _cname_target_owners:
+        _cname_target_owners.append(owner)
+
+
+def _routes_changed(organisation_id) -> None:
+    dns_records_changed.send(sender=DnsRecord, organisation_id=organisation_id)
 
 
 def record_name(zone: Zone, value: str) -> str:
@@ -49,21 +76,14 @@ def record_name(zone: Zone, value: str) -> str:
     return name
 
 
-def tunnel_for_target(zone: Zone, content: str):
-    """The live tunnel a CNAME target `<uuid>.<TUNNEL_DOMAIN>` names, checked to be the zone's organisation's."""
-    from tunnels.models import Tunnel
-
-    suffix = "." + str(settings.TUNNEL_DOMAIN)
-    if not content.endswith(suffix):
-        return None
-    try:
-        tunnel_id = uuid.UUID(content[: -len(suffix)])
-    except ValueError:
-        raise ValidationError({"content": f"{content} is not <tunnel id>{suffix}."}) from None
-    tunnel = Tunnel.objects.for_org(zone.organisation).filter(pk=tunnel_id, deleted_at__isnull=True).first()
-    if tunnel is None:
-        raise ValidationError({"content": f"No tunnel {tunnel_id} exists in this account."})
-    return tunnel
+def cname_target_owner(zone: Zone, content: str) -> ManagedBy | None:
+    """Who manages a CNAME to `content`, if a product app claims the target (and checks it is the zone's
+    organisation's)."""
+    for owner in _cname_target_owners:
+        managed_by = owner(zone, content)
+        if managed_by is not None:
+            return managed_by
+    return None
 
 
 def _clean_content(zone: Zone, type_: str, content: Any) -> str:
@@ -125,14 +145,14 @@ def dns_record_create(
     proxied: bool = False,
     comment: str = "",
     tags: list[str] | None = None,
-    tunnel: Any = None,
+    managed_by: ManagedBy | None = None,
 ) -> DnsRecord:
     type_ = (type or "").upper()
     if type_ not in RECORD_TYPES:
         raise ValidationError({"type": f"Unsupported record type “{type}”; use one of {', '.join(RECORD_TYPES)}."})
     fqdn = record_name(zone, name)
     text = _clean_content(zone, type_, content)
-    target_tunnel = tunnel_for_target(zone, text) if type_ == "CNAME" else None
+    owner = managed_by or (cname_target_owner(zone, text) if type_ == "CNAME" else None)
     _check_exclusive(zone, type_, fqdn)
     record = DnsRecord.objects.create(
         organisation=zone.organisation,
@@ -144,7 +164,8 @@ def dns_record_create(
         proxied=bool(proxied),
         comment=(comment or "")[:500],
         tags=list(tags or []),
-        tunnel=tunnel or target_tunnel,
+        managed_by=owner.kind if owner else "",
+        managed_by_id=owner.id if owner else None,
     )
     _routes_changed(zone.organisation_id)
     audit_record(
@@ -177,7 +198,8 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
         record.comment = (fields["comment"] or "")[:500]
     if "tags" in fields:
         record.tags = list(fields["tags"] or [])
-    record.tunnel = tunnel_for_target(zone, content) if type_ == "CNAME" else None
+    owner = cname_target_owner(zone, content) if type_ == "CNAME" else None
+    record.managed_by, record.managed_by_id = (owner.kind, owner.id) if owner else ("", None)
     _check_exclusive(zone, type_, name, exclude=record)
     record.save()
     changes = diff(before, snapshot(record, RECORD_FIELDS))
@@ -197,14 +219,29 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
 
 @transaction.atomic
 def dns_record_delete(*, record: DnsRecord, actor: Actor) -> None:
-    _routes_changed(record.organisation_id)
-    audit_record(
-        organisation=record.organisation,
-        actor=actor,
-        action=AuditAction.DELETE,
-        resource_type="dns_record",
-        resource_id=record.id,
-        resource_name=f"{record.name} {record.type}",
-        changes=diff(snapshot(record, RECORD_FIELDS), {}),
+    dns_records_delete(records=[record], actor=actor)
+
+
+@transaction.atomic
+def dns_records_delete(*, records: list[DnsRecord], actor: Actor) -> None:
+    """Delete records of one organisation, each with its audit event (one shape, whoever deletes: the DNS API, a
+    tunnel dropping a public hostname, a tunnel deleted), in one insert and one delete."""
+    if not records:
+        return
+    organisation = records[0].organisation
+    if any(record.organisation_id != organisation.pk for record in records):
+        raise ValueError("dns_records_delete deletes records of one organisation at a time")
+    audit_records(
+        audit_event(
+            organisation=organisation,
+            actor=actor,
+            action=AuditAction.DELETE,
+            resource_type="dns_record",
+            resource_id=record.id,
+            resource_name=f"{record.name} {record.type}",
+            changes=diff(snapshot(record, RECORD_FIELDS), {}),
+        )
+        for record in records
     )
-    record.delete()
+    DnsRecord.objects.for_org(organisation).filter(pk__in=[record.pk for record in records]).delete()
+    _routes_changed(organisation.pk)

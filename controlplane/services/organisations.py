@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction, Role
 from controlplane.models import Membership, Organisation, User
-from controlplane.services.audit import audit_record, diff, snapshot
+from controlplane.services.audit import audit_record, diff, save_audited, snapshot
 
 ORGANISATION_FIELDS = ["team_name", "display_name", "require_2fa"]
 
@@ -32,17 +32,13 @@ def organisation_create(
     )
     organisation.full_clean(exclude=["team_name"] if not team_name else None)
     _check_team_name_free(team_name)
-    try:
-        with transaction.atomic():
-            organisation.save()
-    except IntegrityError:
-        raise ValidationError({"team_name": f"The team name “{team_name}” is already taken."}) from None
-    audit_record(
+    save_audited(
+        organisation,
+        conflict={"team_name": f"The team name “{team_name}” is already taken."},
         organisation=organisation,
         actor=actor,
         action=AuditAction.CREATE,
         resource_type="organisation",
-        resource_id=organisation.id,
         resource_name=organisation.team_name,
         changes=diff({}, snapshot(organisation, ORGANISATION_FIELDS)),
     )
@@ -91,17 +87,13 @@ def organisation_update(*, organisation: Organisation, actor: Actor, **fields: o
     changes = diff(before, snapshot(organisation, ORGANISATION_FIELDS))
     if not changes:
         return organisation
-    try:
-        with transaction.atomic():
-            organisation.save()
-    except IntegrityError:
-        raise ValidationError({"team_name": f"The team name “{organisation.team_name}” is already taken."}) from None
-    audit_record(
+    save_audited(
+        organisation,
+        conflict={"team_name": f"The team name “{organisation.team_name}” is already taken."},
         organisation=organisation,
         actor=actor,
         action=AuditAction.UPDATE,
         resource_type="organisation",
-        resource_id=organisation.id,
         resource_name=organisation.team_name,
         changes=changes,
     )

@@ -11,14 +11,14 @@ import dns.nameserver
 import dns.resolver
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction, ZoneStatus
 from controlplane.models import Organisation, Zone
-from controlplane.services.audit import audit_record
+from controlplane.services.audit import audit_record, save_audited
 from controlplane.validators import normalise_hostname, reserved_by_installation, validate_domain_name
 
 _ZONE_LOCK_KEY = 0x5A4F4E45  # "ZONE": serialises overlap checks between concurrent writers on PostgreSQL
@@ -70,17 +70,13 @@ def zone_create(*, organisation: Organisation, name: str, actor: Actor) -> Zone:
     if settings.ZONES_AUTO_VERIFY:
         zone.status = ZoneStatus.ACTIVE
         zone.verified_at = timezone.now()
-    try:
-        with transaction.atomic():
-            zone.save()
-    except IntegrityError:
-        raise ValidationError({"name": f"{name} has just been added by someone else."}) from None
-    audit_record(
+    save_audited(
+        zone,
+        conflict={"name": f"{name} has just been added by someone else."},
         organisation=organisation,
         actor=actor,
         action=AuditAction.CREATE,
         resource_type="zone",
-        resource_id=zone.id,
         resource_name=name,
         changes={"name": [None, name], "status": [None, zone.status]},
     )

@@ -155,7 +155,7 @@ def test_hostnames_get_cname_routes_that_follow_the_config(org_a, zone):
     records = {r.name: r for r in DnsRecord.objects.for_org(org_a)}
     assert set(records) == {"app.example.com", "*.example.com"}
     assert records["app.example.com"].content == f"{tunnel.id}.cfargotunnel.localhost"
-    assert records["app.example.com"].tunnel_id == tunnel.id
+    assert (records["app.example.com"].managed_by, records["app.example.com"].managed_by_id) == ("tunnel", tunnel.id)
     tunnel_config_update(
         tunnel=tunnel, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR
     )
@@ -172,7 +172,7 @@ def test_a_hostname_routed_to_another_tunnel_is_a_clear_conflict(org_a, zone):
         tunnel_config_update(
             tunnel=second, config=config({"hostname": "app.example.com", "service": "http://x"}), actor=ACTOR
         )
-    assert DnsRecord.objects.for_org(org_a).get().tunnel_id == first.id
+    assert DnsRecord.objects.for_org(org_a).get().managed_by_id == first.id
 
 
 def test_single_hostnames_are_added_edited_and_removed_alone(org_a, zone):

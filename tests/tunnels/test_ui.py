@@ -138,7 +138,13 @@ def test_other_organisations_get_404(client, admin_b, org_a):
     assert client.get(url("tunnel", org_a, tunnel.id.hex)).status_code == 404
     assert (
         client.get(
-            reverse("ui:tunnel", args=[admin_b.memberships.get().organisation.account_id, tunnel.id.hex])
+            reverse(
+                "ui:tunnel",
+                args=[
+                    admin_b.memberships.unscoped("test: admin_b has one membership").get().organisation.account_id,
+                    tunnel.id.hex,
+                ],
+            )
         ).status_code
         == 404
     )

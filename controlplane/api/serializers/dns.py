@@ -39,8 +39,8 @@ class DnsRecordSerializer(serializers.Serializer):
         return {}
 
     def get_meta(self, obj: DnsRecord) -> dict[str, Any]:
-        """`tunnel_id` says which tunnel a CNAME routes to (and that its public hostname manages it)."""
-        return {"tunnel_id": str(obj.tunnel_id)} if obj.tunnel_id else {}
+        """`<kind>_id` names what manages the record, e.g. `tunnel_id`: the tunnel whose public hostname it routes."""
+        return {f"{obj.managed_by}_id": str(obj.managed_by_id)} if obj.managed_by and obj.managed_by_id else {}
 
 
 class DnsRecordWriteSerializer(serializers.Serializer):
