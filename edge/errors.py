@@ -25,6 +25,8 @@ from typing import Any
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from tunnels.choices import ORIGIN_ERROR_MAX_AGE
+
 logger = logging.getLogger("edge")
 
 FLUSH_INTERVAL = 1.0  # seconds between writes (at most one transaction per interval per process)
@@ -33,7 +35,7 @@ PENDING_PER_ORGANISATION = 60  # rows of one organisation per flush
 PENDING_TOTAL = 500  # rows per flush in all
 KEEP_PER_TUNNEL = 200  # rows kept per tunnel (the newest)
 TRIM_EVERY = 50  # a process trims a tunnel's rows once it has written this many since it last did
-MAX_AGE = datetime.timedelta(days=7)  # older rows are deleted, and never shown
+MAX_AGE = ORIGIN_ERROR_MAX_AGE  # older rows are deleted, and never shown
 PRUNE_EVERY = datetime.timedelta(minutes=10)  # how often a process deletes rows past MAX_AGE
 REASON_MAX = 1000
 PATH_MAX = 512

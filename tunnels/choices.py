@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime
+
 from django.db import models
 
 
@@ -16,3 +18,7 @@ STATUS_MEANING = {
     TunnelStatus.DEGRADED: "Serving traffic, but some connections are down.",
     TunnelStatus.DOWN: "Was connected before; no connector is connected now.",
 }
+
+
+# Origin errors older than this are deleted (edge/errors.py) and never shown (tunnels/selectors.py).
+ORIGIN_ERROR_MAX_AGE = datetime.timedelta(days=7)

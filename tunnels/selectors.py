@@ -192,7 +192,7 @@ def origin_error_list(*, tunnel: Tunnel, request_id: str = "", limit: int = 50) 
     visitor may quote it without the location suffix). Rows past the edge's retention are never shown."""
     from django.utils import timezone
 
-    from edge.errors import MAX_AGE
+    from tunnels.choices import ORIGIN_ERROR_MAX_AGE as MAX_AGE
 
     qs = OriginError.objects.for_org(tunnel.organisation).filter(
         tunnel=tunnel, occurred_at__gte=timezone.now() - MAX_AGE

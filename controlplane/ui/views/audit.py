@@ -40,9 +40,9 @@ def _display(value: Any) -> str:
 
 
 def _setting_labels() -> dict[str, str]:
-    from tunnels.forms import SETTING_LABELS
+    from controlplane.ui.extensions import audit_field_labels
 
-    return SETTING_LABELS
+    return audit_field_labels
 
 
 def _label(path: str) -> str:

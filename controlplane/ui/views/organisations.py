@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.contrib import messages
@@ -15,10 +14,11 @@ from django.views.generic import FormView, TemplateView
 from controlplane.choices import InvitationStatus, Level, Resource, Role, ZoneStatus
 from controlplane.models import ApiToken, AuditEvent, Invitation, Membership, Zone
 from controlplane.services.organisations import organisation_create, organisation_update
+from controlplane.ui import extensions
+from controlplane.ui.extensions import TutorialStep
 from controlplane.ui.forms import OrganisationCreateForm, OrganisationSettingsForm, TeamRenameForm
 from controlplane.ui.mixins import OrgRequiredMixin, SignedInMixin, apply_service_error
 from controlplane.ui.views.audit import audit_rows
-from tunnels.selectors import TunnelSummary, tunnel_summary
 
 
 class OrganisationCreateView(SignedInMixin, FormView):
@@ -41,22 +41,12 @@ class OrganisationCreateView(SignedInMixin, FormView):
         return redirect("ui:overview", account_id=organisation.account_id)
 
 
-@dataclass(frozen=True)
-class TutorialStep:
-    title: str
-    text: str
-    url: str
-    action: str
-    done: bool
-
-
-def tutorial_steps(*, account_id: str, zones: list[Zone], tunnels: TunnelSummary | None) -> list[TutorialStep]:
-    """The first-run tutorial (README, docs/tunnels.md) as steps ticked off from what exists. Without the tunnel
-    permission (`tunnels` None) only the zone steps are shown."""
+def tutorial_steps(*, account_id: str, zones: list[Zone]) -> list[TutorialStep]:
+    """The tutorial's zone steps (README, docs/tunnels.md); apps add theirs (controlplane/ui/extensions.py)."""
     pending = next((zone for zone in zones if zone.status == ZoneStatus.PENDING), None)
     active = any(zone.status == ZoneStatus.ACTIVE for zone in zones)
     zone_url = reverse("ui:zones", args=[account_id])
-    steps = [
+    return [
         TutorialStep(
             "Add a zone",
             "Add your domain, so that hostnames under it can be routed.",
@@ -72,37 +62,6 @@ def tutorial_steps(*, account_id: str, zones: list[Zone], tunnels: TunnelSummary
             active,
         ),
     ]
-    if tunnels is None:
-        return steps
-    tunnels_url = reverse("ui:tunnels", args=[account_id])
-    idle = tunnels.idle
-    steps += [
-        TutorialStep(
-            "Create a tunnel",
-            "A tunnel links a server to the edge without opening any inbound port.",
-            f"{tunnels_url}#create",
-            "Create a tunnel",
-            tunnels.total > 0,
-        ),
-        TutorialStep(
-            f"Run the connector of {idle.name}" if idle and not tunnels.any_serving else "Run a connector",
-            "Paste the install command on the server that can reach your services.",
-            reverse("ui:tunnel", args=[account_id, idle.id.hex]) + "#install" if idle else tunnels_url,
-            "Install the connector",
-            tunnels.any_serving,
-        ),
-    ]
-    target = tunnels.serving or idle
-    steps.append(
-        TutorialStep(
-            "Add a public hostname",
-            "Route a hostname under your zone to a service the connector reaches, e.g. http://localhost:3001.",
-            reverse("ui:tunnel-hostname-add", args=[account_id, target.id.hex]) if target else tunnels_url,
-            "Add a public hostname",
-            tunnels.public_hostnames > 0,
-        )
-    )
-    return steps
 
 
 class OverviewView(OrgRequiredMixin, TemplateView):
@@ -117,8 +76,11 @@ class OverviewView(OrgRequiredMixin, TemplateView):
         active_tokens = [
             token for token in ApiToken.objects.for_org(org).filter(revoked_at__isnull=True) if token.status == "active"
         ]
-        tunnels = tunnel_summary(organisation=org) if self.access.can(Resource.TUNNELS) else None
-        steps = tutorial_steps(account_id=org.account_id, zones=zones, tunnels=tunnels)
+        steps = tutorial_steps(account_id=org.account_id, zones=zones)
+        parts = [provider(organisation=org, access=self.access, zones=zones) for provider in extensions.overview_parts]
+        for part in parts:
+            context.update(part.context)
+            steps += part.steps
         context.update(
             counts={
                 "members": Membership.objects.for_org(org).count(),
@@ -127,7 +89,6 @@ class OverviewView(OrgRequiredMixin, TemplateView):
                 "zones_pending": sum(1 for zone in zones if zone.status == ZoneStatus.PENDING),
                 "tokens": len(active_tokens),
             },
-            tunnels=tunnels,
             steps=steps,
             next_step=next((step for step in steps if not step.done), None),
             role_label=Role(self.access.role).label if self.access.role else "",
