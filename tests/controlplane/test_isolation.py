@@ -159,6 +159,49 @@ class World:
             organisation=self.org_a, actor=self.admin, name="ops", kind="email", emails=["ops@alpha.test"]
         )
 
+    @functools.cached_property
+    def access_policy(self):
+        from access.services.policies import policy_save
+
+        data = {"name": "staff", "decision": "allow", "include": [{"email_domain": {"domain": "alpha.test"}}]}
+        return policy_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def access_app(self):
+        from access.services.applications import application_save
+        from controlplane.services.zones import zone_mark_verified
+
+        zone = zone_create(organisation=self.org_a, name="apps.example", actor=self.admin)
+        zone_mark_verified(zone=zone, actor=self.admin)
+        data = {"name": "tool", "domain": "tool.apps.example", "policies": [str(self.access_policy.pk)]}
+        return application_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def access_group(self):
+        from access.services.directory import group_save
+
+        data = {"name": "admins", "include": [{"email": {"email": "a@alpha.test"}}]}
+        return group_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def access_list(self):
+        from access.services.directory import list_save
+
+        data = {"name": "staff", "type": "EMAIL", "items": [{"value": "a@alpha.test"}]}
+        return list_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def service_token(self):
+        from access.services.directory import service_token_create
+
+        return service_token_create(organisation=self.org_a, actor=self.admin, data={"name": "ci"})[0]
+
+    @functools.cached_property
+    def identity_provider(self):
+        from access.services.directory import one_time_pin_provider
+
+        return one_time_pin_provider(self.org_a)
+
 
 # URL kwarg name -> organisation A's value for it. Add new object kwargs here.
 REGISTRY: dict[str, Callable[[World], Any]] = {
@@ -175,6 +218,12 @@ REGISTRY: dict[str, Callable[[World], Any]] = {
     "index": lambda world: world.hostname_index,
     "destination_id": lambda world: world.destination.id,
     "record_id": lambda world: world.dns_record.id,
+    "app_id": lambda world: world.access_app.id,
+    "policy_id": lambda world: world.access_policy.id,
+    "group_id": lambda world: world.access_group.id,
+    "list_id": lambda world: world.access_list.id,
+    "service_token_id": lambda world: world.service_token.id,
+    "idp_id": lambda world: world.identity_provider.id,
 }
 
 
