@@ -194,3 +194,93 @@ class ApplicationPolicy(OrgOwnedModel):
             models.UniqueConstraint(fields=["application", "policy"], name="access_app_policy_unique"),
             models.UniqueConstraint(fields=["application", "precedence"], name="access_app_precedence_unique"),
         ]
+
+
+class AccessSettings(OrgOwnedModel):
+    """The organisation's Access settings (Cloudflare's `access/organizations`): global session, key rotation,
+    login page design."""
+
+    session_duration = models.CharField(max_length=32, default="24h")
+    key_rotation_interval_days = models.PositiveIntegerField(default=42)
+    auto_redirect_to_identity = models.BooleanField(default=False)
+    login_design = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organisation"], name="access_settings_one_per_org")]
+
+
+class SigningKey(OrgOwnedModel):
+    """An RSA key pair that signs the organisation's Access tokens. The newest unretired key signs; a retired key
+    still verifies until `retired_at` + the grace period (7 days), as Cloudflare's previous key does."""
+
+    kid = models.CharField(max_length=64, unique=True)
+    private_key_ciphertext = models.TextField(editable=False)
+    public_jwk = models.JSONField()
+    certificate_pem = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class LoginCode(OrgOwnedModel):
+    """A one-time PIN sent by email. Stored as an HMAC; void after its expiry, its first use or 5 wrong tries."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    email = models.CharField(max_length=320)
+    pin_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    send_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organisation", "email", "-created_at"])]
+
+
+class HandoffCode(OrgOwnedModel):
+    """The single-use code that carries a successful login from the team domain to the application's own host,
+    where the edge exchanges it for the application's cookie (60 seconds)."""
+
+    code_hash = models.CharField(max_length=64, unique=True)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    email = models.CharField(max_length=320)
+    login_method = models.CharField(max_length=64)
+    country = models.CharField(max_length=2, blank=True)
+    session_seconds = models.PositiveIntegerField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+
+class UserRevocation(OrgOwnedModel):
+    """Tokens of this identity issued before `revoked_at` are refused (logout, or an admin's "revoke user")."""
+
+    email = models.CharField(max_length=320)
+    revoked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organisation", "email"], name="access_revocation_per_email")]
+
+
+class AccessRequest(OrgOwnedModel):
+    """One login attempt or decision, in Cloudflare's `access/logs/access_requests` shape. Bypass is not logged."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user_email = models.CharField(max_length=320, blank=True)
+    ip_address = models.CharField(max_length=64, blank=True)
+    app_uid = models.CharField(max_length=64, blank=True)
+    app_domain = models.CharField(max_length=512, blank=True)
+    action = models.CharField(max_length=32, default="login")
+    connection = models.CharField(max_length=32, default="onetimepin")
+    allowed = models.BooleanField(default=False)
+    reason = models.CharField(max_length=300, blank=True)
+    ray_id = models.CharField(max_length=32, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -87,6 +87,9 @@ def clean_rules(organisation: Organisation, raw: Any, field: str, *, required: b
 def audit(
     *, organisation: Organisation, actor: Actor, action: str, obj: Any, kind: str, changes: dict[str, Any] | None = None
 ) -> None:
+    from access.events import access_changed
+
+    access_changed(organisation_id=organisation.pk)
     audit_record(
         organisation=organisation,
         actor=actor,
