@@ -127,7 +127,16 @@ def _private_key(kid: str, ciphertext: str) -> Any:
 
 
 def sign(organisation: Organisation, claims: dict[str, Any]) -> str:
+    """Sign with the current key, rotating it first when it is older than the organisation's interval (so that keys
+    rotate in embedded mode too, where no Celery beat runs)."""
+    from access.models import AccessSettings
+
     key = current_key(organisation)
+    interval = (
+        AccessSettings.objects.for_org(organisation).values_list("key_rotation_interval_days", flat=True).first() or 42
+    )
+    if key.created_at + datetime.timedelta(days=interval) <= timezone.now():
+        key = rotate_key(organisation)
     return jwt.encode(claims, _private_key(key.kid, key.private_key_ciphertext), ALGORITHM, headers={"kid": key.kid})
 
 

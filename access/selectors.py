@@ -181,3 +181,74 @@ def compile_org(organisation: Organisation, apps: Sequence[Application] | None =
         )
     index = DestinationIndex.build((app.destinations, app) for app in compiled)
     return CompiledOrg(apps=compiled, index=index, directory=directory_for(organisation))
+
+
+def access_request_list(
+    *,
+    organisation: Organisation,
+    since: Any = None,
+    until: Any = None,
+    email: str | None = None,
+    app_uid: str | None = None,
+    allowed: bool | None = None,
+    direction: str = "desc",
+) -> QuerySet[Any]:
+    from access.models import AccessRequest
+
+    rows = AccessRequest.objects.for_org(organisation)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lte=until)
+    if email:
+        rows = rows.filter(user_email__iexact=email)
+    if app_uid:
+        rows = rows.filter(app_uid=app_uid)
+    if allowed is not None:
+        rows = rows.filter(allowed=allowed)
+    return rows.order_by("created_at" if direction == "asc" else "-created_at")
+
+
+def policy_test(*, organisation: Organisation, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The policy tester: every application's decision (or the one covering `url`) for a hypothetical visitor."""
+    from urllib.parse import urlsplit
+
+    from django.core.exceptions import ValidationError
+
+    from access.logic.rules import Subject
+    from access.logic.tester import evaluate_apps, trace_data
+    from access.services.directory import one_time_pin_provider
+
+    email = (data.get("email") or "").strip().lower() or None
+    if email is not None and ("@" not in email or len(email) > 320):
+        raise ValidationError({"email": "An email address."})
+    ip = None
+    if data.get("ip"):
+        try:
+            ip = ipaddress.ip_address(str(data["ip"]).strip())
+        except ValueError:
+            raise ValidationError({"ip": f"“{data['ip']}” is not an IP address."}) from None
+    country = (data.get("country") or "").strip().upper() or None
+    if country is not None and (len(country) != 2 or not country.isalpha()):
+        raise ValidationError({"country": "A two-letter country code."})
+    token_id = (data.get("service_token_id") or "").strip() or None
+    if token_id is not None:
+        service_token_get(organisation=organisation, token_id=token_id)
+    compiled = compile_org(organisation)
+    apps = compiled.apps
+    url = (data.get("url") or "").strip()
+    if url:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        match = compiled.match(parts.hostname or "", parts.path or "/")
+        apps = [match] if match else []
+    subject = Subject(
+        email=email,
+        login_method=str(one_time_pin_provider(organisation).pk) if email else None,
+        ip=ip,
+        country=country,
+        service_token_id=token_id,
+    )
+    return [
+        {"app_id": test.app_id, "app_name": test.app_name, **trace_data(test.verdict)}
+        for test in evaluate_apps(apps, subject, compiled.directory)
+    ]

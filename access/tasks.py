@@ -68,3 +68,21 @@ def send_login_code(self: Any, *, code_id: str, organisation_id: str, pin: str) 
         return "failed"
     LoginCode.objects.for_org(organisation).filter(pk=code.pk, sent_at__isnull=True).update(sent_at=timezone.now())
     return "sent"
+
+
+@shared_task
+def housekeeping() -> dict[str, int]:
+    """Hourly (Celery beat): rotate due signing keys; delete login and handoff codes spent or expired a day ago."""
+    import datetime
+
+    from access.models import HandoffCode
+    from access.services.settings import rotate_due_keys
+
+    cutoff = timezone.now() - datetime.timedelta(days=1)
+    pins, _ = (
+        LoginCode.objects.unscoped("pruning every organisation's spent codes").filter(expires_at__lt=cutoff).delete()
+    )
+    handoffs, _ = (
+        HandoffCode.objects.unscoped("pruning every organisation's spent codes").filter(expires_at__lt=cutoff).delete()
+    )
+    return {"rotated": rotate_due_keys(), "pins_deleted": pins, "handoffs_deleted": handoffs}

@@ -245,3 +245,107 @@ def list_data(access_list: AccessList) -> dict[str, Any]:
         "created_at": access_list.created_at,
         "updated_at": access_list.updated_at,
     }
+
+
+class LoginDesign(serializers.Serializer):
+    background_color = serializers.CharField(required=False, allow_blank=True)
+    text_color = serializers.CharField(required=False, allow_blank=True)
+    logo_path = serializers.CharField(required=False, allow_blank=True)
+    header_text = serializers.CharField(required=False, allow_blank=True)
+    footer_text = serializers.CharField(required=False, allow_blank=True)
+
+
+class AccessOrganizationInput(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    auth_domain = serializers.CharField(required=False)
+    session_duration = serializers.CharField(required=False, help_text="The global session: 15m to 730h.")
+    auto_redirect_to_identity = serializers.BooleanField(required=False)
+    login_design = LoginDesign(required=False)
+
+
+class AccessOrganizationOutput(AccessOrganizationInput):
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+def access_organization_data(organisation: Any, row: Any) -> dict[str, Any]:
+    return {
+        "name": organisation.display_name or organisation.team_name,
+        "auth_domain": organisation.team_domain,
+        "session_duration": row.session_duration,
+        "auto_redirect_to_identity": row.auto_redirect_to_identity,
+        "login_design": row.login_design,
+        "created_at": organisation.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+class RevokeUserInput(serializers.Serializer):
+    email = serializers.EmailField()
+
+
+class KeysInput(serializers.Serializer):
+    key_rotation_interval_days = serializers.IntegerField(min_value=21, max_value=365)
+
+
+class KeysOutput(KeysInput):
+    last_key_rotation_at = serializers.DateTimeField(allow_null=True)
+    days_until_next_rotation = serializers.IntegerField()
+
+
+class AccessLogQuery(serializers.Serializer):
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    email = serializers.CharField(required=False, max_length=320)
+    app_uid = serializers.CharField(required=False, max_length=64)
+    allowed = serializers.BooleanField(required=False, allow_null=True, default=None)
+    direction = serializers.ChoiceField(choices=["asc", "desc"], required=False, default="desc")
+
+
+class AccessRequestOutput(serializers.Serializer):
+    user_email = serializers.CharField()
+    ip_address = serializers.CharField()
+    app_uid = serializers.CharField()
+    app_domain = serializers.CharField()
+    action = serializers.CharField()
+    connection = serializers.CharField()
+    allowed = serializers.BooleanField()
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    ray_id = serializers.CharField()
+    country = serializers.CharField()
+
+
+def access_request_data(row: Any) -> dict[str, Any]:
+    return {
+        "user_email": row.user_email,
+        "ip_address": row.ip_address,
+        "app_uid": row.app_uid,
+        "app_domain": row.app_domain,
+        "action": row.action,
+        "connection": row.connection,
+        "allowed": row.allowed,
+        "reason": row.reason,
+        "created_at": row.created_at,
+        "ray_id": row.ray_id,
+        "country": row.country,
+    }
+
+
+class PolicyTestInput(serializers.Serializer):
+    email = serializers.CharField(required=False, allow_blank=True)
+    ip = serializers.CharField(required=False, allow_blank=True)
+    country = serializers.CharField(required=False, allow_blank=True, max_length=2)
+    url = serializers.CharField(required=False, allow_blank=True, help_text="Test only the application covering it.")
+    service_token_id = serializers.CharField(required=False, allow_blank=True)
+
+
+class PolicyTestOutput(serializers.Serializer):
+    app_id = serializers.CharField()
+    app_name = serializers.CharField()
+    outcome = serializers.CharField()
+    admitted = serializers.BooleanField()
+    explanation = serializers.CharField()
+    policy = serializers.DictField(allow_null=True)
+    rule = serializers.DictField(allow_null=True)
+    trace = serializers.ListField(child=serializers.DictField())

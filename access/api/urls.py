@@ -42,6 +42,12 @@ urlpatterns = [
     ),
     path(f"{base}/identity_providers", views.IdentityProviderListView.as_view(), name="api-access-idps"),
     path(f"{base}/identity_providers/<str:idp_id>", views.IdentityProviderDetailView.as_view(), name="api-access-idp"),
+    path(f"{base}/organizations", views.OrganizationView.as_view(), name="api-access-organization"),
+    path(f"{base}/organizations/revoke_user", views.RevokeUserView.as_view(), name="api-access-revoke-user"),
+    path(f"{base}/keys", views.KeysView.as_view(), name="api-access-keys"),
+    path(f"{base}/keys/rotate", views.KeysRotateView.as_view(), name="api-access-keys-rotate"),
+    path(f"{base}/logs/access_requests", views.AccessRequestLogView.as_view(), name="api-access-logs"),
+    path(f"{base}/policy_tester", views.PolicyTesterView.as_view(), name="api-access-policy-tester"),
     path("accounts/<str:account_id>/gateway/lists", views.ListListView.as_view(), name="api-access-lists"),
     path(
         "accounts/<str:account_id>/gateway/lists/<str:list_id>", views.ListDetailView.as_view(), name="api-access-list"

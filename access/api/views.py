@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.db import models
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -15,6 +16,7 @@ from rest_framework.response import Response
 from access import selectors
 from access.api import serializers as s
 from access.services import applications, directory, policies
+from access.services import settings as settings_service
 from controlplane.api.base import OrgScopedAPIView
 from controlplane.api.pagination import V4Pagination
 from controlplane.api.schema import errors
@@ -298,7 +300,6 @@ class IdentityProviderListView(CollectionView):
     shape = staticmethod(s.identity_provider_data)
 
     def items(self, **kwargs: Any) -> models.QuerySet[Any]:
-        directory.one_time_pin_provider(self.organisation)
         return selectors.identity_provider_list(organisation=self.organisation)
 
     def create(self, data: dict[str, Any], **kwargs: Any) -> Any:
@@ -384,3 +385,99 @@ class ServiceTokenRotateView(AccessView):
         token = selectors.service_token_get(organisation=self.organisation, token_id=service_token_id)
         token, secret = directory.service_token_rotate(token=token, actor=self.actor)
         return Response(s.service_token_data(token, secret))
+
+
+# --- organisation settings, keys, users, logs, policy tester -------------------------------------------------------
+
+
+class OrganizationView(AccessView):
+    @extend_schema(
+        summary="Get the Access settings of the account (a single object)", responses={200: s.AccessOrganizationOutput}
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        return Response(
+            s.access_organization_data(self.organisation, settings_service.access_settings(self.organisation))
+        )
+
+    @extend_schema(
+        summary="Update the Access settings",
+        request=s.AccessOrganizationInput,
+        responses={200: s.AccessOrganizationOutput, **WRITE_ERRORS},
+    )
+    def put(self, request: Request, account_id: str) -> Response:
+        row = settings_service.access_settings_update(
+            organisation=self.organisation, actor=self.actor, data=body(request)
+        )
+        return Response(s.access_organization_data(self.organisation, row))
+
+    @extend_schema(
+        summary="Create the Access settings (they exist already: same as update)",
+        request=s.AccessOrganizationInput,
+        responses={200: s.AccessOrganizationOutput, **WRITE_ERRORS},
+    )
+    def post(self, request: Request, account_id: str) -> Response:
+        return self.put(request, account_id)
+
+
+class RevokeUserView(AccessView):
+    @extend_schema(
+        summary="Revoke every session of one user",
+        request=s.RevokeUserInput,
+        responses={200: OpenApiTypes.BOOL, **WRITE_ERRORS},
+    )
+    def post(self, request: Request, account_id: str) -> Response:
+        settings_service.user_revoke(organisation=self.organisation, actor=self.actor, email=body(request).get("email"))
+        return Response(True)
+
+
+class KeysView(AccessView):
+    @extend_schema(summary="Signing key rotation settings", responses={200: s.KeysOutput})
+    def get(self, request: Request, account_id: str) -> Response:
+        return Response(settings_service.keys_status(self.organisation))
+
+    @extend_schema(
+        summary="Set the rotation interval", request=s.KeysInput, responses={200: s.KeysOutput, **WRITE_ERRORS}
+    )
+    def put(self, request: Request, account_id: str) -> Response:
+        settings_service.keys_update(
+            organisation=self.organisation, actor=self.actor, days=body(request).get("key_rotation_interval_days")
+        )
+        return Response(settings_service.keys_status(self.organisation))
+
+
+class KeysRotateView(AccessView):
+    @extend_schema(
+        summary="Rotate the signing key now (the previous one verifies 7 more days)",
+        request=None,
+        responses={200: s.KeysOutput, **WRITE_ERRORS},
+    )
+    def post(self, request: Request, account_id: str) -> Response:
+        settings_service.keys_rotate(organisation=self.organisation, actor=self.actor)
+        return Response(settings_service.keys_status(self.organisation))
+
+
+class AccessRequestLogView(AccessView):
+    pagination_class = V4Pagination
+
+    @extend_schema(
+        summary="Access login attempts and decisions",
+        parameters=[s.AccessLogQuery],
+        responses={200: s.AccessRequestOutput(many=True), **READ_ERRORS},
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        query = s.AccessLogQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = selectors.access_request_list(organisation=self.organisation, **query.validated_data)
+        return self.page(request, rows, s.access_request_data)
+
+
+class PolicyTesterView(AccessView):
+    @extend_schema(
+        summary="Which application admits this visitor, and why (a read: nothing is saved)",
+        parameters=[s.PolicyTestInput],
+        responses={200: s.PolicyTestOutput(many=True), **READ_ERRORS},
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        query = s.PolicyTestInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(selectors.policy_test(organisation=self.organisation, data=dict(query.validated_data)))

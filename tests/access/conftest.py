@@ -46,3 +46,17 @@ def portainer(org_a):
 def pins_for(organisation, email: str) -> list[str]:
     messages = OutboxMessage.objects.for_org(organisation).order_by("created_at")
     return [re.search(r"\b(\d{6})\b", m.body).group(1) for m in messages if email in m.to and "login code" in m.subject]
+
+
+@pytest.fixture
+def client_api(token_a, org_a):
+    from django.test import Client
+
+    client = Client(headers={"Authorization": f"Bearer {token_a}"})
+    base = f"/client/v4/accounts/{org_a.account_id}"
+
+    def call(method: str, path: str, body=None):
+        response = getattr(client, method)(base + path, body, content_type="application/json")
+        return response.status_code, response.json()
+
+    return call

@@ -67,6 +67,12 @@ NOT_ORGANISATION_SCOPED: dict[str, str] = {
     "account/two-factor/remove/": "the signed-in user's own second factor",
     "organisations/new/": "creates a new organisation owned by the signed-in user",
     "invitations/<str:secret>/": "an invitation link is its own authority (hashed secret)",
+    # Access pages of a team domain: the organisation comes from the Host (<team>.<AUTH_DOMAIN>), never from the
+    # URL, and they are served on team domains only (tests/access/test_login.py proves both).
+    "cdn-cgi/access/login/<str:app_host>": "the team domain's login page; the application must be that team's",
+    "cdn-cgi/access/certs": "the team's public keys (JWKS), public by design",
+    "cdn-cgi/access/get-identity": "the identity in the visitor's own session cookie",
+    "cdn-cgi/access/logout": "ends the visitor's own session",
     # Public files and probes
     "healthz": "liveness probe: says only that the process answers",
     "readyz": "readiness probe: says only whether the database (and Redis) answer",

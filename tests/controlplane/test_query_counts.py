@@ -191,6 +191,14 @@ def seed_service_tokens(org: Organisation, admin: Any, rows: int) -> Seeded:
     return Seeded({})
 
 
+def seed_access_log(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from access.models import AccessRequest
+
+    for index in range(rows):
+        AccessRequest.objects.create(organisation=org, user_email=f"u{index}@alpha.test", allowed=index % 2 == 0)
+    return Seeded({})
+
+
 # OpenAPI path of each list endpoint -> how to give it `rows` rows (as seen by org A's Super Administrator).
 SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts": seed_accounts,
@@ -211,6 +219,8 @@ SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts/{account_id}/gateway/lists": seed_access_lists,
     "/accounts/{account_id}/access/service_tokens": seed_service_tokens,
     "/accounts/{account_id}/access/identity_providers": seed_nothing,
+    "/accounts/{account_id}/access/logs/access_requests": seed_access_log,
+    "/accounts/{account_id}/access/policy_tester": seed_access_apps,
 }
 
 
