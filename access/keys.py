@@ -11,7 +11,6 @@ import hashlib
 import uuid
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 from cryptography import x509
@@ -24,17 +23,11 @@ from django.utils import timezone
 
 from access.models import SigningKey
 from controlplane.models import Organisation
+from controlplane.teams import team_url
 from tunnels.secrets import decrypt_secret, encrypt_secret
 
 GRACE = datetime.timedelta(days=7)
 ALGORITHM = "RS256"
-
-
-def team_url(team_name: str) -> str:
-    """`<scheme>://<team>.<AUTH_DOMAIN>[:port]`, with the scheme and port of PUBLIC_URL (the control plane's)."""
-    public = urlsplit(settings.PUBLIC_URL)
-    port = f":{public.port}" if public.port and public.port not in (80, 443) else ""
-    return f"{public.scheme or 'https'}://{team_name}.{settings.AUTH_DOMAIN}{port}"
 
 
 def issuer(organisation: Organisation) -> str:

@@ -124,11 +124,16 @@ def test_portainer_behind_access_end_to_end(org_a, tmp_path, settings):
         team_host = f"alpha.access.localhost:{server.port}"
         handler = origin_handler(f"{server.url}/cdn-cgi/access/certs", team_host, app.aud, seen)
         with serve_in_thread(handler) as origin_port:
+            # Both hostnames also ask the connector to check the token itself (originRequest.access): portainer is an
+            # Access application, so the edge adds the assertion; "bare" is not, as if the edge had been bypassed.
+            protect = {"access": {"required": True, "teamName": "alpha", "audTag": [app.aud]}}
+            service = f"http://127.0.0.1:{origin_port}"
             tunnel_config_update(
                 tunnel=tunnel,
                 config={
                     "ingress": [
-                        {"hostname": "portainer.example.com", "service": f"http://127.0.0.1:{origin_port}"},
+                        {"hostname": "portainer.example.com", "service": service, "originRequest": protect},
+                        {"hostname": "bare.example.com", "service": service, "originRequest": protect},
                         {"service": "http_status:404"},
                     ]
                 },
@@ -200,6 +205,12 @@ def run_walk(server, org, team_host, seen):
     assert status == 200, body
     assert json.loads(body) == {"tool": "portainer", "email": "ana@example.com", "path": "/dashboard?tab=2"}
     assert seen[-1]["cf-access-authenticated-user-email"] == "ana@example.com"
+    # The connector verified that assertion itself (it fetched the team's keys through the control plane), and it
+    # refuses a protected hostname reached without one, even with a forged header.
+    bare = f"http://bare.example.com:{server.port}"
+    status, _, body = visitor.request("GET", f"{bare}/", headers={"Cf-Access-Jwt-Assertion": "forged"})
+    assert status == 403 and "requires a valid Cloudflare Access token" in body, (status, body)
+    assert len(seen) == 1
     # The handoff code cannot be replayed.
     assert Visitor(server.port).request("GET", authorized)[0] == 400
 
