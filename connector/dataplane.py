@@ -28,6 +28,7 @@ import struct
 from typing import Any
 
 from . import protocol
+from .access import AccessDenied, AccessVerifier, token_from_headers
 from .hello import render as render_hello
 from .httpclient import (
     OriginError,
@@ -126,6 +127,7 @@ class DataPlane:
         self._pools: dict[tuple, OriginPool] = {}
         self._rule_pools: dict[int, tuple[Any, OriginPool]] = {}  # id(rule) -> (rule, pool): the per-request fast path
         self._http2_warned: set[str] = set()
+        self.access = AccessVerifier()
         self.requests = 0
         self.errors = 0
 
@@ -301,6 +303,40 @@ class Mux:
             self.frame(_DATA, stream_id, _END, _NO_CONFIG_BODY)
             return
         _index, rule = ingress.match(message.authority, message.target)
+        access = rule.origin_request.access
+        if access is not None and access.required:
+            self.admit(message, rule, access)
+            return
+        self.start(message, rule)
+
+    def admit(self, message: protocol.Request, rule: Any, access: Any) -> None:
+        """`originRequest.access.required`: only a request with a valid Access token for the rule's AUD tags goes on
+        (connector/access.py). Decided at once from cached keys; otherwise the stream waits for the keys."""
+        token = token_from_headers(message.headers)
+        try:
+            claims = self.plane.access.check_now(token, access.team_name, access.aud_tags) if token else None
+        except AccessDenied as exc:
+            self.deny(message, str(exc))
+            return
+        if claims is not None:
+            self.start(message, rule)
+            return
+        if not token:
+            self.deny(message, "no Access token (Cf-Access-Jwt-Assertion) on the request")
+            return
+        pending = PendingAccess(self, message, rule, token, access)
+        self.streams[message.stream_id] = pending
+        pending.begin()
+
+    def deny(self, message: protocol.Request, reason: str) -> None:
+        log.warning("access: refused %s %s%s: %s", message.method, message.authority, message.target[:200], reason)
+        body = b"Forbidden: this hostname requires a valid Cloudflare Access token.\n"
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        self.response(message.stream_id, 403, headers, end=False)
+        self.frame(_DATA, message.stream_id, _END, body)
+
+    def start(self, message: protocol.Request, rule: Any) -> None:
+        stream_id = message.stream_id
         kind = rule.service.kind
         if kind == "http_status":
             status = rule.service.status
@@ -351,6 +387,62 @@ class Mux:
             stream.abort()
         self.streams.clear()
         self.blocked = []
+
+
+class PendingAccess:
+    """A stream whose Access token waits for the team's keys: frames that arrive meanwhile are kept (at most one
+    window of body) and replayed to the real stream once the token verifies; a refused token gets 403."""
+
+    def __init__(self, mux: Mux, message: protocol.Request, rule: Any, token: str, access: Any) -> None:
+        self.mux, self.message, self.rule, self.token, self.access = mux, message, rule, token, access
+        self.frames: list[tuple[str, Any]] = []
+        self.task: asyncio.Future | None = None
+        self.aborted = False
+
+    def begin(self) -> None:
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        mux, message = self.mux, self.message
+        try:
+            await mux.plane.access.check(self.token, self.access.team_name, self.access.aud_tags)
+        except AccessDenied as exc:
+            if not self.aborted and mux.streams.get(message.stream_id) is self:
+                del mux.streams[message.stream_id]
+                mux.deny(message, str(exc))
+            return
+        if self.aborted or mux.closed or mux.streams.get(message.stream_id) is not self:
+            return
+        del mux.streams[message.stream_id]
+        mux.start(message, self.rule)
+        stream = mux.streams.get(message.stream_id)
+        for kind, value in self.frames:
+            if stream is None:
+                break
+            if kind == "data":
+                stream.on_data(*value)
+            elif kind == "window":
+                stream.on_window(value)
+            elif kind == "ws":
+                stream.on_ws_message(value)
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        self.frames.append(("data", (data, end_stream)))
+
+    def on_window(self, increment: int) -> None:
+        self.frames.append(("window", increment))
+
+    def on_ws_message(self, message: Any) -> None:
+        self.frames.append(("ws", message))
+
+    def on_reset(self, code: Any, message: str) -> None:
+        self.abort()
+        self.mux.streams.pop(self.message.stream_id, None)
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self.task is not None:
+            self.task.cancel()
 
 
 # ------------------------------------------------------------------------------------------------ HTTP streams

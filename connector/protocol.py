@@ -258,12 +258,18 @@ class Welcome(ControlMessage):
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     location: str = ""
     features: list[str] = dataclasses.field(default_factory=list)  # what the server accepts, e.g. "batch"
+    # Where `originRequest.access` finds a team's keys: `https://<team>.<auth_domain>`, fetched through the address
+    # the connector dials (connector/access.py); `team_url` is the issuer with "{team}" for the team name.
+    auth_domain: str = ""
+    team_url: str = ""
 
     def validate(self) -> None:
         if not 0.01 <= self.heartbeat_interval <= 3600:
             raise ProtocolError("WELCOME.heartbeat_interval out of range")
         if len(self.features) > 64:
             raise ProtocolError("WELCOME.features has too many entries")
+        if len(self.auth_domain) > 253 or len(self.team_url) > 512:
+            raise ProtocolError("WELCOME.auth_domain or team_url too long")
 
 
 @dataclasses.dataclass(frozen=True)

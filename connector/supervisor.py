@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import time
+import urllib.parse
 import uuid
 from typing import Any, Callable
 
@@ -82,6 +83,13 @@ class Settings:
     # Extra CA bundle origins are verified against (besides the system roots and each rule's caPool): the hook for
     # the Origin CA bundle the control plane will provide. TUNNEL_ORIGIN_CA_FILE by default.
     origin_ca_file: str = dataclasses.field(default_factory=env_extra_ca_file)
+
+
+def http_base(url: str) -> str:
+    """The HTTP origin of the websocket URL the connector dials (ws→http, wss→https), without a path."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
 
 
 @dataclasses.dataclass
@@ -338,6 +346,11 @@ class Supervisor:
                 return True, False
             heartbeat = asyncio.ensure_future(self._heartbeat(conn, welcome.heartbeat_interval))
             conn.mux.batching = protocol.FEATURE_BATCH in welcome.features
+            if welcome.auth_domain:  # where originRequest.access finds the team's keys (connector/access.py)
+                verifier = self.dataplane.access
+                verifier.base_url = http_base(settings.url)
+                verifier.auth_domain, verifier.team_url = welcome.auth_domain, welcome.team_url
+                verifier.ssl_context = settings.ssl
             mux = conn.mux
             while True:
                 for message in await conn.receive_many():

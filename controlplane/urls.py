@@ -7,7 +7,9 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("client/v4/", include("controlplane.api.urls")),
     path("client/v4/", include("tunnels.api.urls")),
+    path("client/v4/", include("access.api.urls")),
     path("docs/api/", include("controlplane.api.docs_urls")),
+    path("", include("access.urls")),
     path("", include("tunnels.urls")),
     path("", include("controlplane.ui.urls")),
 ]

@@ -20,6 +20,7 @@ from django.dispatch import receiver
 
 from connector import protocol
 from controlplane.daphne_flow import WAIT_WRITABLE
+from edge.admission import Admit, Gate
 from edge.errors import recorder as origin_errors
 from edge.pages import error_body, wants_json
 from edge.routes import Route, RouteTable, load_routes
@@ -199,6 +200,7 @@ def response_headers(headers: list[tuple[bytes, bytes]], request_id: str) -> lis
 class Edge:
     def __init__(self) -> None:
         self.routes = RouteTable()
+        self.gate = Gate()
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
         kind = scope["type"]
@@ -216,6 +218,7 @@ class Edge:
         await hub.ensure_started()
         if hub.on_routes_changed is None:
             hub.on_routes_changed = self.reload_routes
+            hub.subscribe("access", self.gate.on_event)
         return hub
 
     async def reload_routes(self) -> None:
@@ -230,10 +233,13 @@ class Edge:
     def request_id(self, hub: Hub) -> str:
         return new_request_id(hub.location)
 
-    async def decide_access(self, scope: dict[str, Any], route: Route) -> tuple[int, list, bytes] | None:
-        """Access enforcement (next issue) answers here, from a per-process cache: None forwards the request;
-        a (status, headers, body) answers it (a redirect to the login page, 401, 403)."""
-        return None
+    async def decide_access(
+        self, hub: Hub, scope: dict[str, Any], route: Route, host: str, request_id: str
+    ) -> Admit | tuple[int, list, bytes] | None:
+        """The admission step (edge/admission.py), for HTTP and websocket alike: None forwards the request as is,
+        Admit forwards it with the identity headers, a (status, headers, body) answers it (the login redirect,
+        401, 403, or the edge's own /cdn-cgi/access/ pages)."""
+        return await self.gate.admit(hub, scope, route.organisation_id, host, request_id)
 
     # -- HTTP -------------------------------------------------------------------------------------------------
 
@@ -252,12 +258,15 @@ class Edge:
         if route is None:
             detail = f"{host} is not a public hostname of any tunnel."
             return await self.fail(scope, send, request_id, host, 404, detail)
-        decision = await self.decide_access(scope, route)
+        admitted: list[tuple[bytes, bytes]] | None = None
+        decision = await self.decide_access(hub, scope, route, host, request_id)
         if decision is not None:
-            status, extra_headers, body = decision
-            await send({"type": "http.response.start", "status": status, "headers": extra_headers})
-            await send({"type": "http.response.body", "body": body})
-            return None
+            if not isinstance(decision, Admit):
+                status, extra_headers, body = decision
+                await send({"type": "http.response.start", "status": status, "headers": extra_headers})
+                await send({"type": "http.response.body", "body": body})
+                return None
+            admitted = decision.headers
         session = hub.pick_session(route.tunnel_id)
         if session is None:
             detail = "No connector of this tunnel is connected."
@@ -276,6 +285,8 @@ class Edge:
         method = scope["method"].encode("latin-1")
         scheme = b"https" if scope.get("scheme") == "https" else b"http"
         headers = origin_headers(scope, request_id, websocket=False)
+        if admitted:
+            headers += admitted
         # The visitor's side (uploads the body, then notices the visitor going away); its task starts at once for a
         # body, otherwise only for a request still open after WATCH_VISITOR_AFTER or a streamed response: most are
         # answered sooner, and a task per request was measurable (docs/benchmarks.md, "Edge").
@@ -401,6 +412,15 @@ class Edge:
         if connect["type"] != "websocket.connect":
             return
         route = await self.route(host)
+        admitted: list[tuple[bytes, bytes]] | None = None
+        if route is not None:
+            decision = await self.decide_access(hub, scope, route, host, request_id)
+            if decision is not None:
+                if not isinstance(decision, Admit):
+                    # Refused before the handshake completes: the visitor's client sees 403 (policy violation).
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                admitted = decision.headers
         session = hub.pick_session(route.tunnel_id) if route is not None else None
         if session is None:
             if route is not None:
@@ -412,6 +432,8 @@ class Edge:
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         headers = origin_headers(scope, request_id, websocket=True)
+        if admitted:
+            headers += admitted
         await session.send(
             protocol.Request(
                 stream_id=stream.id,

@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from connector import protocol
+from controlplane.teams import team_url
 from tunnels.hub import ConnectorSession, Watcher, get_hub, status_snapshots
 from tunnels.secrets import InvalidTunnelToken, parse_token, secrets_equal
 
@@ -145,6 +146,8 @@ async def connector_app(scope: dict[str, Any], receive, send) -> None:
             heartbeat_interval=float(settings.CONNECTOR_HEARTBEAT_SECONDS),
             location=hub.server_id,
             features=[protocol.FEATURE_BATCH],
+            auth_domain=settings.AUTH_DOMAIN,
+            team_url=team_url("{team}"),
         )
     )
     await hub.push_config(session)

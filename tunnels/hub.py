@@ -270,6 +270,8 @@ class Hub:
         self.location = os.environ.get("EDGE_LOCATION", socket.gethostname()[:16])
         # The edge's route table registers here to be reloaded when a `routes` event arrives.
         self.on_routes_changed: Callable[[], Awaitable[None]] | None = None
+        # Other event kinds by subscriber (e.g. the edge's Access gate drops an organisation's view on `access`).
+        self.subscribers: dict[str, list[Callable[[dict[str, Any]], Awaitable[None]]]] = {}
         # Cross-instance forwarding (edge/peers.py), with a shared channel layer only: which other instances hold
         # which tunnels and the links to them; the links peers opened to us; the address we advertise.
         self.peers: PeerDirectory | None = None
@@ -493,9 +495,18 @@ class Hub:
 
     # -- events -----------------------------------------------------------------------------------------------
 
+    def subscribe(self, kind: str, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Deliver events of `kind` to `handler` (a feature subscribes from its own app)."""
+        self.subscribers.setdefault(kind, []).append(handler)
+
     async def handle_event(self, event: dict[str, Any]) -> None:
         self.stats["events"] += 1
         kind = event.get("kind")
+        handlers = self.subscribers.get(kind or "")
+        if handlers:
+            for handler in handlers:
+                await handler(event)
+            return
         if kind == "routes":
             if self.on_routes_changed is not None:
                 await self.on_routes_changed()

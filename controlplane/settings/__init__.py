@@ -1,6 +1,7 @@
 """Settings, composed from one module per concern. Everything comes from the environment; the embedded
 defaults need nothing installed (SQLite, in-process channel layer and tasks, mail kept in an outbox)."""
 
+from .access import *  # noqa: F403
 from .api import *  # noqa: F403
 from .base import *  # noqa: F403
 from .celery import *  # noqa: F403

@@ -39,6 +39,8 @@ SPECTACULAR_SETTINGS = {
         "MemberStatusEnum": ["accepted", "pending"],
         "TokenStatusEnum": ["active", "disabled", "expired"],
         "ZoneTypeEnum": ["full", "partial", "secondary", "internal"],
+        "AccessListTypeEnum": ["EMAIL", "IP"],
+        "IdentityProviderTypeEnum": ["onetimepin"],
     },
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [

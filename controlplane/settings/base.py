@@ -12,6 +12,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # The team domain of an organisation is <team name>.<AUTH_DOMAIN>.
 AUTH_DOMAIN = env_str("AUTH_DOMAIN", "access.localhost")
+# Team domains serve the Access login pages (access.middleware keeps everything else off them).
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, f".{AUTH_DOMAIN}"]
 # Public address of this control plane, used in links sent by email and in install commands.
 PUBLIC_URL = (env_str("PUBLIC_URL", "http://127.0.0.1:8000") or "").rstrip("/")
 
@@ -40,6 +42,7 @@ MIDDLEWARE = [
     "controlplane.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "access.middleware.TeamDomainMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

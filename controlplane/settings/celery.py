@@ -28,4 +28,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "controlplane.tasks.check_pending_zones",
         "schedule": env_int("ZONE_RECHECK_SECONDS", 15 * 60),
     },
+    # Signing keys older than their rotation interval (default 6 weeks), and spent login codes.
+    "access-housekeeping": {"task": "access.tasks.housekeeping", "schedule": 3600},
 }

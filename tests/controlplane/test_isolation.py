@@ -67,6 +67,12 @@ NOT_ORGANISATION_SCOPED: dict[str, str] = {
     "account/two-factor/remove/": "the signed-in user's own second factor",
     "organisations/new/": "creates a new organisation owned by the signed-in user",
     "invitations/<str:secret>/": "an invitation link is its own authority (hashed secret)",
+    # Access pages of a team domain: the organisation comes from the Host (<team>.<AUTH_DOMAIN>), never from the
+    # URL, and they are served on team domains only (tests/access/test_login.py proves both).
+    "cdn-cgi/access/login/<str:app_host>": "the team domain's login page; the application must be that team's",
+    "cdn-cgi/access/certs": "the team's public keys (JWKS), public by design",
+    "cdn-cgi/access/get-identity": "the identity in the visitor's own session cookie",
+    "cdn-cgi/access/logout": "ends the visitor's own session",
     # Public files and probes
     "healthz": "liveness probe: says only that the process answers",
     "readyz": "readiness probe: says only whether the database (and Redis) answer",
@@ -159,6 +165,49 @@ class World:
             organisation=self.org_a, actor=self.admin, name="ops", kind="email", emails=["ops@alpha.test"]
         )
 
+    @functools.cached_property
+    def access_policy(self):
+        from access.services.policies import policy_save
+
+        data = {"name": "staff", "decision": "allow", "include": [{"email_domain": {"domain": "alpha.test"}}]}
+        return policy_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def access_app(self):
+        from access.services.applications import application_save
+        from controlplane.services.zones import zone_mark_verified
+
+        zone = zone_create(organisation=self.org_a, name="apps.example", actor=self.admin)
+        zone_mark_verified(zone=zone, actor=self.admin)
+        data = {"name": "tool", "domain": "tool.apps.example", "policies": [str(self.access_policy.pk)]}
+        return application_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def access_group(self):
+        from access.services.directory import group_save
+
+        data = {"name": "admins", "include": [{"email": {"email": "a@alpha.test"}}]}
+        return group_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def access_list(self):
+        from access.services.directory import list_save
+
+        data = {"name": "staff", "type": "EMAIL", "items": [{"value": "a@alpha.test"}]}
+        return list_save(organisation=self.org_a, actor=self.admin, data=data)
+
+    @functools.cached_property
+    def service_token(self):
+        from access.services.directory import service_token_create
+
+        return service_token_create(organisation=self.org_a, actor=self.admin, data={"name": "ci"})[0]
+
+    @functools.cached_property
+    def identity_provider(self):
+        from access.services.directory import one_time_pin_provider
+
+        return one_time_pin_provider(self.org_a)
+
 
 # URL kwarg name -> organisation A's value for it. Add new object kwargs here.
 REGISTRY: dict[str, Callable[[World], Any]] = {
@@ -175,6 +224,12 @@ REGISTRY: dict[str, Callable[[World], Any]] = {
     "index": lambda world: world.hostname_index,
     "destination_id": lambda world: world.destination.id,
     "record_id": lambda world: world.dns_record.id,
+    "app_id": lambda world: world.access_app.id,
+    "policy_id": lambda world: world.access_policy.id,
+    "group_id": lambda world: world.access_group.id,
+    "list_id": lambda world: world.access_list.id,
+    "service_token_id": lambda world: world.service_token.id,
+    "idp_id": lambda world: world.identity_provider.id,
 }
 
 

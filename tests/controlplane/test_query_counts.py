@@ -127,6 +127,79 @@ def seed_hostnames(org: Organisation, admin: Any, rows: int) -> Seeded:
     return Seeded({"tunnel_id": str(tunnel.id)})
 
 
+def _access_zone(org: Organisation) -> Any:
+    from controlplane.choices import ZoneStatus
+
+    return ZoneFactory(organisation=org, name=f"access.{org.team_name}.example", status=ZoneStatus.ACTIVE)
+
+
+def _policy(org: Organisation, index: int) -> Any:
+    from access.services.policies import policy_save
+
+    data = {"name": f"p{index}", "decision": "allow", "include": [{"email": {"email": f"u{index}@alpha.test"}}]}
+    return policy_save(organisation=org, actor=Actor.cli(), data=data)
+
+
+def seed_access_apps(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from access.services.applications import application_save
+
+    zone = _access_zone(org)
+    policies = [str(_policy(org, index).pk) for index in range(3)]
+    for index in range(rows):
+        data = {"name": f"app{index}", "domain": f"app{index}.{zone.name}", "policies": policies}
+        application_save(organisation=org, actor=Actor.cli(), data=data)
+    return Seeded({})
+
+
+def seed_access_app_policies(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from access.services.applications import application_save
+
+    zone = _access_zone(org)
+    policies = [str(_policy(org, index).pk) for index in range(min(rows, 50))]  # 50: the per-application cap
+    app = application_save(organisation=org, actor=Actor.cli(), data={"domain": zone.name, "policies": policies})
+    return Seeded({"app_id": str(app.pk)})
+
+
+def seed_access_policies(org: Organisation, admin: Any, rows: int) -> Seeded:
+    for index in range(rows):
+        _policy(org, index)
+    return Seeded({})
+
+
+def seed_access_groups(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from access.services.directory import group_save
+
+    for index in range(rows):
+        data = {"name": f"g{index}", "include": [{"email_domain": {"domain": "alpha.test"}}]}
+        group_save(organisation=org, actor=Actor.cli(), data=data)
+    return Seeded({})
+
+
+def seed_access_lists(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from access.services.directory import list_save
+
+    for index in range(rows):
+        data = {"name": f"l{index}", "type": "IP", "items": [{"value": f"192.0.2.{index}"}]}
+        list_save(organisation=org, actor=Actor.cli(), data=data)
+    return Seeded({})
+
+
+def seed_service_tokens(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from access.services.directory import service_token_create
+
+    for index in range(rows):
+        service_token_create(organisation=org, actor=Actor.cli(), data={"name": f"t{index}"})
+    return Seeded({})
+
+
+def seed_access_log(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from access.models import AccessRequest
+
+    for index in range(rows):
+        AccessRequest.objects.create(organisation=org, user_email=f"u{index}@alpha.test", allowed=index % 2 == 0)
+    return Seeded({})
+
+
 # OpenAPI path of each list endpoint -> how to give it `rows` rows (as seen by org A's Super Administrator).
 SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts": seed_accounts,
@@ -140,6 +213,15 @@ SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections": seed_connections,
     "/zones/{zone_id}/dns_records": seed_dns_records,
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/hostnames": seed_hostnames,
+    "/accounts/{account_id}/access/apps": seed_access_apps,
+    "/accounts/{account_id}/access/apps/{app_id}/policies": seed_access_app_policies,
+    "/accounts/{account_id}/access/policies": seed_access_policies,
+    "/accounts/{account_id}/access/groups": seed_access_groups,
+    "/accounts/{account_id}/gateway/lists": seed_access_lists,
+    "/accounts/{account_id}/access/service_tokens": seed_service_tokens,
+    "/accounts/{account_id}/access/identity_providers": seed_nothing,
+    "/accounts/{account_id}/access/logs/access_requests": seed_access_log,
+    "/accounts/{account_id}/access/policy_tester": seed_access_apps,
 }
 
 
