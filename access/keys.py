@@ -24,7 +24,7 @@ from django.utils import timezone
 from access.models import SigningKey
 from controlplane.models import Organisation
 from controlplane.teams import team_url
-from tunnels.secrets import decrypt_secret, encrypt_secret
+from controlplane.crypto import decrypt_bytes, encrypt_bytes
 
 GRACE = datetime.timedelta(days=7)
 ALGORITHM = "RS256"
@@ -64,7 +64,7 @@ def _new_key(organisation: Organisation) -> SigningKey:
     return SigningKey(
         organisation=organisation,
         kid=kid,
-        private_key_ciphertext=encrypt_secret(pem),
+        private_key_ciphertext=encrypt_bytes(pem),
         public_jwk=jwk,
         certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
     )
@@ -116,7 +116,7 @@ def jwks(organisation: Organisation) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def _private_key(kid: str, ciphertext: str) -> Any:
-    return serialization.load_pem_private_key(decrypt_secret(ciphertext), password=None)
+    return serialization.load_pem_private_key(decrypt_bytes(ciphertext, what="An Access signing key"), password=None)
 
 
 def sign(organisation: Organisation, claims: dict[str, Any]) -> str:

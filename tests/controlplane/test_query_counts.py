@@ -239,6 +239,15 @@ QUERIES: dict[str, int] = {
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections": 7,
     "/zones/{zone_id}/dns_records": 7,
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/hostnames": 4,
+    "/accounts/{account_id}/access/apps": 6,
+    "/accounts/{account_id}/access/apps/{app_id}/policies": 9,
+    "/accounts/{account_id}/access/groups": 5,
+    "/accounts/{account_id}/access/identity_providers": 5,
+    "/accounts/{account_id}/access/logs/access_requests": 5,
+    "/accounts/{account_id}/access/policies": 5,
+    "/accounts/{account_id}/access/policy_tester": 7,
+    "/accounts/{account_id}/access/service_tokens": 5,
+    "/accounts/{account_id}/gateway/lists": 5,
 }
 
 
