@@ -16,7 +16,7 @@ from controlplane.mail import build_message
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, max_retries=5, acks_late=True)
+@shared_task(bind=True, max_retries=5, acks_late=True, embedded_inline_setting="EMAIL_OUTBOX_MODE")
 def send_login_code(self: Any, *, code_id: str, organisation_id: str, pin: str) -> str:
     """Mail the PIN (text and HTML). Retried with backoff when the mail server fails; after the last try the failure
     is written where the admin sees it (the Access log) and on the code. A void or already sent code is skipped."""
