@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from controlplane.api.base import OrgScopedAPIView
 from controlplane.api.pagination import V4Pagination
-from controlplane.choices import Resource
+from controlplane.choices import Level, Resource
 from tunnels import selectors, services
 from tunnels.api.serializers import (
     ConfigurationInput,
@@ -121,7 +121,12 @@ class TunnelDetailView(TunnelBase):
 
 
 class TunnelTokenView(TunnelBase):
-    @extend_schema(responses={200: OpenApiTypes.STR}, summary="Get the tunnel's token (treat as a secret)")
+    # The token is a credential that takes over the tunnel's traffic: reading it needs what rotating it needs.
+    scope_map = {"get": (Resource.TUNNELS, Level.EDIT)}
+
+    @extend_schema(
+        responses={200: OpenApiTypes.STR}, summary="Get the tunnel's token (treat as a secret; needs tunnels:edit)"
+    )
     def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
         return Response(services.tunnel_token(self.tunnel(tunnel_id)))
 
