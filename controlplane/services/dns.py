@@ -113,6 +113,23 @@ def _check_exclusive(zone: Zone, type_: str, name: str, exclude: DnsRecord | Non
         raise ValidationError({"name": f"{name} already has a CNAME record (to {cname.content})."})
 
 
+def _tunnel_owning(record: DnsRecord) -> Any:
+    """The live tunnel whose configuration routes this record's name (the record follows that configuration), or
+    None for a record nothing manages."""
+    tunnel = record.tunnel if record.tunnel_id else None
+    if tunnel is None or tunnel.deleted_at is not None:
+        return None
+    rules = (tunnel.config or {}).get("ingress") or []
+    return tunnel if any(isinstance(r, dict) and r.get("hostname") == record.name for r in rules) else None
+
+
+def _managed_error(tunnel: Any, name: str, verb: str) -> ValidationError:
+    return ValidationError(
+        f"{name} is managed by tunnel “{tunnel.name}” (its public hostname {name}): it cannot be {verb} here. "
+        "Remove the public hostname from the tunnel instead."
+    )
+
+
 @transaction.atomic
 def dns_record_create(
     *,
@@ -163,6 +180,7 @@ def dns_record_create(
 def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsRecord:
     zone = record.zone
     before = snapshot(record, RECORD_FIELDS)
+    owner = _tunnel_owning(record)
     type_ = (fields.get("type") or record.type).upper()
     if type_ not in RECORD_TYPES:
         raise ValidationError({"type": f"Unsupported record type “{type_}”."})
@@ -179,6 +197,8 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
         record.tags = list(fields["tags"] or [])
     record.tunnel = tunnel_for_target(zone, content) if type_ == "CNAME" else None
     _check_exclusive(zone, type_, name, exclude=record)
+    if owner is not None and any(before[key] != getattr(record, key) for key in ("type", "name", "content", "proxied")):
+        raise _managed_error(owner, before["name"], "renamed, retargeted or unproxied")
     record.save()
     changes = diff(before, snapshot(record, RECORD_FIELDS))
     _routes_changed(zone.organisation_id)
@@ -197,6 +217,9 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
 
 @transaction.atomic
 def dns_record_delete(*, record: DnsRecord, actor: Actor) -> None:
+    owner = _tunnel_owning(record)
+    if owner is not None:
+        raise _managed_error(owner, record.name, "deleted")
     _routes_changed(record.organisation_id)
     audit_record(
         organisation=record.organisation,
