@@ -52,7 +52,31 @@ def audit_record(
     resource_name: str = "",
     changes: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
+    event = audit_event(
+        organisation=organisation,
+        actor=actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        resource_name=resource_name,
+        changes=changes,
+    )
+    event.save()
+    return event
+
+
+def audit_event(
+    *,
+    organisation: Organisation,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: Any = "",
+    resource_name: str = "",
+    changes: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """The event `audit_record` writes, unsaved: for services that write many at once (`bulk_create`)."""
+    return AuditEvent(
         organisation=organisation,
         action=action,
         resource_type=resource_type,
