@@ -172,3 +172,29 @@ def test_rows_left_open_are_repaired_from_the_live_sessions(tunnel_a):
     rows = dict(Connection.objects.for_org(tunnel_a.organisation).values_list("pk", "closed_at"))
     assert rows[kept.connection_id] is None and rows[closing.connection_id] is None
     assert rows[lost.connection_id] is not None
+
+
+async def test_the_hub_requeues_what_the_database_could_not_take_and_closes_a_connection_it_could_not_record(
+    fresh_hub, tunnel_a
+):
+    from tunnels.hub import get_hub
+
+    hub = get_hub()
+    comm, _ = await open_connector(await sync_to_async(tunnel_token)(tunnel_a))
+    assert isinstance(await receive(comm), protocol.Welcome)
+    await wait_for(lambda: open_rows(tunnel_a) == 1)
+    (session,) = hub.sessions[tunnel_a.pk].values()
+    # Rows the database could not take go back to the queue, ahead of newer ones.
+    waiting = conn_open(tunnel_a, conn_index=5)
+    newer = conn_open(tunnel_a, conn_index=6)
+    hub.batch.opens.append(newer)
+    await hub._after_flush(ledger.Flushed(pending=ledger.Batch(opens=[waiting])))
+    assert hub.batch.opens[:2] == [waiting, newer]
+    hub.batch = ledger.Batch()
+    # An open row that cannot be written: the connection is closed, since no status could ever show it.
+    recorded = conn_open(tunnel_a, connection_id=session.connection_id)
+    await hub._after_flush(ledger.Flushed(skipped=[recorded]))
+    output = await comm.receive_output(3)
+    assert output["type"] == "websocket.close" and output["code"] == protocol.CloseCode.INTERNAL_ERROR
+    assert session.closed and tunnel_a.pk not in hub.sessions
+    await wait_for(lambda: open_rows(tunnel_a) == 0)
