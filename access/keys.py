@@ -22,9 +22,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from access.models import SigningKey
+from controlplane.crypto import decrypt_bytes, encrypt_bytes
 from controlplane.models import Organisation
 from controlplane.teams import team_url
-from controlplane.crypto import decrypt_bytes, encrypt_bytes
 
 GRACE = datetime.timedelta(days=7)
 ALGORITHM = "RS256"

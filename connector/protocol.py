@@ -170,6 +170,24 @@ def _check_float(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Bounds of what a peer may send in a control message (docs/protocol.md, "Bounds"). Every int fits a signed 64-bit
+# column, every string and list is capped, and each kind tightens these where its values are stored or echoed.
+# A message outside them is a protocol violation (4008): the receiver closes the connection with the reason.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+MAX_CONFIG_VERSION = 2**31 - 1  # versions are stored in 32-bit integer columns (PostgreSQL `integer`)
+MAX_TEXT = 4096  # characters of any control string without a tighter bound
+MAX_LIST_ITEMS = 64
+MAX_LIST_ITEM_LENGTH = 64  # characters of one entry of a list[str] (feature names)
+MAX_ERROR_TEXT = 1000  # CONFIG_ACK.error, ERROR.message (the connector's config_error column)
+MAX_REASON_TEXT = 300  # DRAIN.reason (close reasons are stored in 300 characters)
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ProtocolError(f"{name} is out of range ({low}..{high})")
+
+
 # Field annotations are strings (postponed evaluation keeps Python 3.9 happy); these are the ones we use.
 _TYPE_CHECKS = {
     "str": lambda v: isinstance(v, str),
@@ -205,6 +223,7 @@ class ControlMessage:
             value = data[field.name]
             if not _TYPE_CHECKS[field.type](value):  # type: ignore[index]
                 raise ProtocolError(f"{name}.{field.name} must be {field.type}")
+            _check_bounds(f"{name}.{field.name}", field.type, value)
             values[field.name] = float(value) if field.type == "float" else value
         message = cls(**values)
         message.validate()
@@ -214,6 +233,19 @@ class ControlMessage:
 def _check_length(name: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise ProtocolError(f"{name} is longer than {limit} characters")
+
+
+def _check_bounds(name: str, type_: str, value: Any) -> None:
+    """The bounds every field of its type keeps, whatever the kind (tighter ones are in each `validate`)."""
+    if type_ == "int":
+        _check_range(name, value, INT64_MIN, INT64_MAX)
+    elif type_ == "str":
+        _check_length(name, value, MAX_TEXT)
+    elif type_ == "list[str]":
+        if len(value) > MAX_LIST_ITEMS:
+            raise ProtocolError(f"{name} has more than {MAX_LIST_ITEMS} entries")
+        for item in value:
+            _check_length(f"{name}[]", item, MAX_LIST_ITEM_LENGTH)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +278,7 @@ class Hello(ControlMessage):
             _check_length(f"HELLO.{name}", getattr(self, name), 255)
         if len(self.features) > 64:
             raise ProtocolError("HELLO.features has too many entries")
+        _check_range("HELLO.config_version", self.config_version, -1, MAX_CONFIG_VERSION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +314,9 @@ class Config(ControlMessage):
     version: int
     config: dict
 
+    def validate(self) -> None:
+        _check_range("CONFIG.version", self.version, 0, MAX_CONFIG_VERSION)
+
 
 @dataclasses.dataclass(frozen=True)
 class ConfigAck(ControlMessage):
@@ -292,6 +328,11 @@ class ConfigAck(ControlMessage):
     applied: bool
     error: str = ""
     running_version: int = -1
+
+    def validate(self) -> None:
+        _check_range("CONFIG_ACK.version", self.version, 0, MAX_CONFIG_VERSION)
+        _check_range("CONFIG_ACK.running_version", self.running_version, -1, MAX_CONFIG_VERSION)
+        _check_length("CONFIG_ACK.error", self.error, MAX_ERROR_TEXT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,12 +354,19 @@ class Drain(ControlMessage):
     KIND: ClassVar[Kind] = Kind.DRAIN
     reason: str = ""
 
+    def validate(self) -> None:
+        _check_length("DRAIN.reason", self.reason, MAX_REASON_TEXT)
+
 
 @dataclasses.dataclass(frozen=True)
 class Error(ControlMessage):
     KIND: ClassVar[Kind] = Kind.ERROR
     code: str
     message: str = ""
+
+    def validate(self) -> None:
+        _check_length("ERROR.code", self.code, 64)
+        _check_length("ERROR.message", self.message, MAX_ERROR_TEXT)
 
 
 # --------------------------------------------------------------------------------------------------------------

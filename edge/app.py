@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 from secrets import randbelow, token_hex
 from typing import Any
 
@@ -60,6 +61,22 @@ _ray_numbers = itertools.count(randbelow(1 << 32))
 
 def new_request_id(location: str) -> str:
     return f"{_RAY_PREFIX}{next(_ray_numbers) & 0xFFFFFFFF:08x}-{location}"
+
+
+# A Host header the edge routes: a hostname (labels of 1-63 letters, digits, "-" or "_", an optional trailing dot)
+# or a bracketed IPv6 literal, with an optional port. Anything else ("evil.com/?x=app.example.com",
+# "<script>.app.example.com") would reach the origin verbatim on a wildcard route: refused with 400. Labels cannot
+# contain ".", so the pattern never backtracks across them. Measured (a loaded 2-core machine): ~1 µs, as long
+# as request_host() itself and a quarter of origin_headers(); a request costs ~100 times more.
+_VALID_HOST = re.compile(
+    rb"(?:(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
+MAX_HOST_LENGTH = 260  # 253 for the name, a trailing dot, ":65535"
+
+
+def valid_host(raw: bytes) -> bool:
+    """Whether a raw Host header is a hostname (or IP literal) with an optional port: the edge's strict syntax."""
+    return len(raw) <= MAX_HOST_LENGTH and _VALID_HOST.fullmatch(raw) is not None
 
 
 def request_host(scope: dict[str, Any]) -> tuple[str, bytes]:
@@ -130,8 +147,21 @@ def _client_address(scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -
     return ip, scheme
 
 
+# Client-address headers other proxies set: a visitor's copy would let it claim any address to the origin.
+SPOOFABLE_FORWARDING = frozenset(
+    {
+        b"forwarded",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"client-ip",
+        b"x-forwarded-port",
+        b"x-forwarded-server",
+        b"x-original-forwarded-for",
+    }
+)
 # Never forwarded as received: hop-by-hop, the edge's own, and the forwarding headers the edge rewrites.
-_DROPPED = HOP_BY_HOP | EDGE_ONLY | {b"x-forwarded-for", b"x-forwarded-proto"}
+_DROPPED = HOP_BY_HOP | EDGE_ONLY | SPOOFABLE_FORWARDING | {b"x-forwarded-for", b"x-forwarded-proto"}
 
 
 def origin_headers(scope: dict[str, Any], request_id: str, *, websocket: bool) -> list[tuple[bytes, bytes]]:
@@ -249,6 +279,8 @@ class Edge:
         in one send once it is complete."""
         if host is None:
             host, raw_host = request_host(scope)
+        if not valid_host(raw_host):
+            return await self.fail(scope, send, new_request_id("edge"), "", 400, "The Host header is not a hostname.")
         hub = hub_module._hub
         if hub is None or hub.loop is None or hub.on_routes_changed is None:
             hub = await self.hub()
@@ -410,6 +442,9 @@ class Edge:
         host, raw_host = request_host(scope)
         connect = await receive()
         if connect["type"] != "websocket.connect":
+            return
+        if not valid_host(raw_host):
+            await send({"type": "websocket.close", "code": 1008})
             return
         route = await self.route(host)
         admitted: list[tuple[bytes, bytes]] | None = None

@@ -40,3 +40,25 @@ def reload_routes(*, organisation_id: Any, **_: Any) -> None:
     from tunnels.events import routes_changed
 
     routes_changed(organisation_id=organisation_id)
+
+
+def tunnel_record_guard(record: Any, verb: str) -> str | None:
+    """A CNAME that a live tunnel's configuration routes follows that configuration: the DNS API may not rename,
+    retarget, unproxy or delete it (comments and tags stay editable). A CNAME no public hostname uses is ordinary."""
+    from tunnels.models import Tunnel
+
+    tunnel = (
+        Tunnel.objects.for_org(record.organisation)
+        .filter(pk=record.managed_by_id, deleted_at__isnull=True)
+        .only("name", "config")
+        .first()
+    )
+    if tunnel is None:
+        return None
+    rules = (tunnel.config or {}).get("ingress") or []
+    if not any(isinstance(rule, dict) and rule.get("hostname") == record.name for rule in rules):
+        return None
+    return (
+        f"{record.name} is managed by tunnel “{tunnel.name}” (its public hostname {record.name}): it cannot be {verb} "
+        "here. Remove the public hostname from the tunnel instead."
+    )

@@ -174,6 +174,9 @@ async def connector_app(scope: dict[str, Any], receive, send) -> None:
                 elif isinstance(msg, protocol.Pong):
                     pass
                 elif isinstance(msg, protocol.ConfigAck):
+                    if msg.version > session.sent_version:
+                        violation = f"CONFIG_ACK for version {msg.version}, which was never sent"
+                        break
                     await hub.config_acked(session, msg)
                 elif isinstance(msg, protocol.Drain):
                     hub.session_draining(session)
@@ -233,7 +236,9 @@ async def _refuse(sock: _Socket, hub, code: int, reason: str, origin_ip: str) ->
     logger.warning("connector from %s refused: %s", origin_ip or "?", reason)
     # Some servers (daphne) drop close reasons: say it in an ERROR frame first, which the connector logs.
     with contextlib.suppress(Exception):
-        await sock.send_bytes(protocol.encode(protocol.Error(code=str(int(code)), message=reason)))
+        await sock.send_bytes(
+            protocol.encode(protocol.Error(code=str(int(code)), message=reason[: protocol.MAX_ERROR_TEXT]))
+        )
     await sock.close(code, reason)
 
 

@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 HUB_GROUP = "zt-hub"
 FLUSH_INTERVAL = 0.05
+FLUSH_RETRY_DELAY = 1.0  # seconds before rows the database could not take are tried again
+# Every this many housekeeping turns (SERVER_INSTANCE_HEARTBEAT_SECONDS each), this instance's open connection rows
+# are checked against its live sessions anyway (one indexed query), whatever went wrong unnoticed.
+REPAIR_EVERY_TURNS = 6
 # Young-generation threshold of the garbage collector in a process holding connector sockets (CPython's is 700).
 GC_THRESHOLD0 = 50_000
 
@@ -277,6 +281,8 @@ class Hub:
         self.peers: PeerDirectory | None = None
         self.peer_relays: set[PeerRelay] = set()
         self.peer_url = ""
+        self._repair_due = False  # a row could not be written: close the rows the live sessions contradict
+        self._housekeeping_turns = 0
         self._holdings_dirty: set[uuid.UUID] = set()  # tunnels whose connections stopped carrying streams (DRAIN)
         self._peer_url_warned = False
         self.stats = {"connects": 0, "refused": 0, "events": 0}
@@ -608,13 +614,50 @@ class Hub:
             changed = None
             if batch:
                 try:
-                    changed = await self.db(ledger.flush, batch, self.server_id)
+                    flushed = await self.db(ledger.flush, batch, self.server_id)
                 except Exception:
                     logger.exception("writing %d opens / %d closes failed", len(batch.opens), len(batch.closes))
+                    flushed = ledger.Flushed(pending=batch)
+                changed = flushed.changed
+                await self._after_flush(flushed)
+            if self._repair_due:
+                self._repair_due = False
+                changed = (changed or set()) | await self._repair_open_connections()
             holdings |= {o.tunnel_id for o in batch.opens} | {c.tunnel_id for c in batch.closes}
             await self._announce_holdings(holdings)
             if changed is not None:
                 await self._tunnels_changed(changed)
+
+    async def _after_flush(self, flushed: ledger.Flushed) -> None:
+        """Never drop state: rows the database could not take now are queued again (before newer ones) and retried
+        after a pause; a connection whose open row cannot be written is closed (its status could never show it);
+        a skipped close is repaired from the live sessions at once."""
+        if flushed.pending:
+            pending = flushed.pending
+            self.batch = ledger.Batch(
+                opens=pending.opens + self.batch.opens,
+                closes=pending.closes + self.batch.closes,
+                acks=pending.acks + self.batch.acks,
+            )
+            assert self.loop is not None
+            self.loop.call_later(FLUSH_RETRY_DELAY, self._wake_flush)
+        for item in flushed.skipped:
+            self._repair_due = True
+            if isinstance(item, ledger.ConnOpen):
+                session = self.sessions.get(item.tunnel_id, {}).get(item.connection_id)
+                if session is not None:
+                    await self.unregister(session, "the server could not record this connection")
+                    with contextlib.suppress(Exception):
+                        await session.close(protocol.CloseCode.INTERNAL_ERROR, "the server could not record it")
+
+    async def _repair_open_connections(self) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        live = {connection_id for peers in self.sessions.values() for connection_id in peers}
+        closing = {c.connection_id for c in self.batch.closes}
+        try:
+            return await self.db(ledger.repair_open_connections, self.server_id, live, closing)
+        except Exception:
+            logger.exception("repairing this instance's connection rows failed; retried at the next housekeeping")
+            return set()
 
     async def _announce_holdings(self, tunnel_ids: set[uuid.UUID]) -> None:
         """Tell the other instances which tunnels this one started or stopped holding, once the connection rows
@@ -689,6 +732,10 @@ class Hub:
                     _seconds(settings.SERVER_INSTANCE_DEADLINE_SECONDS),
                 )
                 await self._tunnels_changed(changed)
+                self._housekeeping_turns += 1
+                if self._housekeeping_turns % REPAIR_EVERY_TURNS == 0:
+                    self._repair_due = True  # runs in the flush loop, between flushes (never beside one)
+                    self._wake_flush()
                 await self._resend_outdated_configs()
                 await self._reload_peers()
             except Exception:

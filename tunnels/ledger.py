@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import logging
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -23,6 +25,8 @@ from controlplane.choices import AuditAction, Interface
 from controlplane.models import AuditEvent
 from controlplane.services.audit import audit_event, audit_records
 from tunnels.models import Connection, Connector, ServerInstance, Tunnel
+
+logger = logging.getLogger("tunnels.ledger")
 
 
 @dataclass
@@ -85,14 +89,134 @@ def _audit(org_id: uuid.UUID, action: str, tunnel_id: uuid.UUID, name: str, chan
     )
 
 
-def flush(batch: Batch, server_id: str) -> set[tuple[uuid.UUID, uuid.UUID]]:
-    """Write the batch; return the (organisation_id, tunnel_id) pairs whose live state changed."""
+# A batch mixes every tenant's rows: one row that cannot be written must never cost the others theirs.
+TRANSIENT_RETRIES = 3  # a locked or briefly unreachable database: the whole batch again, after 0.1, 0.2, 0.4 s
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+Item = ConnOpen | ConnClose | ConfigAck
+
+
+@dataclass
+class Flushed:
+    """What a flush did: the (organisation_id, tunnel_id) pairs whose live state changed; the rows skipped because
+    they cannot be written (logged); and, when the database stayed unavailable, the rows still to write (the hub
+    queues them again: state is never dropped)."""
+
+    changed: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
+    skipped: list[Item] = field(default_factory=list)
+    pending: Batch = field(default_factory=Batch)
+
+
+def _items(batch: Batch) -> list[Item]:
+    return [*batch.opens, *batch.closes, *batch.acks]  # the order _flush applies them in
+
+
+def _batch_of(items: list[Item]) -> Batch:
+    batch = Batch()
+    for item in items:
+        (
+            batch.opens if isinstance(item, ConnOpen) else batch.closes if isinstance(item, ConnClose) else batch.acks
+        ).append(item)
+    return batch
+
+
+def flush(batch: Batch, server_id: str) -> Flushed:
+    """Write the batch in one transaction. If that fails, a transient database error is retried; any other error
+    is isolated by bisecting the batch (each half in its own transaction, in order) down to the rows that fail,
+    which are logged and skipped while every other row is written."""
     close_old_connections()
+    result = Flushed()
+    items = _items(batch)
     try:
-        with transaction.atomic():
-            return _flush(batch, server_id)
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                with transaction.atomic():
+                    result.changed = _flush(batch, server_id)
+                return result
+            except TRANSIENT_ERRORS:
+                if attempt == TRANSIENT_RETRIES:
+                    logger.warning(
+                        "the database is unavailable: %d connection rows wait for the next flush", len(items)
+                    )
+                    result.pending = batch
+                    return result
+                close_old_connections()
+                time.sleep(0.1 * 2**attempt)
+            except Exception:
+                logger.warning(
+                    "a batch of %d connection rows failed; isolating the failing rows", len(items), exc_info=True
+                )
+                break
+        done = _bisect(items, server_id, result)
+        if done < len(items):
+            result.pending = _batch_of(items[done:])
+        return result
     finally:
         close_old_connections()
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def _bisect(items: list[Item], server_id: str, result: Flushed) -> int:
+    """Write `items` in order, halving around failures; return how many were written or skipped (a prefix: the
+    rest wait when the database becomes unavailable meanwhile)."""
+    done = 0
+
+    def write(part: list[Item]) -> None:
+        nonlocal done
+        try:
+            with transaction.atomic():
+                result.changed |= _flush(_batch_of(part), server_id)
+        except TRANSIENT_ERRORS:
+            raise _Unavailable from None
+        except Exception:
+            if len(part) == 1:
+                logger.exception("skipped a connection row that cannot be written: %r", part[0])
+                result.skipped.append(part[0])
+            else:
+                middle = len(part) // 2
+                write(part[:middle])
+                write(part[middle:])
+                return
+        done += len(part)
+
+    try:
+        write(items)
+    except _Unavailable:
+        close_old_connections()
+    return done
+
+
+def repair_open_connections(
+    server_id: str, live: set[uuid.UUID], closing: set[uuid.UUID]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """Close the rows this instance left open for connections it no longer holds (`live`: its sessions; `closing`:
+    closes still queued), e.g. after a close could not be written: the hub's live view is the truth."""
+    close_old_connections()
+    rows = list(
+        Connection.objects.unscoped("repairing this instance's connection rows from its live sessions")
+        .filter(server_id=server_id, closed_at__isnull=True)
+        .values_list("pk", "organisation_id", "tunnel_id", "connector__connector_id")
+    )
+    now = timezone.now()
+    stale = [
+        ConnClose(
+            connection_id=pk,
+            organisation_id=org,
+            tunnel_id=tunnel,
+            connector_id=connector,
+            reason="closed (the connection was no longer held by its server)",
+            closed_at=now,
+        )
+        for pk, org, tunnel, connector in rows
+        if pk not in live and pk not in closing
+    ]
+    if not stale:
+        return set()
+    logger.warning("repairing %d connection rows left open by %s", len(stale), server_id)
+    return flush(Batch(closes=stale), server_id).changed
 
 
 def _flush(batch: Batch, server_id: str) -> set[tuple[uuid.UUID, uuid.UUID]]:

@@ -133,6 +133,23 @@ def _check_exclusive(zone: Zone, type_: str, name: str, exclude: DnsRecord | Non
         raise ValidationError({"name": f"{name} already has a CNAME record (to {cname.content})."})
 
 
+# kind of manager (ManagedBy.kind) -> guard(record, verb): why this record cannot be changed that way here, or None.
+RecordGuard = Callable[[DnsRecord, str], "str | None"]
+_record_guards: dict[str, RecordGuard] = {}
+
+
+def register_record_guard(kind: str, guard: RecordGuard) -> None:
+    """A product app refuses changes, through the DNS API, to records it keeps in step (tunnels: the CNAME of a
+    public hostname follows the tunnel's configuration)."""
+    _record_guards[kind] = guard
+
+
+def _refused(record: DnsRecord, verb: str) -> ValidationError | None:
+    guard = _record_guards.get(record.managed_by or "")
+    message = guard(record, verb) if guard is not None else None
+    return ValidationError(message) if message else None
+
+
 @transaction.atomic
 def dns_record_create(
     *,
@@ -184,6 +201,7 @@ def dns_record_create(
 def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsRecord:
     zone = record.zone
     before = snapshot(record, RECORD_FIELDS)
+    refusal = _refused(record, "renamed, retargeted or unproxied")
     type_ = (fields.get("type") or record.type).upper()
     if type_ not in RECORD_TYPES:
         raise ValidationError({"type": f"Unsupported record type “{type_}”."})
@@ -201,6 +219,10 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
     owner = cname_target_owner(zone, content) if type_ == "CNAME" else None
     record.managed_by, record.managed_by_id = (owner.kind, owner.id) if owner else ("", None)
     _check_exclusive(zone, type_, name, exclude=record)
+    if refusal is not None and any(
+        before[key] != getattr(record, key) for key in ("type", "name", "content", "proxied")
+    ):
+        raise refusal
     record.save()
     changes = diff(before, snapshot(record, RECORD_FIELDS))
     _routes_changed(zone.organisation_id)
@@ -219,6 +241,10 @@ def dns_record_update(*, record: DnsRecord, actor: Actor, **fields: Any) -> DnsR
 
 @transaction.atomic
 def dns_record_delete(*, record: DnsRecord, actor: Actor) -> None:
+    """Through the DNS API: a record its manager keeps in step is refused (say where to change it instead)."""
+    refusal = _refused(record, "deleted")
+    if refusal is not None:
+        raise refusal
     dns_records_delete(records=[record], actor=actor)
 
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.base import OrgScopedAPIView
 from controlplane.api.pagination import V4Pagination
-from controlplane.choices import Resource
+from controlplane.choices import Level, Resource
 from tunnels import selectors, services
 from tunnels.api.serializers import (
     ConfigurationInput,
@@ -94,6 +94,23 @@ class TunnelListView(TunnelBase):
         return response
 
 
+# A configuration body (docs/tunnels.md, "Limits"): the encoded configuration is capped at
+# services.MAX_CONFIG_BYTES; this leaves room for whitespace and the envelope, and refuses more before parsing.
+MAX_CONFIG_BODY_BYTES = 1024 * 1024
+
+
+class PayloadTooLarge(APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+
+
+def _check_body_size(request: Request, limit: int) -> None:
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    size = int(declared) if declared.isdigit() else 0
+    if size > limit or len(request.body) > limit:
+        raise PayloadTooLarge(f"The request body is larger than this endpoint takes: at most {limit:,} bytes.")
+
+
 def _valid(serializer_class: Any, data: Any) -> dict[str, Any]:
     return dict(_validated(serializer_class, data).validated_data)
 
@@ -121,7 +138,12 @@ class TunnelDetailView(TunnelBase):
 
 
 class TunnelTokenView(TunnelBase):
-    @extend_schema(responses={200: OpenApiTypes.STR}, summary="Get the tunnel's token (treat as a secret)")
+    # The token is a credential that takes over the tunnel's traffic: reading it needs what rotating it needs.
+    scope_map = {"get": (Resource.TUNNELS, Level.EDIT)}
+
+    @extend_schema(
+        responses={200: OpenApiTypes.STR}, summary="Get the tunnel's token (treat as a secret; needs tunnels:edit)"
+    )
     def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
         return Response(services.tunnel_token(self.tunnel(tunnel_id)))
 
@@ -153,8 +175,13 @@ class TunnelConfigurationView(TunnelBase):
     def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
         return Response(self._data(self.tunnel(tunnel_id)))
 
-    @extend_schema(request=ConfigurationInput, responses=ConfigurationOutput, summary="Replace the configuration")
+    @extend_schema(
+        request=ConfigurationInput,
+        responses=ConfigurationOutput,
+        summary=f"Replace the configuration (a body of at most {MAX_CONFIG_BODY_BYTES:,} bytes)",
+    )
     def put(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        _check_body_size(request, MAX_CONFIG_BODY_BYTES)
         data = _valid(ConfigurationInput, request.data)
         tunnel = self.tunnel(tunnel_id)
         services.tunnel_config_update(tunnel=tunnel, config=data["config"], actor=self.actor)

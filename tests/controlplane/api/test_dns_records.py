@@ -97,3 +97,49 @@ def test_read_only_tokens_cannot_write(org_a, zone):
     assert list(reader.dns.records.list(zone_id=zone.id.hex)) == []
     with pytest.raises(cloudflare.PermissionDeniedError):
         reader.dns.records.create(zone_id=zone.id.hex, type="A", name="x", content="192.0.2.1", ttl=1)
+
+
+def test_a_tunnels_public_hostname_record_is_managed_by_the_tunnel(cf, org_a, zone):
+    """Renaming, retargeting or deleting a tunnel's CNAME through the DNS API would leave DNS out of step with the
+    tunnel's configuration (issue 14, item 12): refused, naming the tunnel and what to do instead."""
+    from controlplane.models import DnsRecord
+    from tunnels.services import tunnel_config_update
+
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
+    config = {
+        "ingress": [{"hostname": "app.example.com", "service": "http://localhost:1"}, {"service": "http_status:404"}]
+    }
+    tunnel_config_update(tunnel=tunnel, config=config, actor=Actor.cli())
+    record = DnsRecord.objects.for_org(org_a).get(name="app.example.com")
+    rid, zid = record.id.hex, zone.id.hex
+    attempts = [
+        lambda: cf.dns.records.edit(rid, zone_id=zid, type="CNAME", name="other", content=tunnel.cname_target, ttl=1),
+        lambda: cf.dns.records.edit(rid, zone_id=zid, type="CNAME", name="app", content="elsewhere.example.org", ttl=1),
+        lambda: cf.dns.records.update(rid, zone_id=zid, type="A", name="app", content="192.0.2.1", ttl=1),
+        lambda: cf.dns.records.edit(
+            rid, zone_id=zid, type="CNAME", name="app", content=tunnel.cname_target, proxied=False, ttl=1
+        ),
+        lambda: cf.dns.records.delete(rid, zone_id=zid),
+    ]
+    for attempt in attempts:
+        with pytest.raises(cloudflare.BadRequestError) as excinfo:
+            attempt()
+        message = str(excinfo.value.body)
+        assert "managed by tunnel “lab”" in message and "app.example.com" in message
+        assert "Remove the public hostname from the tunnel instead" in message
+    kept = DnsRecord.objects.for_org(org_a).get(pk=record.pk)
+    assert (kept.name, kept.type, kept.content, kept.proxied) == ("app.example.com", "CNAME", tunnel.cname_target, True)
+    # A note on the record changes nothing the tunnel depends on.
+    noted = cf.dns.records.edit(
+        rid, zone_id=zid, type="CNAME", name="app", content=tunnel.cname_target, comment="x", ttl=1
+    )
+    assert noted.comment == "x"
+    # Once the tunnel no longer routes the name, its record goes with it.
+    tunnel_config_update(tunnel=tunnel, config={"ingress": [{"service": "http_status:404"}]}, actor=Actor.cli())
+    assert not DnsRecord.objects.for_org(org_a).filter(name="app.example.com").exists()
+
+
+def test_a_cname_to_a_tunnel_that_no_public_hostname_uses_stays_editable(cf, org_a, zone):
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
+    record = cf.dns.records.create(zone_id=zone.id.hex, type="CNAME", name="app", content=tunnel.cname_target, ttl=1)
+    assert cf.dns.records.delete(record.id, zone_id=zone.id.hex).id == record.id
