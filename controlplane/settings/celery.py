@@ -24,4 +24,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "controlplane.tasks.check_pending_zones",
         "schedule": env_int("ZONE_RECHECK_SECONDS", 15 * 60),
     },
+    "certificate-expiry-reminders": {
+        "task": "certificates.tasks.send_expiry_reminders",
+        "schedule": env_int("CERTIFICATE_REMINDER_SECONDS", 3600),
+    },
 }
