@@ -4,8 +4,6 @@ trust bundle connectors and origins get, and the CRLs. No organisation owns any 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
@@ -18,12 +16,6 @@ from certificates.models import OriginCARoot, OriginCertificate
 from tunnels.secrets import fernet
 
 log = logging.getLogger(__name__)
-
-# Seconds a process reuses the trust bundle it read (connectors get it with every CONFIG): a rotation reaches
-# every process within this, and running connectors through the configuration push the rotation triggers.
-BUNDLE_TTL = 30.0
-_bundle_lock = threading.Lock()
-_bundle_cache: tuple[float, str] | None = None
 
 
 def encrypt_key(pem: str) -> str:
@@ -64,7 +56,6 @@ def signing_root(key_type: str) -> OriginCARoot:
     except IntegrityError:
         return OriginCARoot.objects.get(key_type=key_type, status=RootStatus.SIGNING)
     log.info("Created the Origin CA %s root %s", key_type, root.fingerprint_sha256)
-    _forget_bundle()
     return root
 
 
@@ -81,7 +72,6 @@ def root_rotate(key_type: str) -> OriginCARoot:
         )
         root = _new_root(key_type)
         _push_bundle_to_connectors()
-    _forget_bundle()
     return root
 
 
@@ -92,7 +82,6 @@ def root_retire(root: OriginCARoot) -> OriginCARoot:
     with transaction.atomic():
         OriginCARoot.objects.filter(pk=root.pk).update(status=RootStatus.RETIRED, status_changed_at=timezone.now())
         _push_bundle_to_connectors()
-    _forget_bundle()
     root.refresh_from_db()
     return root
 
@@ -110,7 +99,6 @@ def _push_bundle_to_connectors() -> None:
     rows = list(live.values_list("organisation_id", "pk", "config_version"))
 
     def announce() -> None:
-        _forget_bundle()
         for organisation_id, tunnel_id, version in rows:
             events.config_changed(organisation_id=organisation_id, tunnel_id=tunnel_id, version=version)
 
@@ -122,22 +110,10 @@ def trusted_roots() -> list[OriginCARoot]:
 
 
 def trust_bundle() -> str:
-    """The PEM bundle of every trusted root (signing and replaced ones). Read from the database at most every
-    BUNDLE_TTL seconds per process; empty until the first certificate created the roots."""
-    global _bundle_cache
-    now = time.monotonic()
-    cached = _bundle_cache
-    if cached is not None and now - cached[0] < BUNDLE_TTL:
-        return cached[1]
-    with _bundle_lock:
-        bundle = "".join(root.certificate_pem for root in trusted_roots())
-        _bundle_cache = (now, bundle)
-    return bundle
-
-
-def _forget_bundle() -> None:
-    global _bundle_cache
-    _bundle_cache = None
+    """The PEM bundle of every trusted root (signing and replaced ones), creating the roots on first use so that
+    connectors trust them before the first certificate is issued. Sent with every CONFIG (tunnels/hub.py)."""
+    ensure_roots()
+    return "".join(root.certificate_pem for root in trusted_roots())
 
 
 def crl_url(root: OriginCARoot) -> str:
