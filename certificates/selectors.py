@@ -43,15 +43,15 @@ def expiry_badge(certificate: OriginCertificate, *, now: datetime.datetime | Non
     """(css class, label) of the certificate's state for lists: revoked, failed, pending, expired, expiring."""
     now = now or timezone.now()
     if certificate.revoked_at is not None:
-        return "badge-muted", "Revoked"
+        return "badge-grey", "Revoked"
     if certificate.status == "failed":
-        return "badge-danger", "Failed"
+        return "badge-red", "Failed"
     if certificate.status == "pending" or certificate.expires_on is None:
-        return "badge-info", "Issuing…"
+        return "badge-blue", "Issuing…"
     left = certificate.expires_on - now
     if left <= datetime.timedelta(0):
-        return "badge-danger", "Expired"
+        return "badge-red", "Expired"
     if left <= EXPIRING_SOON:
         days = max(1, round(left.total_seconds() / 86400))
-        return "badge-warning", f"Expires in {days} day{'s' if days != 1 else ''}"
-    return "badge-success", "Active"
+        return "badge-amber", f"Expires in {days} day{'s' if days != 1 else ''}"
+    return "badge-green", "Active"

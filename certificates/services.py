@@ -27,7 +27,7 @@ from certificates.choices import (
 from certificates.logic import pki
 from certificates.models import OriginCARoot, OriginCertificate
 from controlplane.actors import Actor
-from controlplane.choices import Role, ZoneStatus
+from controlplane.choices import AuditAction, Role, ZoneStatus
 from controlplane.models import Membership, Organisation, Zone
 from controlplane.services.audit import audit_record
 from controlplane.validators import normalise_hostname, validate_domain_name
@@ -160,7 +160,7 @@ def certificate_create(
         audit_record(
             organisation=organisation,
             actor=actor,
-            action="create",
+            action=AuditAction.CREATE,
             resource_type=RESOURCE_TYPE,
             resource_id=certificate.id,
             resource_name=", ".join(names)[:255],
@@ -261,10 +261,11 @@ def certificate_key_take(*, certificate: OriginCertificate, actor: Actor) -> str
         audit_record(
             organisation=certificate.organisation,
             actor=actor,
-            action="download_key",
+            action=AuditAction.UPDATE,  # the key leaves the database: shown (downloaded) once, then erased
             resource_type=RESOURCE_TYPE,
             resource_id=certificate.id,
             resource_name=", ".join(certificate.hostnames)[:255],
+            changes={"private_key": ["stored, encrypted", "downloaded once and erased"]},
         )
     certificate.key_ciphertext = ""
     return ca.decrypt_key(ciphertext)
@@ -290,10 +291,11 @@ def certificate_revoke(*, certificate: OriginCertificate, actor: Actor) -> Origi
             audit_record(
                 organisation=certificate.organisation,
                 actor=actor,
-                action="revoke",
+                action=AuditAction.DELETE,  # as API tokens: revocation is the certificate's end
                 resource_type=RESOURCE_TYPE,
                 resource_id=certificate.id,
                 resource_name=", ".join(certificate.hostnames)[:255],
+                changes={"revoked_at": [None, now]},
             )
     certificate.refresh_from_db()
     return certificate

@@ -61,7 +61,7 @@ def test_create_then_get_then_list_then_revoke(cf, zone_a, request_type, key_typ
     actions = list(
         AuditEvent.objects.for_org(org_a).filter(resource_type="origin_certificate").values_list("action", flat=True)
     )
-    assert sorted(actions) == ["create", "revoke"]
+    assert sorted(actions) == ["create", "delete"]
 
 
 def test_default_validity_is_15_years(cf):
