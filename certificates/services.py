@@ -286,8 +286,9 @@ def certificate_revoke(*, certificate: OriginCertificate, actor: Actor) -> Origi
             .update(revoked_at=now, key_ciphertext="")
         )
         if changed:
-            if certificate.root_id:
-                OriginCARoot.objects.filter(pk=certificate.root_id).update(crl_number=F("crl_number") + 1)
+            # The row's root as stored (the caller's instance may predate the issuing job).
+            signed_by = OriginCertificate.objects.for_org(certificate.organisation).filter(pk=certificate.pk)
+            OriginCARoot.objects.filter(pk__in=signed_by.values("root_id")).update(crl_number=F("crl_number") + 1)
             audit_record(
                 organisation=certificate.organisation,
                 actor=actor,
