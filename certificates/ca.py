@@ -3,7 +3,9 @@ trust bundle connectors and origins get, and the CRLs. No organisation owns any 
 
 from __future__ import annotations
 
+import functools
 import logging
+import uuid
 
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
@@ -42,6 +44,17 @@ def _new_root(key_type: str, status: str = RootStatus.SIGNING) -> OriginCARoot:
         not_after=created.not_after,
         status_changed_at=timezone.now(),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _root_key(root_id: uuid.UUID, ciphertext: str) -> pki.PrivateKey:
+    return pki.load_key(decrypt_key(ciphertext), trusted=True)
+
+
+def root_key(root: OriginCARoot) -> pki.PrivateKey:
+    """The root's private key, decrypted and parsed once per process (parsing an RSA key checks it, ~10s of ms).
+    Keyed by the ciphertext too, so a root re-encrypted under a new DATA_ENCRYPTION_KEYS key is read again."""
+    return _root_key(root.pk, root.key_ciphertext)
 
 
 def signing_root(key_type: str) -> OriginCARoot:
@@ -131,7 +144,7 @@ def root_crl_der(root: OriginCARoot) -> bytes:
     )
     crl = pki.build_crl(
         root_certificate_pem=root.certificate_pem,
-        root_key=pki.load_key(decrypt_key(root.key_ciphertext)),
+        root_key=root_key(root),
         revoked=[(int(serial), revoked_at) for serial, revoked_at in revoked],
         number=root.crl_number,
     )

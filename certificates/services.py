@@ -210,7 +210,7 @@ def certificate_issue(*, organisation_id: str, certificate_id: str) -> str:
             serial=int(certificate.id),
             validity_days=certificate.requested_validity,
             root_certificate_pem=root.certificate_pem,
-            root_key=pki.load_key(ca.decrypt_key(root.key_ciphertext)),
+            root_key=ca.root_key(root),
             crl_url=ca.crl_url(root),
         )
     except Exception as exc:  # a bad CSR that passed the checks, an undecryptable root key: say so on the row

@@ -48,8 +48,11 @@ def key_pem(key: PrivateKey) -> str:
     ).decode()
 
 
-def load_key(pem: str | bytes) -> PrivateKey:
-    key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
+def load_key(pem: str | bytes, *, trusted: bool = False) -> PrivateKey:
+    """`trusted`: a key we generated and stored encrypted ourselves, whose RSA consistency check can be skipped."""
+    key = serialization.load_pem_private_key(
+        pem.encode() if isinstance(pem, str) else pem, password=None, unsafe_skip_rsa_key_validation=trusted
+    )
     assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
     return key
 
