@@ -66,6 +66,7 @@ def signing_root(key_type: str) -> OriginCARoot:
     try:
         with transaction.atomic():
             root = _new_root(key_type)
+            _push_bundle_to_connectors()  # connectors already running learn the new root now
     except IntegrityError:
         return OriginCARoot.objects.get(key_type=key_type, status=RootStatus.SIGNING)
     log.info("Created the Origin CA %s root %s", key_type, root.fingerprint_sha256)
@@ -123,9 +124,8 @@ def trusted_roots() -> list[OriginCARoot]:
 
 
 def trust_bundle() -> str:
-    """The PEM bundle of every trusted root (signing and replaced ones), creating the roots on first use so that
-    connectors trust them before the first certificate is issued. Sent with every CONFIG (tunnels/hub.py)."""
-    ensure_roots()
+    """The PEM bundle of every trusted root (signing and replaced ones); empty until the first certificate created
+    them (which pushes the configuration again). Sent with every CONFIG (tunnels/hub.py)."""
     return "".join(root.certificate_pem for root in trusted_roots())
 
 

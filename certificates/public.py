@@ -14,6 +14,7 @@ from certificates.models import OriginCARoot
 
 @require_safe
 def roots_pem(request: HttpRequest) -> HttpResponse:
+    ca.ensure_roots()
     response = HttpResponse(ca.trust_bundle())
     response["Content-Type"] = "application/x-pem-file"
     response["Content-Disposition"] = 'attachment; filename="origin-ca-roots.pem"'

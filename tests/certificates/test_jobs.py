@@ -121,9 +121,14 @@ def test_expiry_reminders_go_to_administrators_once_per_threshold(org_a, admin_a
 
 def test_the_hub_sends_the_trusted_roots_with_every_config(org_a):
     from tunnels.hub import _load_tunnels
+    from tunnels.models import Tunnel
     from tunnels.services import tunnel_create
 
     tunnel = tunnel_create(organisation=org_a, name="t", actor=Actor.cli())
+    assert _load_tunnels([tunnel.pk])[tunnel.pk].origin_ca == ""  # no roots before the first certificate
+    version = Tunnel.objects.for_org(org_a).get(pk=tunnel.pk).config_version
+    ca.ensure_roots()  # creating the roots pushes every tunnel's configuration again
+    assert Tunnel.objects.for_org(org_a).get(pk=tunnel.pk).config_version == version + 2  # RSA, then ECC
     frame = _load_tunnels([tunnel.pk])[tunnel.pk].config_frame()
     message = protocol.decode(frame)
     roots = x509.load_pem_x509_certificates(message.origin_ca.encode())
@@ -149,11 +154,11 @@ def test_rotation_keeps_the_old_root_trusted_and_bumps_every_tunnel(org_a, zone_
     old.refresh_from_db(), new.refresh_from_db()
     assert old.root_id != new.root_id
     bundle = _load_tunnels([tunnel.pk])[tunnel.pk].origin_ca
-    assert bundle.count("BEGIN CERTIFICATE") == 3
+    assert bundle.count("BEGIN CERTIFICATE") == 2  # the old and the new ECC root (no RSA one was needed yet)
 
     old_root = OriginCARoot.objects.get(pk=old.root_id)
     call_command("origin_ca", "retire", old_root.pk.hex, stdout=out)
-    assert _load_tunnels([tunnel.pk])[tunnel.pk].origin_ca.count("BEGIN CERTIFICATE") == 2
+    assert _load_tunnels([tunnel.pk])[tunnel.pk].origin_ca.count("BEGIN CERTIFICATE") == 1
     assert old_root.certificate_pem not in Client().get("/origin-ca/roots.pem").content.decode()
     call_command("origin_ca", "show", stdout=out)
     assert "retired" in out.getvalue()
