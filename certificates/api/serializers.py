@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from certificates.choices import DEFAULT_VALIDITY_DAYS, MAX_HOSTNAMES, VALIDITY_DAYS
+from certificates.choices import DEFAULT_VALIDITY_DAYS, VALIDITY_DAYS
 from certificates.models import OriginCertificate
 
 
@@ -16,7 +16,7 @@ def _iso(value: Any) -> str | None:
 
 class CertificateCreateSerializer(serializers.Serializer):
     csr = serializers.CharField(trim_whitespace=False, max_length=64 * 1024)
-    hostnames = serializers.ListField(child=serializers.CharField(max_length=300), max_length=MAX_HOSTNAMES + 1)
+    hostnames = serializers.ListField(child=serializers.CharField(max_length=300), max_length=1000)
     request_type = serializers.ChoiceField(choices=["origin-rsa", "origin-ecc", "keyless-certificate"])
     requested_validity = serializers.ChoiceField(
         choices=list(VALIDITY_DAYS), required=False, default=DEFAULT_VALIDITY_DAYS

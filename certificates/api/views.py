@@ -25,7 +25,7 @@ from certificates.api.serializers import (
 from certificates.models import OriginCertificate
 from certificates.selectors import certificate_get, certificate_list
 from controlplane.access import OrgAccess, resolve_org_access
-from controlplane.api.base import OrgScopedMixin, PrincipalView, request_token, request_user
+from controlplane.api.base import OrgScopedAPIView, OrgScopedMixin, PrincipalView, request_token, request_user
 from controlplane.api.pagination import V4Pagination, paginated_response
 from controlplane.api.permissions import IsAuthenticatedPrincipal
 from controlplane.api.schema import errors
@@ -161,3 +161,30 @@ class OriginCARootListView(PrincipalView):
     def get(self, request: Request) -> Response:
         ca.ensure_roots()
         return Response(RootSerializer(ca.trusted_roots(), many=True).data)
+
+
+class AccountCertificateListView(OrgScopedAPIView):
+    """Ours, in the UI's terms: every origin certificate of one account (all its zones)."""
+
+    resource = Resource.CERTIFICATES
+    pagination_class = V4Pagination
+
+    @extend_schema(
+        summary="List an account's origin certificates",
+        responses={200: CertificateSerializer(many=True), **errors(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        items = certificate_list(organisations=[self.organisation])
+        return paginated_response(request, items, CertificateSerializer, view=self)
+
+
+class AccountCertificateDetailView(OrgScopedAPIView):
+    resource = Resource.CERTIFICATES
+
+    @extend_schema(
+        summary="Get one of an account's origin certificates",
+        responses={200: CertificateSerializer, **errors(401, 403, 404)},
+    )
+    def get(self, request: Request, account_id: str, certificate_id: str) -> Response:
+        certificate = certificate_get(organisations=[self.organisation], certificate_id=certificate_id)
+        return Response(CertificateSerializer(certificate).data)

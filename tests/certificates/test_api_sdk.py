@@ -185,3 +185,16 @@ def test_roots_are_public_and_in_the_api(cf):
     api = cf.get("/origin_ca/roots", cast_to=object)["result"]
     assert sorted(r["key_type"] for r in api) == ["ecc", "rsa"]
     assert {r["fingerprint_sha256"] for r in api} == {c.fingerprint(hashes.SHA256()).hex() for c in roots}
+
+
+def test_an_accounts_certificates_in_the_uis_terms(cf, org_a, org_b, zone_a):
+    created = cf.origin_ca_certificates.create(csr=make_csr(), hostnames=["alpha.example"], request_type="origin-ecc")
+    listed = cf.get(f"/accounts/{org_a.account_id}/origin_certificates", cast_to=object)
+    assert [c["id"] for c in listed["result"]] == [created.id] and listed["result_info"]["total_count"] == 1
+    one = cf.get(f"/accounts/{org_a.account_id}/origin_certificates/{created.id}", cast_to=object)["result"]
+    assert one["certificate"] == created.certificate
+    other = sdk_client(make_token(org_b))
+    with pytest.raises(cloudflare.NotFoundError):
+        other.get(f"/accounts/{org_a.account_id}/origin_certificates/{created.id}", cast_to=object)
+    with pytest.raises(cloudflare.NotFoundError):
+        other.get(f"/accounts/{org_b.account_id}/origin_certificates/{created.id}", cast_to=object)

@@ -158,6 +158,7 @@ SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/zones/{zone_id}/dns_records": seed_dns_records,
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/hostnames": seed_hostnames,
     "/certificates": seed_certificates,
+    "/accounts/{account_id}/origin_certificates": seed_certificates,
     "/origin_ca/roots": seed_nothing,
 }
 
