@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import uuid
 
 from cryptography.hazmat.primitives import serialization
@@ -134,8 +135,15 @@ def crl_url(root: OriginCARoot) -> str:
 
 
 def root_crl_der(root: OriginCARoot) -> bytes:
-    """The root's CRL: every certificate it signed that is revoked. Signed afresh on each request (the CRL number
-    is bumped with a conditional update per revocation, so it only grows)."""
+    """The root's CRL: every certificate it signed that is revoked. The CRL number grows with each revocation (a
+    conditional update), so (root, number) names its content: a process signs it once per number and hour, not
+    once per (anonymous) request."""
+    return _root_crl_der(root.pk, root.crl_number, int(time.time() // 3600))
+
+
+@functools.lru_cache(maxsize=16)
+def _root_crl_der(root_id: uuid.UUID, number: int, hour: int) -> bytes:
+    root = OriginCARoot.objects.get(pk=root_id)
     revoked = (
         OriginCertificate.objects.unscoped("a CA's CRL lists every organisation's revoked certificates")
         .filter(root=root, revoked_at__isnull=False)
@@ -146,6 +154,6 @@ def root_crl_der(root: OriginCARoot) -> bytes:
         root_certificate_pem=root.certificate_pem,
         root_key=root_key(root),
         revoked=[(int(serial), revoked_at) for serial, revoked_at in revoked],
-        number=root.crl_number,
+        number=number,
     )
     return crl.public_bytes(serialization.Encoding.DER)
