@@ -3,6 +3,9 @@ serials; every issued chain verifies; bad input is refused with errors naming th
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import cloudflare
 import pytest
 from cryptography import x509
@@ -24,12 +27,35 @@ def cf(token_a, zone_a):
     return sdk_client(token_a)
 
 
+def openssl_verify(leaf: str, root: str, tmp_path) -> None:
+    """`openssl verify` of the chain too, where the machine has the tool (a second implementation's opinion)."""
+    if shutil.which("openssl") is None:
+        return
+    (tmp_path / "root.pem").write_text(root)
+    (tmp_path / "leaf.pem").write_text(leaf)
+    result = subprocess.run(  # noqa: S603
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            str(tmp_path / "root.pem"),
+            str(tmp_path / "leaf.pem"),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stdout + result.stderr
+
+
 def root_pem(key_type: str) -> str:
     return OriginCARoot.objects.get(key_type=key_type, status="signing").certificate_pem
 
 
 @pytest.mark.parametrize("request_type,key_type", [("origin-ecc", "ecc"), ("origin-rsa", "rsa")])
-def test_create_then_get_then_list_then_revoke(cf, zone_a, request_type, key_type, org_a):
+def test_create_then_get_then_list_then_revoke(cf, zone_a, request_type, key_type, org_a, tmp_path):
     csr = make_csr(["alpha.example", "*.alpha.example"])
     created = cf.origin_ca_certificates.create(
         csr=csr, hostnames=["alpha.example", "*.alpha.example"], request_type=request_type, requested_validity=90
@@ -42,6 +68,7 @@ def test_create_then_get_then_list_then_revoke(cf, zone_a, request_type, key_typ
     assert cert.serial_number == int(created.id)  # the serial is the id
     pki.verify_chain(created.certificate, root_pem(key_type), "alpha.example")
     pki.verify_chain(created.certificate, root_pem(key_type), "www.alpha.example")
+    openssl_verify(created.certificate, root_pem(key_type), tmp_path)
     days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
     assert 90 <= days <= 91
 
