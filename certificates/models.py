@@ -45,7 +45,9 @@ class OriginCertificate(OrgOwnedModel):
     the request is accepted so that a pending certificate already has the id it will keep."""
 
     id = models.CharField(primary_key=True, max_length=64, editable=False)
-    zone = models.ForeignKey("controlplane.Zone", on_delete=models.CASCADE, related_name="+")
+    # The zone of the first hostname (lists by zone). Deleting the zone keeps the certificate (and its place in
+    # the CRL once revoked): it is then listed under the organisation only.
+    zone = models.ForeignKey("controlplane.Zone", on_delete=models.SET_NULL, null=True, related_name="+")
     hostnames = models.JSONField(default=list)
     request_type = models.CharField(max_length=16, choices=RequestType.choices)
     requested_validity = models.PositiveIntegerField()

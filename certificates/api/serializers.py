@@ -70,8 +70,8 @@ class CertificateSerializer(serializers.ModelSerializer):
     def get_created_on(self, obj: OriginCertificate) -> str | None:
         return _iso(obj.created_at)
 
-    def get_zone_id(self, obj: OriginCertificate) -> str:
-        return obj.zone_id.hex
+    def get_zone_id(self, obj: OriginCertificate) -> str | None:
+        return obj.zone_id.hex if obj.zone_id else None
 
     def get_csr(self, obj: OriginCertificate) -> str:
         # Lists defer the CSR (they never show it); the detail and the create carry it.

@@ -107,3 +107,16 @@ def test_revoke_and_badges(admin, reader, org_a, zone_a):
     certificate.refresh_from_db()
     assert certificate.revoked_at is not None
     assert "Revoked" in reader.get(f"{base(org_a)}/zones/{zone_a.id.hex}/certificates/").content.decode()
+
+
+def test_deleting_the_zone_keeps_the_certificate(admin, org_a, zone_a):
+    from controlplane.actors import Actor
+    from controlplane.services.zones import zone_delete
+
+    create(admin, org_a, zone_a)
+    certificate = OriginCertificate.objects.for_org(org_a).get()
+    zone_delete(zone=zone_a, actor=Actor.cli())
+    certificate.refresh_from_db()
+    assert certificate.zone_id is None
+    assert "zone deleted" in admin.get(f"{base(org_a)}/certificates/").content.decode()
+    assert admin.get(f"{base(org_a)}/certificates/{certificate.id}/").status_code == 200
