@@ -10,7 +10,7 @@ import cloudflare
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.test import Client
 
 from certificates.logic import pki
@@ -225,3 +225,18 @@ def test_an_accounts_certificates_in_the_uis_terms(cf, org_a, org_b, zone_a):
         other.get(f"/accounts/{org_a.account_id}/origin_certificates/{created.id}", cast_to=object)
     with pytest.raises(cloudflare.NotFoundError):
         other.get(f"/accounts/{org_b.account_id}/origin_certificates/{created.id}", cast_to=object)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        lambda: ec.generate_private_key(ec.SECP384R1()),
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072),
+    ],
+    ids=["P-384", "RSA-3072"],
+)
+def test_other_accepted_csr_keys(cf, key):
+    created = cf.origin_ca_certificates.create(
+        csr=pki.build_csr(key(), ["alpha.example"]), hostnames=["alpha.example"], request_type="origin-rsa"
+    )
+    pki.verify_chain(created.certificate, root_pem("rsa"), "alpha.example")
