@@ -188,3 +188,16 @@ def test_a_token_without_the_certificates_scope_gets_403(org_a, zone_a):
 
     with pytest.raises(cloudflare.PermissionDeniedError):
         list(cf.origin_ca_certificates.list(zone_id=zone_a.id.hex))
+
+
+def test_origin_ca_command_refuses_to_retire_the_signing_root_and_writes_the_bundle(db, tmp_path):
+    from django.core.management.base import CommandError
+
+    call_command("origin_ca", "init", stdout=io.StringIO())
+    signing = OriginCARoot.objects.get(key_type="rsa", status="signing")
+    with pytest.raises(CommandError, match="rotate first"):
+        call_command("origin_ca", "retire", signing.fingerprint_sha256[:12], stdout=io.StringIO())
+    with pytest.raises(CommandError, match="No single root"):
+        call_command("origin_ca", "retire", "nothing", stdout=io.StringIO())
+    call_command("origin_ca", "bundle", str(tmp_path / "roots.pem"), stdout=io.StringIO())
+    assert len(x509.load_pem_x509_certificates((tmp_path / "roots.pem").read_bytes())) == 2
