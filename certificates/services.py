@@ -172,7 +172,9 @@ def certificate_create(
             },
         )
         ids = {"organisation_id": str(organisation.pk), "certificate_id": certificate.id}
-        transaction.on_commit(lambda: _queue_issue(ids))
+        # robust: a broker that is down leaves the certificate pending (re-queued by certificates_requeue_stale)
+        # rather than failing a request whose write is already committed.
+        transaction.on_commit(lambda: _queue_issue(ids), robust=True)
     return certificate
 
 
@@ -227,6 +229,21 @@ def certificate_issue(*, organisation_id: str, certificate_id: str) -> str:
         expires_on=leaf.not_valid_after_utc,
     )
     return "issued" if updated else "skipped"
+
+
+def certificates_requeue_stale(*, older_than: datetime.timedelta = datetime.timedelta(minutes=5)) -> int:
+    """Queue the issuing job again for certificates still pending long after their request (a broker outage, a
+    lost message). Safe: the job is idempotent, so a duplicate of one that is merely slow changes nothing."""
+    stale = (
+        OriginCertificate.objects.unscoped("the sweeper walks every organisation's pending certificates")
+        .filter(status=CertificateStatus.PENDING, revoked_at__isnull=True, created_at__lt=timezone.now() - older_than)
+        .values_list("organisation_id", "id")[:1000]
+    )
+    count = 0
+    for organisation_id, certificate_id in stale:
+        _queue_issue({"organisation_id": str(organisation_id), "certificate_id": certificate_id})
+        count += 1
+    return count
 
 
 def certificate_wait(certificate: OriginCertificate, *, seconds: float) -> OriginCertificate:

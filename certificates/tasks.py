@@ -15,4 +15,6 @@ def issue_certificate(*, organisation_id: str, certificate_id: str) -> str:
 
 @shared_task
 def send_expiry_reminders() -> int:
+    """Beat's periodic job: expiry reminders, and pending certificates whose job was lost are queued again."""
+    services.certificates_requeue_stale()
     return services.expiry_reminders_send()

@@ -201,3 +201,26 @@ def test_origin_ca_command_refuses_to_retire_the_signing_root_and_writes_the_bun
         call_command("origin_ca", "retire", "nothing", stdout=io.StringIO())
     call_command("origin_ca", "bundle", str(tmp_path / "roots.pem"), stdout=io.StringIO())
     assert len(x509.load_pem_x509_certificates((tmp_path / "roots.pem").read_bytes())) == 2
+
+
+def test_a_lost_job_is_queued_again_by_the_periodic_sweep(org_a, zone_a):
+    from certificates.tasks import send_expiry_reminders
+
+    certificate = OriginCertificate.objects.create(
+        id="777",
+        organisation=org_a,
+        zone=zone_a,
+        hostnames=["alpha.example"],
+        request_type="origin-ecc",
+        requested_validity=7,
+        csr=make_csr(),
+    )
+    send_expiry_reminders()
+    certificate.refresh_from_db()
+    assert certificate.status == "pending"  # recent: its job may just be slow
+    OriginCertificate.objects.for_org(org_a).filter(pk="777").update(
+        created_at=timezone.now() - datetime.timedelta(minutes=10)
+    )
+    send_expiry_reminders.delay()
+    certificate.refresh_from_db()
+    assert certificate.status == "issued" and certificate.certificate_pem
