@@ -76,3 +76,10 @@ bench-edge: dev-deps
 		else echo "bench-edge needs wrk and nginx: run 'sudo apt-get install -y wrk nginx' (Debian), then again"; exit 2; fi; \
 	fi
 	$(BIN)/python -m bench.edge $(BENCH_ARGS)
+
+## Origin CA benchmark: issuing jobs/s with one Celery worker and Create→PEM p95 (~3 min; needs Redis; flushes
+## BENCH_REDIS_URL's database; docs/benchmarks.md).
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
+.PHONY: bench-certificates
+bench-certificates: dev-deps
+	$(BIN)/python -m bench.certificates --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)

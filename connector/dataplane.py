@@ -141,6 +141,26 @@ class DataPlane:
         self.tls.extra_ca_file = path
         self._rule_pools.clear()
 
+    def set_origin_ca(self, pem: str) -> None:
+        """The control plane's Origin CA roots (with each CONFIG): origins are verified against them too. A changed
+        bundle (a rotated root) drops the cached contexts and pools, so new origin connections use it."""
+        if pem == self.tls.origin_ca_pem:
+            return
+        try:
+            self.tls.set_origin_ca(pem)
+        except ValueError as exc:
+            log.error("Ignoring the Origin CA roots sent by the control plane: %s", exc)
+            return
+        self._rule_pools.clear()
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        log.info(
+            "Origin CA roots updated (%d root%s)",
+            pem.count("BEGIN CERTIFICATE"),
+            "" if pem.count("BEGIN CERTIFICATE") == 1 else "s",
+        )
+
     def attach(self, conn: Any) -> Mux:
         return Mux(self, conn)
 

@@ -40,6 +40,12 @@ log = logging.getLogger("connector")
 
 MAX_HEAD_SIZE = 64 * 1024  # largest response head accepted from an origin
 RESOLVE_TTL = 30.0  # seconds a DNS answer is reused (IP literals are never looked up)
+UNKNOWN_AUTHORITY_HINT = (
+    "set the origin server name, install an Origin CA certificate, or enable No TLS verify "
+    "(originRequest: originServerName, caPool, noTLSVerify)"
+)
+# OpenSSL's X509_V_ERR_*: depth-zero self-signed, self-signed in chain, unable to get (local) issuer certificate.
+UNKNOWN_AUTHORITY_CODES = frozenset({18, 19, 20, 2})
 TLS_VERIFY_HINT = "set originServerName to the name in the origin's certificate, or noTLSVerify to skip verification"
 
 
@@ -110,15 +116,26 @@ class Target:
 
 
 class TLSContexts:
-    """SSL contexts for origins, one per (caPool, noTLSVerify), verifying against the system roots, `caPool` and
-    `extra_ca_file` (the hook for the Origin CA bundle the control plane will provide: set it before requests)."""
+    """SSL contexts for origins, one per (caPool, noTLSVerify), verifying against the system roots, `caPool`,
+    `extra_ca_file` (TUNNEL_ORIGIN_CA_FILE) and the Origin CA roots the control plane sends with each CONFIG."""
 
     def __init__(self, extra_ca_file: str = "") -> None:
         self.extra_ca_file = extra_ca_file
-        self._contexts: dict[tuple[str, bool, str], ssl.SSLContext] = {}
+        self.origin_ca_pem = ""
+        self._contexts: dict[tuple[str, bool, str, str], ssl.SSLContext] = {}
+
+    def set_origin_ca(self, pem: str) -> None:
+        """Raises ValueError when the bundle does not load (the previous one stays)."""
+        if pem:
+            try:
+                ssl.create_default_context(cadata=pem)
+            except (ssl.SSLError, ValueError) as exc:
+                raise ValueError(f"the Origin CA bundle does not load: {exc}") from None
+        self.origin_ca_pem = pem
+        self._contexts.clear()
 
     def get(self, ca_pool: str, no_verify: bool) -> ssl.SSLContext:
-        key = (ca_pool, no_verify, self.extra_ca_file)
+        key = (ca_pool, no_verify, self.extra_ca_file, self.origin_ca_pem)
         context = self._contexts.get(key)
         if context is None:
             context = ssl.create_default_context()
@@ -130,6 +147,8 @@ class TLSContexts:
                 except (OSError, ssl.SSLError, ValueError) as exc:
                     reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
                     raise OriginError(f"cannot load {what} file {path}: {reason}")
+            if self.origin_ca_pem:
+                context.load_verify_locations(cadata=self.origin_ca_pem)
             if no_verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
@@ -270,6 +289,11 @@ async def open_origin_socket(target: Target, resolver: Resolver) -> socket.socke
 def tls_error(exc: BaseException, target: Target) -> OriginError:
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or str(exc)
+        if exc.verify_code in UNKNOWN_AUTHORITY_CODES:
+            return OriginError(
+                f"TLS verification of the origin certificate failed for {target.server_hostname!r} "
+                f"({target.name}): certificate signed by unknown authority ({reason}); {UNKNOWN_AUTHORITY_HINT}"
+            )
         return OriginError(
             f"TLS verification of the origin certificate failed for {target.server_hostname!r} "
             f"({target.name}): {reason}; {TLS_VERIFY_HINT}"

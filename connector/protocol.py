@@ -230,6 +230,9 @@ class ControlMessage:
         return message
 
 
+MAX_ORIGIN_CA_CHARS = 256 * 1024  # a few dozen roots at most
+
+
 def _check_length(name: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise ProtocolError(f"{name} is longer than {limit} characters")
@@ -313,6 +316,13 @@ class Config(ControlMessage):
     KIND: ClassVar[Kind] = Kind.CONFIG
     version: int
     config: dict
+    # The control plane's Origin CA roots (PEM bundle) origins are verified against, besides the system store and
+    # each rule's caPool. Absent from older servers ("": the connector keeps what it has); ignored by older
+    # connectors (unknown fields are).
+    origin_ca: str = ""
+
+    def validate(self) -> None:
+        _check_length("CONFIG.origin_ca", self.origin_ca, MAX_ORIGIN_CA_CHARS)
 
     def validate(self) -> None:
         _check_range("CONFIG.version", self.version, 0, MAX_CONFIG_VERSION)

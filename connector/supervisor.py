@@ -430,7 +430,10 @@ class Supervisor:
             else:
                 conn.mux.on_frame(message)
         elif isinstance(message, protocol.Config):
-            await conn.send(self.config.apply(message))
+            ack = self.config.apply(message)
+            if ack.applied and message.origin_ca:
+                self.dataplane.set_origin_ca(message.origin_ca)
+            await conn.send(ack)
         elif isinstance(message, protocol.Ping):
             await conn.send(protocol.Pong(nonce=message.nonce, ts=message.ts))
         elif isinstance(message, protocol.Pong):

@@ -10,6 +10,7 @@ urlpatterns = [
     path("client/v4/", include("access.api.urls")),
     path("docs/api/", include("controlplane.api.docs_urls")),
     path("", include("access.urls")),
+    path("", include("certificates.urls")),
     path("", include("tunnels.urls")),
     path("", include("controlplane.ui.urls")),
 ]

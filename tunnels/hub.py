@@ -238,12 +238,15 @@ class CachedTunnel:
     deleted: bool
     config_version: int
     config: dict[str, Any]
+    origin_ca: str = ""  # the Origin CA roots (PEM) as loaded with this version (certificates/ca.py)
     _config_frame: bytes | None = field(default=None, repr=False, compare=False)
 
     def config_frame(self) -> bytes:
         """The CONFIG frame of this version, encoded once for all the tunnel's connections."""
         if self._config_frame is None:
-            self._config_frame = protocol.encode(protocol.Config(version=self.config_version, config=self.config))
+            self._config_frame = protocol.encode(
+                protocol.Config(version=self.config_version, config=self.config, origin_ca=self.origin_ca)
+            )
         return self._config_frame
 
 
@@ -829,6 +832,9 @@ def _load_tunnels(tunnel_ids: list[uuid.UUID]) -> dict[uuid.UUID, CachedTunnel]:
     from tunnels.secrets import decrypt_secret
 
     close_old_connections()
+    from certificates.ca import trust_bundle
+
+    origin_ca = trust_bundle()
     loaded = {}
     for start in range(0, len(tunnel_ids), 5000):  # bound the IN list (SQLite allows 32,766 parameters)
         tunnels = (
@@ -843,6 +849,7 @@ def _load_tunnels(tunnel_ids: list[uuid.UUID]) -> dict[uuid.UUID, CachedTunnel]:
                 deleted=tunnel.deleted_at is not None,
                 config_version=tunnel.config_version,
                 config=tunnel.config or {},
+                origin_ca=origin_ca,
             )
     return loaded
 

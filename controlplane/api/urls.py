@@ -1,6 +1,6 @@
 """/client/v4/ — the Cloudflare v4-shaped API."""
 
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
@@ -35,6 +35,7 @@ urlpatterns = [
         zones.ZoneActivationCheckView.as_view(),
         name="api-zone-activation-check",
     ),
+    path("", include("certificates.api.urls")),
     path(
         "schema",
         SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),

@@ -5,6 +5,7 @@ from .access import *  # noqa: F403
 from .api import *  # noqa: F403
 from .base import *  # noqa: F403
 from .celery import *  # noqa: F403
+from .certificates import *  # noqa: F403
 from .channels import *  # noqa: F403
 from .database import *  # noqa: F403
 from .edge import *  # noqa: F403

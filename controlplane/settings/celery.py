@@ -30,4 +30,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Signing keys older than their rotation interval (default 6 weeks), and spent login codes.
     "access-housekeeping": {"task": "access.tasks.housekeeping", "schedule": 3600},
+    "certificate-expiry-reminders": {
+        "task": "certificates.tasks.send_expiry_reminders",
+        "schedule": env_int("CERTIFICATE_REMINDER_SECONDS", 3600),
+    },
 }

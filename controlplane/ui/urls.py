@@ -29,7 +29,7 @@ organisation_patterns = [
     path("outbox/<str:message_id>/", outbox.OutboxMessageView.as_view(), name="outbox-message"),
     path("", include("tunnels.ui_urls")),
     path("access/", organisations.AccessView.as_view(), name="access"),
-    path("certificates/", organisations.CertificatesView.as_view(), name="certificates"),
+    path("", include("certificates.ui_urls")),
 ]
 
 urlpatterns = [

@@ -8,6 +8,7 @@ import datetime
 import json
 import socket
 import ssl
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -455,8 +456,9 @@ async def test_tls_verification_failure_explains_the_fix(edge, tls_origin):
     for result in (untrusted, wrong_name):
         assert result.reset.code == ResetCode.ORIGIN_ERROR
         assert "TLS verification of the origin certificate failed for '127.0.0.1'" in result.reset.message
-        assert result.reset.message.endswith(httpclient.TLS_VERIFY_HINT)
-    assert "certificate" in untrusted.reset.message
+    assert "certificate signed by unknown authority" in untrusted.reset.message
+    assert untrusted.reset.message.endswith(httpclient.UNKNOWN_AUTHORITY_HINT)
+    assert wrong_name.reset.message.endswith(httpclient.TLS_VERIFY_HINT)
     assert "IP address mismatch" in wrong_name.reset.message or "mismatch" in wrong_name.reset.message
 
 
@@ -480,6 +482,39 @@ async def test_origin_ca_file_hook(edge, tls_origin):
     async with Connector(edge, config, origin_ca_file=tls_origin.ca_file) as connector:
         result = await connector.driver.fetch("/hello")
     assert result.response.status == 200
+
+
+async def test_origin_ca_roots_sent_with_the_config_are_trusted_and_replaced(edge, tls_origin):
+    """The control plane's Origin CA bundle (CONFIG.origin_ca) is trusted besides the system store; a later
+    CONFIG with another bundle (a rotation that retired this root) stops trusting it."""
+    service = f"https://127.0.0.1:{tls_origin.port}"
+    config = rules(service, {"originServerName": "origin.test"})
+    root_pem = Path(tls_origin.ca_file).read_text()
+    async with Connector(edge, config) as connector:
+        untrusted = await connector.driver.fetch("/hello")
+        connector.version += 1
+        await connector.driver.conn.send(protocol.Config(version=connector.version, config=config, origin_ca=root_pem))
+        await _until(lambda: connector.supervisor.dataplane.tls.origin_ca_pem == root_pem)
+        trusted = await connector.driver.fetch("/hello")
+        other_dir = Path(tls_origin.ca_file).parent / "other"
+        other_dir.mkdir()
+        other_root, _ = _make_pki(other_dir)
+        connector.version += 1
+        other_pem = Path(other_root).read_text()
+        await connector.driver.conn.send(protocol.Config(version=connector.version, config=config, origin_ca=other_pem))
+        await _until(lambda: connector.supervisor.dataplane.tls.origin_ca_pem == other_pem)
+        retired = await connector.driver.fetch("/hello")
+    assert untrusted.reset is not None and "unknown authority" in untrusted.reset.message
+    assert trusted.response is not None and trusted.response.status == 200, trusted.reset
+    # (The other root has the same subject: OpenSSL finds it by name and the signature check fails.)
+    assert retired.reset is not None and "TLS verification of the origin certificate failed" in retired.reset.message
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.005)
 
 
 async def test_unix_tls_origin(edge, tmp_path, parser):

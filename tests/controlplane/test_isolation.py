@@ -49,6 +49,10 @@ NOT_ORGANISATION_SCOPED: dict[str, str] = {
     "client/v4/zones": "lists zones of the caller's organisations; a create resolves the account named in the body "
     "with the same access check (tests/controlplane/api/test_zones.py)",
     "client/v4/schema": "the public OpenAPI schema",
+    "client/v4/certificates": "names no account, as Cloudflare's: a list resolves `zone_id` (or the caller's own "
+    "organisations), a create the hostnames' zones, both with the same access check "
+    "(tests/certificates/test_api_sdk.py)",
+    "client/v4/origin_ca/roots": "the installation's Origin CA root certificates, the same for every caller",
     "client/v4/<path:unknown>": "answers 404 for any path no API endpoint matched",
     "docs/api/": "the public API documentation page",
     # UI: signing in and out, one's own account, creating an organisation
@@ -77,6 +81,10 @@ NOT_ORGANISATION_SCOPED: dict[str, str] = {
     "healthz": "liveness probe: says only that the process answers",
     "readyz": "readiness probe: says only whether the database (and Redis) answer",
     "connector/download/<str:filename>": "the connector's installable package, the same for everyone",
+    "origin-ca/roots.pem": "the Origin CA's public root certificates, the same for everyone",
+    ".well-known/origin-ca.pem": "the Origin CA's public root certificates, the same for everyone",
+    "origin-ca/crl/<str:root_file>": "a CRL: the revoked serials of one root, public by nature (an origin's "
+    "certificate names it)",
 }
 
 
@@ -158,6 +166,19 @@ class World:
         return dns_record_create(zone=self.zone, actor=self.admin, type="A", name="www", content="192.0.2.10")
 
     @functools.cached_property
+    def certificate(self):
+        from certificates.services import certificate_create, certificate_issue
+        from controlplane.services.zones import zone_mark_verified
+
+        zone = zone_create(organisation=self.org_a, name="certs.example", actor=self.admin)
+        zone_mark_verified(zone=zone, actor=self.admin)
+        certificate = certificate_create(
+            organisation=self.org_a, actor=self.admin, hostnames=["certs.example"], request_type="origin-ecc"
+        )
+        certificate_issue(organisation_id=str(self.org_a.pk), certificate_id=certificate.id)
+        return certificate
+
+    @functools.cached_property
     def destination(self):
         from tunnels.services import notification_destination_create
 
@@ -230,6 +251,7 @@ REGISTRY: dict[str, Callable[[World], Any]] = {
     "list_id": lambda world: world.access_list.id,
     "service_token_id": lambda world: world.service_token.id,
     "idp_id": lambda world: world.identity_provider.id,
+    "certificate_id": lambda world: world.certificate.id,
 }
 
 

@@ -200,6 +200,24 @@ def seed_access_log(org: Organisation, admin: Any, rows: int) -> Seeded:
     return Seeded({})
 
 
+def seed_certificates(org: Organisation, admin: Any, rows: int) -> Seeded:
+    from certificates.logic import pki
+    from certificates.services import certificate_create, certificate_issue
+
+    zone = ZoneFactory(organisation=org, name=f"certs.{org.team_name}.example")
+    csr = pki.build_csr(pki.generate_key("ecc"), [zone.name])
+    for index in range(rows):
+        certificate = certificate_create(
+            organisation=org,
+            actor=Actor(user=admin),
+            hostnames=[f"h{index}.{zone.name}"],
+            request_type="origin-ecc",
+            csr=csr,
+        )
+        certificate_issue(organisation_id=str(org.pk), certificate_id=certificate.id)
+    return Seeded({})
+
+
 # OpenAPI path of each list endpoint -> how to give it `rows` rows (as seen by org A's Super Administrator).
 SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts": seed_accounts,
@@ -222,6 +240,9 @@ SEEDERS: dict[str, Callable[[Organisation, Any, int], Seeded]] = {
     "/accounts/{account_id}/access/identity_providers": seed_nothing,
     "/accounts/{account_id}/access/logs/access_requests": seed_access_log,
     "/accounts/{account_id}/access/policy_tester": seed_access_apps,
+    "/certificates": seed_certificates,
+    "/accounts/{account_id}/origin_certificates": seed_certificates,
+    "/origin_ca/roots": seed_nothing,
 }
 
 

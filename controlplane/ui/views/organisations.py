@@ -185,21 +185,3 @@ class AccessView(ComingSoonView):
             ("Access policies", "https://developers.cloudflare.com/cloudflare-one/policies/access/"),
         ],
     }
-
-
-class CertificatesView(ComingSoonView):
-    resource = Resource.CERTIFICATES
-    nav = "certificates"
-    section: ClassVar[dict[str, Any]] = {
-        "title": "Origin certificates",
-        "summary": "Certificates for your origin servers, signed by this installation's Origin CA and trusted by "
-        "the connector, so traffic between the tunnel and your origin is encrypted too.",
-        "coming": [
-            "Issue an RSA or ECC certificate for names under your active zones, valid 7 days to 15 years.",
-            "Let us generate the private key and CSR, or paste your own CSR.",
-            "Revoke certificates, and get reminders before they expire.",
-        ],
-        "docs": [
-            ("Origin CA certificates", "https://developers.cloudflare.com/ssl/origin-configuration/origin-ca/"),
-        ],
-    }

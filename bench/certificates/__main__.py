@@ -1,0 +1,3 @@
+from bench.certificates.run import main
+
+main()
