@@ -322,10 +322,8 @@ class Config(ControlMessage):
     origin_ca: str = ""
 
     def validate(self) -> None:
-        _check_length("CONFIG.origin_ca", self.origin_ca, MAX_ORIGIN_CA_CHARS)
-
-    def validate(self) -> None:
         _check_range("CONFIG.version", self.version, 0, MAX_CONFIG_VERSION)
+        _check_length("CONFIG.origin_ca", self.origin_ca, MAX_ORIGIN_CA_CHARS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -821,6 +821,20 @@ def uses_shared_layer() -> bool:
     return "InMemory" not in backend
 
 
+# The Origin CA's trust bundle (PEM) sent with every configuration: registered by the certificates app in its
+# AppConfig.ready (tunnels does not import it: the product apps' layer contracts).
+_origin_ca_source: Callable[[], str] | None = None
+
+
+def register_origin_ca_source(source: Callable[[], str]) -> None:
+    global _origin_ca_source
+    _origin_ca_source = source
+
+
+def origin_ca_bundle() -> str:
+    return _origin_ca_source() if _origin_ca_source is not None else ""
+
+
 def _load_tunnel(tunnel_id: uuid.UUID) -> CachedTunnel | None:
     return _load_tunnels([tunnel_id]).get(tunnel_id)
 
@@ -832,9 +846,7 @@ def _load_tunnels(tunnel_ids: list[uuid.UUID]) -> dict[uuid.UUID, CachedTunnel]:
     from tunnels.secrets import decrypt_secret
 
     close_old_connections()
-    from certificates.ca import trust_bundle
-
-    origin_ca = trust_bundle()
+    origin_ca = origin_ca_bundle()
     loaded = {}
     for start in range(0, len(tunnel_ids), 5000):  # bound the IN list (SQLite allows 32,766 parameters)
         tunnels = (

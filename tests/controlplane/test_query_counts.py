@@ -269,6 +269,9 @@ QUERIES: dict[str, int] = {
     "/accounts/{account_id}/access/policy_tester": 7,
     "/accounts/{account_id}/access/service_tokens": 5,
     "/accounts/{account_id}/gateway/lists": 5,
+    "/certificates": 5,
+    "/accounts/{account_id}/origin_certificates": 5,
+    "/origin_ca/roots": 5,
 }
 
 
