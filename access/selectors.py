@@ -51,9 +51,10 @@ def policy_list(*, organisation: Organisation, application: Application | None =
     qs = Policy.objects.for_org(organisation)
     if application is None:
         return qs.filter(reusable=True).annotate(app_count=Count("application_links"))
+    # Annotated before the filter: the count is over all of the policy's links, not only this application's.
     return (
-        qs.filter(application_links__application=application, organisation=organisation)
-        .annotate(app_count=Count("application_links"))
+        qs.annotate(app_count=Count("application_links"))
+        .filter(application_links__application=application, organisation=organisation)
         .order_by("application_links__precedence")
     )
 
@@ -238,8 +239,12 @@ def policy_test(*, organisation: Organisation, data: dict[str, Any]) -> list[dic
     apps = compiled.apps
     url = (data.get("url") or "").strip()
     if url:
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        match = compiled.match(parts.hostname or "", parts.path or "/")
+        try:
+            parts = urlsplit(url if "://" in url else f"https://{url}")
+            host = parts.hostname or ""
+        except ValueError:
+            raise ValidationError({"url": f"“{url[:100]}” is not a URL."}) from None
+        match = compiled.match(host, parts.path or "/")
         apps = [match] if match else []
     subject = Subject(
         email=email,

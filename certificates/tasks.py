@@ -7,7 +7,14 @@ from celery import shared_task
 from certificates import services
 
 
-@shared_task(autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
+# In embedded mode (no broker) issuing runs inline after commit: it is local CPU work (no outbound call), and the
+# POST that queued it waits for its result anyway (CERTIFICATE_ISSUE_WAIT_SECONDS).
+@shared_task(
+    autoretry_for=(ConnectionError,),
+    retry_backoff=True,
+    max_retries=5,
+    embedded_inline_setting="CELERY_TASK_ALWAYS_EAGER",
+)
 def issue_certificate(*, organisation_id: str, certificate_id: str) -> str:
     """Idempotent: a retry or a duplicate of a job that already issued the certificate changes nothing."""
     return services.certificate_issue(organisation_id=organisation_id, certificate_id=certificate_id)

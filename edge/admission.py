@@ -162,7 +162,7 @@ class Gate:
             if special is not None:
                 return special
         country = None
-        if settings.ACCESS_COUNTRY_HEADER and settings.EDGE_TRUSTED_PROXY_COUNT:
+        if settings.ACCESS_COUNTRY_HEADER and settings.TRUSTED_PROXY_COUNT:
             raw = _header(headers, settings.ACCESS_COUNTRY_HEADER.lower().encode()) or ""
             country = raw.upper() if len(raw) == 2 and raw.isalpha() else None
         try:

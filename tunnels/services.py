@@ -644,6 +644,7 @@ def notification_destination_create(
     from django.core.validators import URLValidator, validate_email
 
     from tunnels.models import NotificationDestination
+    from tunnels.webhooks import webhook_url_validate
 
     name = (name or "").strip() if isinstance(name, str) else ""
     if not name:
@@ -668,6 +669,7 @@ def notification_destination_create(
             URLValidator(schemes=["http", "https"])(url)
         except ValidationError:
             raise ValidationError({"url": "Enter an http(s) URL."}) from None
+        webhook_url_validate(url)  # no internal or own addresses (checked again at each delivery)
         if len(secret or "") < 16:
             raise ValidationError({"secret": "Use a signing secret of at least 16 characters."})
         destination.url = url

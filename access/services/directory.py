@@ -105,16 +105,18 @@ def _users_of(organisation: Organisation, kind: str, object_id: str) -> list[str
 def group_save(
     *, organisation: Organisation, actor: Actor, data: dict[str, Any], group: AccessGroup | None = None
 ) -> AccessGroup:
-    values = {
+    include = clean_rules(organisation, data.get("include"), "include", required=True)
+    require = clean_rules(organisation, data.get("require"), "require")
+    exclude = clean_rules(organisation, data.get("exclude"), "exclude")
+    values: dict[str, Any] = {
         "name": clean_name(data.get("name"), "A group"),
-        "include": clean_rules(organisation, data.get("include"), "include", required=True),
-        "require": clean_rules(organisation, data.get("require"), "require"),
-        "exclude": clean_rules(organisation, data.get("exclude"), "exclude"),
+        "include": include,
+        "require": require,
+        "exclude": exclude,
         "is_default": bool(data.get("is_default") is True),
     }
     if group is not None and any(
-        rule.get("group", {}).get("id") == str(group.pk)
-        for rule in [*values["include"], *values["require"], *values["exclude"]]
+        rule.get("group", {}).get("id") == str(group.pk) for rule in include + require + exclude
     ):
         raise ValidationError({"include": "A group cannot refer to itself."})
     taken = AccessGroup.objects.for_org(organisation).filter(name=values["name"])

@@ -62,14 +62,19 @@ def _delete_shapes(org) -> list[tuple]:
     )
 
 
-def test_deleting_a_route_is_audited_alike_by_the_dns_api_a_config_change_and_a_tunnel_delete(org_a, zone):
+def test_a_routed_record_is_refused_by_the_dns_api_and_deletions_by_its_tunnel_are_audited(org_a, zone):
+    """The DNS API cannot delete a record a tunnel's configuration routes (issue 14, item 12); the tunnel's own
+    deletions (a hostname dropped from the configuration, the tunnel deleted) are audited."""
+    from django.core.exceptions import ValidationError
+
     tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
-    tunnel_config_update(tunnel=tunnel, config=_ingress("a.example.com", "b.example.com", "c.example.com"), actor=ACTOR)
-    dns_record_delete(record=DnsRecord.objects.for_org(org_a).get(name="a.example.com"), actor=ACTOR)
-    tunnel_config_update(tunnel=tunnel, config=_ingress("c.example.com"), actor=ACTOR)
+    tunnel_config_update(tunnel=tunnel, config=_ingress("a.example.com", "b.example.com"), actor=ACTOR)
+    with pytest.raises(ValidationError, match="managed by tunnel “lab”"):
+        dns_record_delete(record=DnsRecord.objects.for_org(org_a).get(name="a.example.com"), actor=ACTOR)
+    tunnel_config_update(tunnel=tunnel, config=_ingress("b.example.com"), actor=ACTOR)
     tunnel_delete(tunnel=tunnel, actor=ACTOR)
-    fields = ("comment", "content", "name", "proxied", "tags", "ttl", "type")
-    assert _delete_shapes(org_a) == [(f"{n}.example.com CNAME", fields) for n in "abc"]
+    names = [name for name, _fields in _delete_shapes(org_a)]
+    assert names == ["a.example.com CNAME", "b.example.com CNAME"]
     assert not DnsRecord.objects.for_org(org_a).exists()
 
 
