@@ -1,0 +1,25 @@
+"""Template filters of the Access pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from access.forms import REFERENCE_SELECTORS, Directory
+from access.logic.rules import Rule, RuleError, parse_rule
+
+register = template.Library()
+
+
+@register.filter
+def describe_rule(raw: Any, directory: Directory | None = None) -> str:
+    """`{"email": {"email": "ana@example.com"}}` → "email is ana@example.com"; ids of groups, lists, tokens and
+    login methods are shown by name."""
+    try:
+        rule = parse_rule(raw)
+    except RuleError:
+        return str(raw)
+    if directory is not None and rule.kind in REFERENCE_SELECTORS:
+        rule = Rule(rule.kind, f"“{directory.name(rule.kind, rule.value)}”")
+    return rule.describe()
