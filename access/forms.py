@@ -430,9 +430,7 @@ class ApplicationForm(PolicyFieldsMixin, forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="How people sign in. None ticked: every login method of the account is accepted.",
     )
-    policies = forms.MultipleChoiceField(
-        label="Existing policies", required=False, widget=forms.CheckboxSelectMultiple
-    )
+    policies = forms.MultipleChoiceField(label="Existing policies", required=False, widget=forms.CheckboxSelectMultiple)
 
     def __init__(
         self,

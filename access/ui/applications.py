@@ -28,9 +28,7 @@ class ApplicationListView(AccessPage):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         apps = list(selectors.application_list(organisation=self.organisation))
-        context["apps"] = [
-            {"app": app, "policies": [link.policy for link in app.policy_links.all()]} for app in apps
-        ]
+        context["apps"] = [{"app": app, "policies": [link.policy for link in app.policy_links.all()]} for app in apps]
         context["has_zones"] = Zone.objects.for_org(self.organisation).filter(status=ZoneStatus.ACTIVE).exists()
         return context
 

@@ -11,7 +11,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 
 from access import selectors
-from access.forms import GlobalSessionForm, KeyIntervalForm, LoginDesignForm, LogFilterForm, RevokeUserForm, TesterForm
+from access.forms import GlobalSessionForm, KeyIntervalForm, LogFilterForm, LoginDesignForm, RevokeUserForm, TesterForm
 from access.services.settings import (
     access_settings,
     access_settings_update,

@@ -38,7 +38,9 @@ def reader(client, reader_a):
 
 @pytest.fixture
 def zone(org_a):
-    return zone_mark_verified(zone=zone_create(organisation=org_a, name="example.com", actor=Actor.cli()), actor=Actor.cli())
+    return zone_mark_verified(
+        zone=zone_create(organisation=org_a, name="example.com", actor=Actor.cli()), actor=Actor.cli()
+    )
 
 
 @pytest.fixture
@@ -424,7 +426,9 @@ def test_settings_forms(admin, org_a):
     assert "greater than or equal to 21" in response.content.decode()
     response = admin.post(url("access-settings", org_a), {"form": "rotate"}, follow=True)
     assert "New signing key" in response.content.decode()
-    response = admin.post(url("access-settings", org_a), {"form": "revoke", "revoke-email": "ana@example.com"}, follow=True)
+    response = admin.post(
+        url("access-settings", org_a), {"form": "revoke", "revoke-email": "ana@example.com"}, follow=True
+    )
     assert "Sessions of ana@example.com revoked" in response.content.decode()
 
 
