@@ -52,7 +52,7 @@ def test_overview_shows_team_domain_counts_and_the_switcher(admin_client, org_a,
 
 
 def test_coming_soon_sections_say_what_is_coming(reader_client, org_a):
-    for section, text in [("access", "one-time PIN"), ("certificates", "Origin CA")]:
+    for section, text in [("certificates", "Origin CA")]:
         html = reader_client.get(f"/o/{org_a.account_id}/{section}/").content.decode()
         assert text in html and "developers.cloudflare.com" in html
 
