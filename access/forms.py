@@ -246,7 +246,6 @@ class PolicyFieldsMixin(RuleBuilderMixin):
             label="Action",
             choices=Policy.Decision.choices,
             initial=Policy.Decision.ALLOW,
-            required=required,
             help_text="Allow and Block apply after login; Bypass lets anyone through without a login; Service Auth "
             "admits service tokens without a login.",
         )

@@ -27,6 +27,10 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // On a narrow screen the tab strip scrolls: bring the current tab into view.
+    var tabs = document.querySelector(".access-tabs");
+    var current = tabs && tabs.querySelector(".active");
+    if (current) tabs.scrollLeft = current.offsetLeft - tabs.offsetLeft - 16;
     document.querySelectorAll("[data-rule-section]").forEach(function (section) {
       var rows = Array.prototype.slice.call(section.querySelectorAll("[data-rule-row]"));
       rows.forEach(function (row) {
