@@ -115,6 +115,11 @@ def test_read_only_members_see_every_page_but_no_write_buttons_and_cannot_post(r
     assert "Wiki" in page and "Add an application" not in page
     assert "Rotate secret" not in reader.get(url("access-service-tokens", org_a)).content.decode()
     assert "Revoke existing tokens" not in reader.get(url("access-app", org_a, world["app"].pk.hex)).content.decode()
+    edit = reader.get(url("access-app-edit", org_a, world["app"].pk.hex)).content.decode()
+    assert "Save application" not in edit and "<fieldset disabled>" in edit
+    assert "Save policy" not in reader.get(url("access-policy", org_a, world["policy"].pk.hex)).content.decode()
+    settings_page = reader.get(url("access-settings", org_a)).content.decode()
+    assert "Rotate now" not in settings_page and "Revoke sessions" not in settings_page
     response = reader.post(url("access-app-delete", org_a, world["app"].pk.hex))
     assert response.status_code == 403
     response = reader.post(url("access-policies", org_a))
