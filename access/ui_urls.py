@@ -11,6 +11,11 @@ urlpatterns = [
     path("access/apps/<str:app_id>/edit/", applications.ApplicationFormView.as_view(), name="access-app-edit"),
     path("access/apps/<str:app_id>/revoke/", applications.ApplicationRevokeView.as_view(), name="access-app-revoke"),
     path("access/apps/<str:app_id>/delete/", applications.ApplicationDeleteView.as_view(), name="access-app-delete"),
+    path(
+        "access/apps/<str:app_id>/policies/<str:policy_id>/",
+        directory.ApplicationPolicyEditView.as_view(),
+        name="access-app-policy",
+    ),
     path("access/policies/", directory.PolicyListView.as_view(), name="access-policies"),
     path("access/policies/new/", directory.PolicyEditView.as_view(), name="access-policy-create"),
     path("access/policies/<str:policy_id>/", directory.PolicyEditView.as_view(), name="access-policy"),

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 
 from access import selectors
 from access.forms import AccessListForm, GroupForm, PolicyForm, ServiceTokenForm
@@ -55,6 +56,9 @@ class EditPage(AccessPage):
     def save(self, form: Any, obj: Any) -> Any:
         raise NotImplementedError
 
+    def back_url(self, **kwargs: Any) -> str:
+        return self.org_url(self.back)
+
     def obj(self, **kwargs: Any) -> Any:
         return self.get_object(**kwargs) if self.id_kwarg in kwargs else None
 
@@ -62,7 +66,7 @@ class EditPage(AccessPage):
         context = super().get_context_data(**kwargs)
         obj = self.obj(**kwargs)
         form = kwargs.get("form") or self.make_form(obj)
-        context.update(obj=obj, form=form, what=self.what, back_url=self.org_url(self.back))
+        context.update(obj=obj, form=form, what=self.what, back_url=self.back_url(**kwargs))
         if hasattr(form, "reference_names"):
             context["reference_names"] = form.reference_names()
         return context
@@ -77,7 +81,7 @@ class EditPage(AccessPage):
                 show_service_error(form, exc, {})
             else:
                 messages.success(request, f"{self.what.capitalize()} “{saved.name}” saved.")
-                return self.to(self.back)
+                return redirect(self.back_url(**kwargs))
         return self.render_to_response(self.get_context_data(form=form, **kwargs))
 
 
@@ -106,6 +110,43 @@ class PolicyEditView(EditPage):
 
     def save(self, form: Any, obj: Any) -> Any:
         return policy_save(organisation=self.organisation, actor=self.actor, data=form.service_data(), policy=obj)
+
+
+class ApplicationPolicyEditView(EditPage):
+    """One policy as attached to one application (its own, or a reusable one: then every application using it
+    changes, which the page says)."""
+
+    tab = "applications"
+    id_kwarg = "policy_id"
+    what = "policy"
+
+    def application(self, **kwargs: Any) -> Any:
+        return selectors.application_get(organisation=self.organisation, app_id=kwargs["app_id"])
+
+    def get_object(self, **kwargs: Any) -> Any:
+        return selectors.policy_get(
+            organisation=self.organisation, policy_id=kwargs["policy_id"], application=self.application(**kwargs)
+        )
+
+    def back_url(self, **kwargs: Any) -> str:
+        return self.org_url("ui:access-app", self.application(**kwargs).pk.hex)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["application"] = self.application(**kwargs)
+        return context
+
+    def make_form(self, obj: Any, data: Any = None) -> forms.Form:
+        return PolicyForm(data, directory=self.directory(), policy=obj)
+
+    def save(self, form: Any, obj: Any) -> Any:
+        return policy_save(
+            organisation=self.organisation,
+            actor=self.actor,
+            data=form.service_data(),
+            policy=obj,
+            application=None if obj.reusable else obj.application,
+        )
 
 
 class PolicyDeleteView(DeleteView):

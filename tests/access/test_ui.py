@@ -446,3 +446,29 @@ def test_another_organisations_ids_are_404(client, admin_b, org_a, org_b, world)
     assert client.post(url("access-service-token-rotate", org_b, world["token"].pk.hex)).status_code == 404
     assert client.get(url("access", org_a)).status_code == 404
     assert Application.objects.for_org(org_a).count() == 1
+
+
+def test_an_applications_own_policy_is_edited_from_its_page(admin, org_a, world):
+    app = world["app"]
+    own = policy_save(
+        organisation=org_a,
+        actor=Actor.cli(),
+        data={"name": "Me", "decision": "allow", "include": [{"email": {"email": "ana@example.com"}}]},
+        application=app,
+    )
+    page = admin.get(url("access-app", org_a, app.pk.hex)).content.decode()
+    assert url("access-app-policy", org_a, app.pk.hex, own.pk.hex) in page
+    shared = admin.get(url("access-app-policy", org_a, app.pk.hex, world["policy"].pk.hex)).content.decode()
+    assert "This policy is reusable" in shared
+    response = admin.post(
+        url("access-app-policy", org_a, app.pk.hex, own.pk.hex),
+        {"name": "Me and Bo", "decision": "allow", "include_0_selector": "email", "include_0_values": "a@x.io\nb@x.io"},
+    )
+    assert response.status_code == 302 and response["Location"] == url("access-app", org_a, app.pk.hex)
+    own.refresh_from_db()
+    assert own.name == "Me and Bo" and len(own.include) == 2
+    # A policy of another application is not reachable through this one.
+    other = application_save(
+        organisation=org_a, actor=Actor.cli(), data={"name": "Other", "domain": "other.example.com"}
+    )
+    assert admin.get(url("access-app-policy", org_a, other.pk.hex, own.pk.hex)).status_code == 404
