@@ -108,6 +108,19 @@ def test_add_an_application_with_the_wizard_then_test_its_policy(admin, daphne_s
             decision = page.locator("tr[data-app=Portainer] [data-decision]").inner_text()
             assert decision.startswith("Block")
             shoot(page, "tester-block")
+
+            # The other tabs render and fit a phone; a service token's secret is shown once with copy buttons.
+            page.click(".access-tabs >> text=Service tokens")
+            page.wait_for_url(re.compile(r".*/access/service-tokens/$"))
+            page.fill("input[name=name]", "Backup job")
+            page.click("button:has-text('Create service token')")
+            page.wait_for_url(re.compile(r".*/created/$"))
+            assert re.fullmatch(r"[0-9a-f]{64}", page.input_value("#client-secret"))
+            shoot(page, "service-token-created")
+            for tab, name in (("Policies", "policies"), ("Access log", "logs"), ("Settings", "settings")):
+                page.click(f".access-tabs >> text={tab}")
+                page.wait_for_selector(f".access-tab.active:has-text('{tab}')")
+                shoot(page, name)
             assert errors == []
         finally:
             browser.close()
