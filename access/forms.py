@@ -466,7 +466,8 @@ class ApplicationForm(PolicyFieldsMixin, forms.Form):
             for index, item in enumerate(app.destinations[:MAX_DESTINATION_ROWS]):
                 subdomain, zone, path = split_destination(item["uri"], zones)
                 if zone not in zones:
-                    self.fields[f"dest_{index}_zone"].choices.append((zone, f"{zone} (not active)"))
+                    field = self.fields[f"dest_{index}_zone"]
+                    field.choices = [*field.choices, (zone, f"{zone} (not active)")]
                 self.initial.update(
                     {f"dest_{index}_subdomain": subdomain, f"dest_{index}_zone": zone, f"dest_{index}_path": path}
                 )

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from access.forms import REFERENCE_SELECTORS, Directory
+from access.forms import REFERENCE_SELECTORS, SESSION_DURATIONS, Directory
 from access.logic.rules import Rule, RuleError, parse_rule
 
 register = template.Library()
@@ -23,3 +23,9 @@ def describe_rule(raw: Any, directory: Directory | None = None) -> str:
     if directory is not None and rule.kind in REFERENCE_SELECTORS:
         rule = Rule(rule.kind, f"“{directory.name(rule.kind, rule.value)}”")
     return rule.describe()
+
+
+@register.filter
+def duration_label(value: str) -> str:
+    """ "168h" → "1 week"; durations set to something else through the API are shown as they are."""
+    return dict(SESSION_DURATIONS).get(value, value)

@@ -472,3 +472,29 @@ def test_an_applications_own_policy_is_edited_from_its_page(admin, org_a, world)
         organisation=org_a, actor=Actor.cli(), data={"name": "Other", "domain": "other.example.com"}
     )
     assert admin.get(url("access-app-policy", org_a, other.pk.hex, own.pk.hex)).status_code == 404
+
+
+def test_the_editor_keeps_a_domain_whose_zone_is_no_longer_active(admin, org_a, world, zone):
+    from controlplane.models import Zone
+
+    Zone.objects.for_org(org_a).filter(pk=zone.pk).update(status="pending")
+    page = admin.get(url("access-app-edit", org_a, world["app"].pk.hex)).content.decode()
+    assert '<option value="example.com" selected>example.com (not active)</option>' in page
+    response = admin.post(
+        url("access-app-edit", org_a, world["app"].pk.hex),
+        {
+            "name": "Wiki",
+            "session_duration": "24h",
+            "dest_0_subdomain": "wiki",
+            "dest_0_zone": "example.com",
+            "decision": "allow",
+            "policies": [str(world["policy"].pk)],
+        },
+    )
+    assert "is not under an active zone of this account" in response.content.decode()
+
+
+def test_session_durations_read_as_words(admin, org_a, world):
+    world["app"].session_duration = "168h"
+    world["app"].save()
+    assert ">1 week<" in admin.get(url("access", org_a)).content.decode()
