@@ -498,3 +498,31 @@ def test_session_durations_read_as_words(admin, org_a, world):
     world["app"].session_duration = "168h"
     world["app"].save()
     assert ">1 week<" in admin.get(url("access", org_a)).content.decode()
+
+
+def test_list_pages_run_a_constant_number_of_queries(admin, org_a, world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count(name):
+        with CaptureQueriesContext(connection) as queries:
+            assert admin.get(url(name, org_a)).status_code == 200
+        return len(queries)
+
+    pages = ["access", "access-policies", "access-groups", "access-lists", "access-service-tokens"]
+    before = {name: count(name) for name in pages}
+    for i in range(4):
+        policy = policy_save(
+            organisation=org_a,
+            actor=Actor.cli(),
+            data={"name": f"p{i}", "decision": "allow", "include": [{"group": {"id": str(world["group"].pk)}}]},
+        )
+        application_save(
+            organisation=org_a,
+            actor=Actor.cli(),
+            data={"name": f"app{i}", "domain": f"app{i}.example.com", "policies": [str(policy.pk)]},
+        )
+        group_save(organisation=org_a, actor=Actor.cli(), data={"name": f"g{i}", "include": [{"everyone": {}}]})
+        list_save(organisation=org_a, actor=Actor.cli(), data={"name": f"l{i}", "type": "EMAIL", "items": []})
+        service_token_create(organisation=org_a, actor=Actor.cli(), data={"name": f"t{i}"})
+    assert {name: count(name) for name in pages} == before
