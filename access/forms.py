@@ -81,7 +81,7 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in re.split(r"[\r\n,]+", text or "") if line.strip()]
 
 
-class Directory:
+class RuleNames:
     """Names of the organisation's groups, lists, service tokens and identity providers, both ways, so that
     people type names and the rules carry ids."""
 
@@ -115,7 +115,7 @@ class RuleBuilderMixin:
 
     sections: tuple[str, ...] = ("include", "require", "exclude")
 
-    def add_rule_fields(self, directory: Directory, initial: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    def add_rule_fields(self, directory: RuleNames, initial: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.directory = directory
         self.section_errors: dict[str, list[str]] = {}
         initial = initial or {}
@@ -257,7 +257,7 @@ class PolicyFieldsMixin(RuleBuilderMixin):
 
 
 class PolicyForm(PolicyFieldsMixin, forms.Form):
-    def __init__(self, *args: Any, directory: Directory, policy: Policy | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, directory: RuleNames, policy: Policy | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.add_policy_fields(current_duration=policy.session_duration if policy else "")
         initial_rules = {}
@@ -284,7 +284,7 @@ class PolicyForm(PolicyFieldsMixin, forms.Form):
 class GroupForm(RuleBuilderMixin, forms.Form):
     name = forms.CharField(label="Group name", max_length=255)
 
-    def __init__(self, *args: Any, directory: Directory, group: Any = None, **kwargs: Any):
+    def __init__(self, *args: Any, directory: RuleNames, group: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         initial_rules = {}
         if group is not None:
@@ -437,7 +437,7 @@ class ApplicationForm(PolicyFieldsMixin, forms.Form):
         zones: list[str],
         idps: list[tuple[str, str]],
         policies: list[tuple[str, str]],
-        directory: Directory,
+        directory: RuleNames,
         app: Any = None,
         attached: list[str] | None = None,
         **kwargs: Any,

@@ -6,14 +6,14 @@ from typing import Any
 
 from django import template
 
-from access.forms import REFERENCE_SELECTORS, SESSION_DURATIONS, Directory
+from access.forms import REFERENCE_SELECTORS, SESSION_DURATIONS, RuleNames
 from access.logic.rules import Rule, RuleError, parse_rule
 
 register = template.Library()
 
 
 @register.filter
-def describe_rule(raw: Any, directory: Directory | None = None) -> str:
+def describe_rule(raw: Any, directory: RuleNames | None = None) -> str:
     """`{"email": {"email": "ana@example.com"}}` → "email is ana@example.com"; ids of groups, lists, tokens and
     login methods are shown by name."""
     try:

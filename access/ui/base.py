@@ -14,7 +14,7 @@ from django.shortcuts import redirect
 from django.views.generic import TemplateView
 
 from access import selectors
-from access.forms import ConfirmForm, Directory
+from access.forms import ConfirmForm, RuleNames
 from controlplane.actors import Actor
 from controlplane.choices import Level, Resource
 from controlplane.ui.mixins import OrgRequiredMixin
@@ -45,9 +45,9 @@ class AccessPage(OrgRequiredMixin, TemplateView):
     def actor(self) -> Actor:
         return Actor.from_request(self.request, interface="ui")
 
-    def directory(self) -> Directory:
+    def directory(self) -> RuleNames:
         org = self.organisation
-        return Directory(
+        return RuleNames(
             groups=selectors.group_list(organisation=org),
             lists=selectors.list_list(organisation=org),
             tokens=selectors.service_token_list(organisation=org),
