@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 
@@ -341,6 +342,16 @@ class TesterForm(forms.Form):
     url = forms.CharField(
         label="Application URL", max_length=1024, required=False, help_text="Empty: test every application."
     )
+
+    def clean_url(self) -> str:
+        value = self.cleaned_data["url"].strip()
+        try:
+            host = urlsplit(value if "://" in value else f"https://{value}").hostname
+        except ValueError:
+            host = None
+        if value and not host:
+            raise forms.ValidationError("Not a URL: type it as in the address bar, e.g. https://app.example.com/admin.")
+        return value
 
 
 class LogFilterForm(forms.Form):

@@ -383,6 +383,8 @@ def test_the_policy_tester_shows_decisions_and_the_deciding_policy(admin, org_a,
     assert "is not an IP address" in page
     page = admin.get(url("access-tester", org_a), {"url": "https://elsewhere.example.com/"}).content.decode()
     assert "No application covers that URL" in page
+    response = admin.get(url("access-tester", org_a), {"url": "http://[oops/"})
+    assert response.status_code == 200 and "Not a URL" in response.content.decode()
 
 
 def test_the_access_log_filters_and_pages(admin, org_a, world):
