@@ -28,7 +28,7 @@ organisation_patterns = [
     path("outbox/", outbox.OutboxListView.as_view(), name="outbox"),
     path("outbox/<str:message_id>/", outbox.OutboxMessageView.as_view(), name="outbox-message"),
     path("", include("tunnels.ui_urls")),
-    path("access/", organisations.AccessView.as_view(), name="access"),
+    path("", include("access.ui_urls")),
     path("", include("certificates.ui_urls")),
 ]
 

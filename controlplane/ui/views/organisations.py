@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -155,33 +155,3 @@ class SettingsView(OrgRequiredMixin, TemplateView):
                 return redirect("ui:settings", account_id=organisation.account_id)
         return self.render_to_response(self.get_context_data(rename_form=form))
 
-
-class ComingSoonView(OrgRequiredMixin, TemplateView):
-    """A product section whose pages arrive with a later issue: says what it will do and where to read about it."""
-
-    template_name = "ui/organisations/coming_soon.html"
-    section: ClassVar[dict[str, Any]]
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["section"] = self.section
-        return context
-
-
-class AccessView(ComingSoonView):
-    resource = Resource.ACCESS
-    nav = "access"
-    section: ClassVar[dict[str, Any]] = {
-        "title": "Access",
-        "summary": "Put a login in front of self-hosted applications: policies decide who gets in (emails, email "
-        "domains, IP ranges, service tokens), and people sign in with a one-time PIN sent by email.",
-        "coming": [
-            "Applications on public hostnames, with reusable and application-specific policies.",
-            "One-time PIN login on your team domain and signed session tokens for your origins.",
-            "Service tokens for machines, sent as CF-Access-Client-Id / CF-Access-Client-Secret headers.",
-        ],
-        "docs": [
-            ("Access applications", "https://developers.cloudflare.com/cloudflare-one/applications/"),
-            ("Access policies", "https://developers.cloudflare.com/cloudflare-one/policies/access/"),
-        ],
-    }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from controlplane.choices import AuditAction, Role
 from controlplane.models import AuditEvent, Membership, Organisation
 from tests.controlplane.ui.conftest import sign_in
@@ -51,12 +49,6 @@ def test_overview_shows_team_domain_counts_and_the_switcher(admin_client, org_a,
     assert f'href="/o/{org_b.account_id}/"' in html and "Bravo" in html  # the switcher
     for link in ["tunnels", "access", "certificates", "zones", "members", "tokens", "audit", "settings"]:
         assert f'href="/o/{org_a.account_id}/{link}/"' in html
-
-
-def test_coming_soon_sections_say_what_is_coming(reader_client, org_a):
-    for section, text in [("access", "one-time PIN"), ("certificates", "Origin CA")]:
-        html = reader_client.get(f"/o/{org_a.account_id}/{section}/").content.decode()
-        assert text in html and "developers.cloudflare.com" in html
 
 
 def test_settings_update_name_and_2fa(admin_client, org_a):
@@ -107,19 +99,13 @@ def test_read_only_members_see_settings_disabled(reader_client, org_a):
     assert "can see these settings but not change them" in html and "<fieldset disabled>" in html
 
 
-def test_sections_not_built_yet_say_so_wherever_they_appear(admin_client, org_a):
+def test_every_section_is_built_so_none_says_not_available_yet(admin_client, org_a):
+    """NOT_AVAILABLE_YET (controlplane/choices.py) is empty now that Access and the Origin CA exist: no page promises a
+    section that is missing, and none says one is missing."""
+    from controlplane.choices import NOT_AVAILABLE_YET
+
+    assert not NOT_AVAILABLE_YET
     base = f"/o/{org_a.account_id}"
-    for section in ["access", "certificates"]:
-        html = admin_client.get(f"{base}/{section}/").content.decode()
-        assert "Not available yet" in html and "being built" not in html
-    overview = admin_client.get(f"{base}/").content.decode()
-    nav = overview.split('<nav class="sidebar"', 1)[1].split("</nav>", 1)[0]
-    assert re.search(r">Access <span class=\"nav-note\">not available yet</span></a>", nav)
-    assert re.search(r">Certificates <span class=\"nav-note\">not available yet</span></a>", nav)
-    assert re.search(r">Tunnels</a>", nav)  # built sections carry no note
-    matrix = admin_client.get(f"{base}/tokens/new/").content.decode()
-    assert 'Access <span class="muted small">(not available yet)</span>' in matrix
-    assert 'Origin certificates <span class="muted small">(not available yet)</span>' in matrix
-    assert "Tunnels <span" not in matrix
-    members = admin_client.get(f"{base}/members/").content.decode()
-    assert "(Access and Origin certificates: not available yet.)" in members
+    for page in ["", "access/", "certificates/", "tokens/new/", "members/"]:
+        html = admin_client.get(f"{base}/{page}").content.decode()
+        assert "not available yet" not in html.lower(), page
