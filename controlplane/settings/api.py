@@ -39,6 +39,7 @@ SPECTACULAR_SETTINGS = {
         "MemberStatusEnum": ["accepted", "pending"],
         "TokenStatusEnum": ["active", "disabled", "expired"],
         "ZoneTypeEnum": ["full", "partial", "secondary", "internal"],
+        "ZoneInputTypeEnum": ["full"],
     },
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
