@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
 
 from controlplane.api.envelope import CODE_TOO_LARGE, CODE_UNAVAILABLE, CODE_VALIDATION, envelope
 
@@ -22,8 +22,10 @@ def _problem(request: HttpRequest, status: int, code: int, heading: str, message
             envelope(None, errors=[{"code": code, "message": message}]), status=status
         )
     else:
+        # Rendered without the request: its context processors read the Host, which may be the very problem
+        # (DisallowedHost is a 400 too).
         context = {"heading": heading, "message": message, "hint": hint}
-        response = render(request, "ui/errors/problem.html", context, status=status)
+        response = HttpResponse(render_to_string("ui/errors/problem.html", context), status=status)
     if status == 503:
         response["Retry-After"] = "5"
     return response
