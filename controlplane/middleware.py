@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+
+from controlplane.errors import dependency_unavailable
+from controlplane.ui.views.errors import service_unavailable
+
+logger = logging.getLogger(__name__)
 
 
 class RequestContextMiddleware:
@@ -18,3 +24,20 @@ class RequestContextMiddleware:
         if request.path.startswith("/client/v4/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+class DependencyFailureMiddleware:
+    """A view that fails because a backing service is down (Redis: cache, sign-in throttles) answers 503 with a page
+    (or the v4 envelope) that says so, instead of a 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not dependency_unavailable(exception):
+            return None
+        logger.warning("%s %s: a dependency is unavailable: %r", request.method, request.path, exception)
+        return service_unavailable(request)

@@ -2,6 +2,9 @@ from django.urls import include, path
 
 from controlplane.health import healthz, readyz
 
+# A SuspiciousOperation anywhere (a body over DATA_UPLOAD_MAX_MEMORY_SIZE): a page, or the envelope on the API.
+handler400 = "controlplane.ui.views.errors.bad_request"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

@@ -7,7 +7,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404
@@ -16,7 +18,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from controlplane.access import NotSignedIn, SecondFactorRequired
-from controlplane.errors import Conflict
+from controlplane.errors import Conflict, dependency_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ CODE_THROTTLED = 971
 CODE_CONFLICT = 1061
 CODE_PARSE = 1003
 CODE_SERVER = 1000
+CODE_TOO_LARGE = 1013
+CODE_UNAVAILABLE = 1015
 
 
 def envelope(result: Any = None, *, errors: list[dict[str, Any]] | None = None, result_info: Any = None) -> dict:
@@ -152,6 +156,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             validation_errors(exc.detail)
             if exc.status_code == 400
             else [{"code": CODE_SERVER, "message": str(exc.detail)}],
+        )
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(413, [{"code": CODE_TOO_LARGE, "message": f"Request body larger than {limit} bytes."}])
+    if dependency_unavailable(exc):
+        logger.warning("a dependency is unavailable: %r", exc)
+        return error_response(
+            503,
+            [{"code": CODE_UNAVAILABLE, "message": "Temporarily unavailable; try again shortly."}],
+            headers={"Retry-After": "5"},
         )
     if isinstance(exc, (ValueError, DataError)) and "NUL (0x00)" in str(exc):
         # PostgreSQL refuses text holding NUL; a query parameter a view passed on unchecked is bad input, not a bug

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 def _number(request: Any, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
         value = int(float(raw))  # the SDK sends page=2.0

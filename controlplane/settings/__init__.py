@@ -12,5 +12,6 @@ from .edge import *  # noqa: F403
 from .email import *  # noqa: F403
 from .env import DATA_DIR, MODE, PRODUCTION  # noqa: F401
 from .otp import *  # noqa: F403
+from .security import *  # noqa: F403
 from .tunnels import *  # noqa: F403
 from .zones import *  # noqa: F403

@@ -9,7 +9,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.api.permissions.DenyAll"],
     "DEFAULT_RENDERER_CLASSES": ["controlplane.api.envelope.EnvelopeRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["controlplane.api.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "controlplane.api.pagination.V4Pagination",
     "EXCEPTION_HANDLER": "controlplane.api.envelope.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "controlplane.api.schema.EnvelopeAutoSchema",
@@ -41,6 +41,7 @@ SPECTACULAR_SETTINGS = {
         "ZoneTypeEnum": ["full", "partial", "secondary", "internal"],
         "AccessListTypeEnum": ["EMAIL", "IP"],
         "IdentityProviderTypeEnum": ["onetimepin"],
+        "ZoneInputTypeEnum": ["full"],
     },
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "controlplane.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "controlplane.security_headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "access.middleware.TeamDomainMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -49,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "controlplane.second_factor.OTPMiddleware",  # django-otp's, shared with websockets
     "controlplane.middleware.RequestContextMiddleware",
+    "controlplane.middleware.DependencyFailureMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -6,14 +6,25 @@ from typing import Any
 
 from rest_framework import serializers
 
+from controlplane.api.pagination import V4Pagination
+from controlplane.api.serializers.common import StrictCharField, documented
 from tunnels.logic.status import ConnectionView, ConnectorHealth, TunnelHealth
 from tunnels.models import Tunnel
 
+# Standard base64 of at least 32 bytes (tunnels.secrets.parse_user_secret): ten groups of 4 characters (30 bytes),
+# then one of 3 + "=" (32 bytes), or more full groups with any padding.
+_B64 = "[A-Za-z0-9+/]"
+TUNNEL_SECRET_SCHEMA = {
+    "type": "string",
+    "format": "byte",
+    "pattern": rf"^(?:{_B64}{{4}}){{10}}(?:{_B64}{{3}}=|(?:{_B64}{{4}})+(?:{_B64}{{2}}==|{_B64}{{3}}=)?)$",
+}
+
 
 class TunnelCreateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=255, trim_whitespace=True)
+    name = StrictCharField(max_length=255, trim_whitespace=True)
     config_src = serializers.ChoiceField(choices=["cloudflare", "local"], required=False, default="cloudflare")
-    tunnel_secret = serializers.CharField(required=False, allow_blank=False)
+    tunnel_secret = documented(serializers.CharField(required=False, allow_blank=False), TUNNEL_SECRET_SCHEMA)
 
 
 class TunnelListQuery(serializers.Serializer):
@@ -29,16 +40,27 @@ class TunnelListQuery(serializers.Serializer):
     was_active_at = serializers.DateTimeField(required=False)
     was_inactive_at = serializers.DateTimeField(required=False)
     page = serializers.FloatField(required=False, min_value=1)
-    per_page = serializers.FloatField(required=False, min_value=1)
+    per_page = serializers.FloatField(required=False, min_value=1, max_value=V4Pagination.max_per_page)
 
 
 class TunnelEditInput(serializers.Serializer):
-    name = serializers.CharField(max_length=255, required=False)
-    tunnel_secret = serializers.CharField(required=False)
+    name = StrictCharField(max_length=255, required=False)
+    tunnel_secret = documented(serializers.CharField(required=False), TUNNEL_SECRET_SCHEMA)
 
 
 class ConfigurationInput(serializers.Serializer):
-    config = serializers.JSONField()
+    config = documented(
+        serializers.JSONField(help_text="cloudflared's configuration: `ingress` rules, the last a catch-all."),
+        {
+            "type": "object",
+            "required": ["ingress"],
+            "properties": {
+                "ingress": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                "originRequest": {"type": "object"},
+                "warp-routing": {"type": "object"},
+            },
+        },
+    )
 
 
 class ConnectionOutput(serializers.Serializer):

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from controlplane.api.base import OrgScopedAPIView
 from controlplane.api.pagination import V4Pagination
+from controlplane.api.serializers.common import validated_query
 from controlplane.choices import Level, Resource
 from tunnels import selectors, services
 from tunnels.api.serializers import (
@@ -59,9 +60,7 @@ class TunnelListView(TunnelBase):
 
     @extend_schema(parameters=[TunnelListQuery], responses=TunnelOutput(many=True), summary="List tunnels")
     def get(self, request: Request, account_id: str) -> Response:
-        query = TunnelListQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = validated_query(TunnelListQuery, request)
         qs = selectors.tunnel_list(organisation=self.organisation, is_deleted=params["is_deleted"])
         if "name" in params:
             qs = qs.filter(name=params["name"])

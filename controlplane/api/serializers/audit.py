@@ -77,6 +77,19 @@ class AuditLogSerializer(serializers.Serializer):
         return _side(event.changes, 0)
 
 
+_IPV4_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "anyOf": [
+            {"format": "ipv4"},
+            {"format": "ipv6"},
+            {"pattern": rf"^({_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}/(3[0-2]|[12]?[0-9])$"},
+        ],
+    }
+)
 class IpOrNetworkField(serializers.CharField):
     default_error_messages = {"invalid_ip": "Give an IP address or an IPv4 CIDR range."}
 

@@ -11,6 +11,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.fields import Field
 
 DIRECTIONS = ["asc", "desc"]
@@ -35,9 +36,27 @@ class QueryParams(serializers.Serializer):
     @classmethod
     def parse(cls, request: Any) -> dict[str, Any]:
         """The validated parameters of `request`; 400 naming each bad parameter otherwise."""
-        serializer = cls(data=request.query_params)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+        return validated_query(cls, request)
+
+
+def validated_query(serializer_class: type[serializers.Serializer], request: Any) -> dict[str, Any]:
+    """The query parameters of `request` validated by `serializer_class`; 400 naming each bad parameter otherwise.
+
+    DRF reads a query string like a form and takes an empty value (`?status=`) for an absent one; the schema says a
+    parameter is non-empty (minLength, an enum, a type) unless its field allows blank, so an empty one is refused.
+    """
+    serializer = serializer_class(data=request.query_params)
+    blank = {
+        name: ["This parameter may not be empty."]
+        for name, field in serializer.fields.items()
+        if name in request.query_params
+        and not getattr(field, "allow_blank", False)
+        and all(value == "" for value in request.query_params.getlist(name))
+    }
+    if blank:
+        raise ValidationError(blank)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
 
 
 FILTER_OPERATORS = [
@@ -94,6 +113,39 @@ class DateOrDateTimeField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value.isoformat() if value else None
+
+
+def documented(field: Field, schema: dict[str, Any]) -> Field:
+    """`field`, with the OpenAPI schema of what it really accepts when its validation is narrower than its type
+    (an enum of one value kept for the SDK's sake, a minimum length): the schema and the behaviour agree."""
+    # A subclass, not an attribute on the instance: serializers deep-copy their fields, re-creating them from their
+    # class and arguments.
+    field.__class__ = extend_schema_field(schema)(type(type(field).__name__, (type(field),), {}))
+    return field
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON body's boolean: `true` or `false` only, as the schema says (DRF's field also takes 0, 1, "yes"…).
+
+    Query parameters keep DRF's field: there `true`/`false` arrive as text."""
+
+    default_error_messages = {"invalid": "Must be true or false (a JSON boolean)."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON body's string: a number is refused, as `type: string` says (DRF's field turns 0 into "0")."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class ListOrCommaField(serializers.ListField):

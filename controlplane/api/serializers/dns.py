@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from controlplane.api.pagination import V4Pagination
 from controlplane.models import DnsRecord
 
 
@@ -68,7 +69,7 @@ class DnsRecordListQuery(serializers.Serializer):
     content = serializers.CharField(required=False, max_length=4096)
     proxied = serializers.BooleanField(required=False, allow_null=True, default=None)
     page = serializers.FloatField(required=False, min_value=1)
-    per_page = serializers.FloatField(required=False, min_value=1)
+    per_page = serializers.FloatField(required=False, min_value=1, max_value=V4Pagination.max_per_page)
 
     @classmethod
     def parse(cls, request: Any) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from controlplane.api.serializers.common import QueryParams, direction_field
+from controlplane.api.serializers.common import QueryParams, direction_field, documented
 from controlplane.api.serializers.roles import RoleSerializer, role_info
 from controlplane.choices import Role
 from controlplane.selectors import MEMBER_ORDERS, MemberEntry
@@ -82,13 +82,18 @@ def _one_role(roles: list[str]) -> str:
     return roles[0]
 
 
+# `policies` is read only to refuse it with a clear message: the schema does not offer it.
+@extend_schema_serializer(exclude_fields=["policies"])
 class MemberCreateSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     roles = serializers.ListField(child=RoleReferenceField(), help_text=ROLES_HELP)
-    status = serializers.ChoiceField(
-        choices=["pending", "accepted"],
-        required=False,
-        help_text="Only `pending`: people join by accepting the invitation emailed to them.",
+    status = documented(
+        serializers.ChoiceField(
+            choices=["pending", "accepted"],
+            required=False,
+            help_text="Only `pending`: people join by accepting the invitation emailed to them.",
+        ),
+        {"type": "string", "enum": ["pending"]},
     )
     policies = serializers.ListField(child=serializers.DictField(), required=False, help_text=POLICIES_REFUSED)
 
@@ -107,6 +112,7 @@ class MemberCreateSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_serializer(exclude_fields=["policies"])
 class MemberUpdateSerializer(serializers.Serializer):
     roles = serializers.ListField(child=RoleReferenceField(), help_text=ROLES_HELP)
     policies = serializers.ListField(child=serializers.DictField(), required=False, help_text=POLICIES_REFUSED)

@@ -6,7 +6,14 @@ from typing import Any
 
 from rest_framework import serializers
 
-from controlplane.api.serializers.common import FilterOperatorField, ListOrCommaField, QueryParams, direction_field
+from controlplane.api.serializers.common import (
+    FilterOperatorField,
+    ListOrCommaField,
+    QueryParams,
+    StrictBooleanField,
+    direction_field,
+    documented,
+)
 from controlplane.choices import ZoneStatus
 from controlplane.models import Zone
 from controlplane.selectors import ZONE_ORDERS
@@ -98,7 +105,10 @@ class AccountReferenceSerializer(serializers.Serializer):
 class ZoneCreateSerializer(serializers.Serializer):
     account = AccountReferenceSerializer()
     name = serializers.CharField(max_length=253, help_text="The domain, e.g. `example.com`.")
-    type = serializers.ChoiceField(choices=ZONE_TYPES, required=False, default="full")
+    type = documented(
+        serializers.ChoiceField(choices=ZONE_TYPES, required=False, default="full"),
+        {"type": "string", "enum": ["full"]},
+    )
 
     def validate_type(self, value: str) -> str:
         if value != "full":
@@ -109,10 +119,17 @@ class ZoneCreateSerializer(serializers.Serializer):
 class ZoneEditSerializer(serializers.Serializer):
     """Nothing of a zone is editable here; the SDK's fields are accepted with their only supported value."""
 
-    paused = serializers.BooleanField(required=False, help_text="Only `false`: zones cannot be paused.")
-    type = serializers.ChoiceField(choices=ZONE_TYPES, required=False, help_text="Only `full`.")
-    vanity_name_servers = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="Only an empty list."
+    paused = documented(
+        StrictBooleanField(required=False, help_text="Only `false`: zones cannot be paused."),
+        {"type": "boolean", "enum": [False]},
+    )
+    type = documented(
+        serializers.ChoiceField(choices=ZONE_TYPES, required=False, help_text="Only `full`."),
+        {"type": "string", "enum": ["full"]},
+    )
+    vanity_name_servers = documented(
+        serializers.ListField(child=serializers.CharField(), required=False, help_text="Only an empty list."),
+        {"type": "array", "items": {"type": "string"}, "maxItems": 0},
     )
 
     def validate_paused(self, value: bool) -> bool:

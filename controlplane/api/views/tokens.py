@@ -14,7 +14,7 @@ from controlplane.api.base import OrgScopedAPIView, PrincipalView, request_token
 from controlplane.api.envelope import fields_as_sent
 from controlplane.api.pagination import V4Pagination, paginated_response
 from controlplane.api.schema import errors
-from controlplane.api.serializers.common import IdResultSerializer
+from controlplane.api.serializers.common import IdResultSerializer, validated_query
 from controlplane.api.serializers.tokens import (
     PermissionGroupQuery,
     PermissionGroupSerializer,
@@ -143,10 +143,9 @@ class PermissionGroupListView(OrgScopedAPIView):
         responses={200: PermissionGroupSerializer(many=True), **errors(401, 404)},
     )
     def get(self, request: Request, account_id: str) -> Response:
-        query = PermissionGroupQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        name = query.validated_data.get("name", "").lower()
-        scope = query.validated_data.get("scope")
+        query = validated_query(PermissionGroupQuery, request)
+        name = query.get("name", "").lower()
+        scope = query.get("scope")
         groups = [
             group
             for group in permission_groups()
