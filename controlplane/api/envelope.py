@@ -151,11 +151,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers = {"Retry-After": str(int(exc.wait))} if exc.wait else None
         return error_response(429, [{"code": CODE_THROTTLED, "message": str(exc.detail)}], headers=headers)
     if isinstance(exc, exceptions.APIException):
+        code = CODE_TOO_LARGE if exc.status_code == 413 else CODE_SERVER
         return error_response(
             exc.status_code,
-            validation_errors(exc.detail)
-            if exc.status_code == 400
-            else [{"code": CODE_SERVER, "message": str(exc.detail)}],
+            validation_errors(exc.detail) if exc.status_code == 400 else [{"code": code, "message": str(exc.detail)}],
         )
     if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -221,6 +221,9 @@ def test_a_lost_job_is_queued_again_by_the_periodic_sweep(org_a, zone_a):
     OriginCertificate.objects.for_org(org_a).filter(pk="777").update(
         created_at=timezone.now() - datetime.timedelta(minutes=10)
     )
-    send_expiry_reminders.delay()
+    send_expiry_reminders.delay()  # embedded mode: queued on the in-process pool
+    from controlplane.embedded_tasks import runner
+
+    assert runner().wait_until_idle(30)
     certificate.refresh_from_db()
     assert certificate.status == "issued" and certificate.certificate_pem

@@ -59,6 +59,8 @@ def test_no_template_has_an_inline_script_a_handler_or_a_style_attribute():
     offenders = []
     for directory in TEMPLATE_DIRS:
         for path in (settings.BASE_DIR / directory).rglob("*.html"):
+            if "email" in path.parts:
+                continue  # mail clients read only inline styles, and an email is never served under our CSP
             text = path.read_text()
             for pattern in (r"<script(?![^>]*\bsrc=)[^>]*>", r"\son[a-z]+\s*=", r"\sstyle\s*=", r"javascript:"):
                 offenders += [f"{path.relative_to(settings.BASE_DIR)}: {m}" for m in re.findall(pattern, text, re.I)]

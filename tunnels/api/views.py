@@ -107,7 +107,7 @@ def _check_body_size(request: Request, limit: int) -> None:
     declared = request.META.get("CONTENT_LENGTH") or "0"
     size = int(declared) if declared.isdigit() else 0
     if size > limit or len(request.body) > limit:
-        raise PayloadTooLarge(f"The request body is larger than this endpoint takes: at most {limit:,} bytes.")
+        raise PayloadTooLarge(f"Request body larger than {limit} bytes (this endpoint's limit).")
 
 
 def _valid(serializer_class: Any, data: Any) -> dict[str, Any]:
