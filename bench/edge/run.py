@@ -21,6 +21,10 @@ Scenarios (each prints requests/s and p50/p99 for a 1 KiB response at 50 connect
   ``--quick`` unless ``--scenario relay`` names it), ``--relay=on`` makes an unreachable service an error,
   ``--relay=off`` skips it. The database is created, migrated and seeded for the run and dropped after it; the
   Redis database is flushed before and after.
+* ``access`` (with ``--access`` or ``--scenario access``; issue 10): the hostname behind an Access application with
+  a valid session cookie (``edge-access``) against the same hostname without Access (``edge-no-access``): two
+  uvicorn edges, each with its connector, measured run for run in turn with the same requests (the cookie is sent
+  to both); the target is the ratio of the two (≥ 85 %).
 
 Then, for the uvicorn edge: a 1 GiB download and a 1 GiB upload with the RSS of the edge and the connector before
 and after. The issue's targets are printed with PASS/FAIL next to each figure.
