@@ -623,6 +623,7 @@ class Bench:
             try:
                 cookie = f"Cookie: CF_Authorization={self.access_creds['cookie']}"
                 partner = (plain, plain_port, (plain_edge.pid, plain_connector.pid))
+                profilers = self.profile(edge.pid, connector.pid) if self.args.profile else []
                 self.measure(
                     protected,
                     port,
@@ -633,6 +634,8 @@ class Bench:
                     bulk=False,
                     extra_headers=(cookie,),
                 )
+                for profiler in profilers:
+                    profiler.wait(30)
             finally:
                 self.procs.stop(plain_connector)
                 self.procs.stop(plain_edge)
