@@ -67,6 +67,12 @@ worker: deps
 clean:
 	rm -rf $(VENV) staticfiles
 
+## Access benchmark: decide() per request, and "Send me a code" to the email through Celery on Redis and SMTP
+## (~2 min; docs/benchmarks.md; Redis db 10 at 127.0.0.1:6379, BENCH_ARGS=--redis URL). BENCH_ARGS=--quick
+.PHONY: bench-access
+bench-access: dev-deps
+	$(BIN)/python -m bench.access $(BENCH_ARGS)
+
 ## Edge benchmark: direct vs nginx proxy vs our edge (uvicorn, daphne) + one connector (~3 min; docs/benchmarks.md).
 ## Installs wrk and nginx from Debian when run as root. BENCH_ARGS=--quick for < 1 minute.
 .PHONY: bench-edge

@@ -7,6 +7,7 @@ import smtplib
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -16,6 +17,7 @@ from controlplane.mail import build_message
 logger = logging.getLogger(__name__)
 
 
+# ACCESS_EMAIL_RETRIES decides the retries, in retry(); mail kept in the outbox is a local row: written inline.
 @shared_task(bind=True, max_retries=5, acks_late=True, embedded_inline_setting="EMAIL_OUTBOX_MODE")
 def send_login_code(self: Any, *, code_id: str, organisation_id: str, pin: str) -> str:
     """Mail the PIN (text and HTML). Retried with backoff when the mail server fails; after the last try the failure
@@ -49,8 +51,10 @@ def send_login_code(self: Any, *, code_id: str, organisation_id: str, pin: str) 
     try:
         message.send()
     except (OSError, smtplib.SMTPException) as exc:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from None
+        retries = settings.ACCESS_EMAIL_RETRIES
+        if self.request.retries < retries:
+            delay = min(60.0, settings.ACCESS_EMAIL_RETRY_MS / 1000 * 2**self.request.retries)
+            raise self.retry(exc=exc, countdown=delay, max_retries=retries) from None
         reason = f"The login code email to {code.email} could not be sent: {exc}"[:300]
         LoginCode.objects.for_org(organisation).filter(pk=code.pk).update(send_error=reason)
         from access.login import log_request

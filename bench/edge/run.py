@@ -21,6 +21,10 @@ Scenarios (each prints requests/s and p50/p99 for a 1 KiB response at 50 connect
   ``--quick`` unless ``--scenario relay`` names it), ``--relay=on`` makes an unreachable service an error,
   ``--relay=off`` skips it. The database is created, migrated and seeded for the run and dropped after it; the
   Redis database is flushed before and after.
+* ``access`` (with ``--access`` or ``--scenario access``; issue 10): the hostname behind an Access application with
+  a valid session cookie (``edge-access``) against the same hostname without Access (``edge-no-access``): two
+  uvicorn edges, each with its connector, measured run for run in turn with the same requests (the cookie is sent
+  to both); the target is the ratio of the two (≥ 85 %).
 
 Then, for the uvicorn edge: a 1 GiB download and a 1 GiB upload with the RSS of the edge and the connector before
 and after. The issue's targets are printed with PASS/FAIL next to each figure.
@@ -55,7 +59,7 @@ from bench.common import ROOT, server_env
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
-SCENARIOS = ("direct", "nginx", "prototype", "edge", "edge-daphne", "relay")
+SCENARIOS = ("direct", "nginx", "prototype", "edge", "edge-daphne", "relay", "access")
 EDGE_SCENARIOS = ("edge", "edge-daphne")
 HOSTNAME = "app.bench.example"  # bench/edge/seed.py
 
@@ -72,10 +76,15 @@ TARGET_ADDED_P50 = 0.001
 TARGET_BULK = 200.0
 TARGET_RSS_GROWTH = 64.0
 TARGET_RELAY_RPS = 2_000
+# Issue 10: the hostname behind Access, with a valid session cookie, keeps this share of its req/s without Access.
+TARGET_ACCESS_RATIO = 0.85
 # The c=50 target is the minimal prototype's 7,600–7,700 req/s on the baselines' machine, beaten: ≥ 10,000 there.
 # As a ratio measured in one run (bench/edge/prototype.py), which the machine's speed of the moment does not move:
 PROTOTYPE_BASELINE_RPS = 7_650
 TARGET_PROTOTYPE_RATIO = TARGET_RPS / PROTOTYPE_BASELINE_RPS  # 1.31
+
+SEED_PORT = 8000  # the PUBLIC_URL port of the seed (bench/edge/seed.py): the team domain's, the tokens' `iss`
+SEED_PUBLIC_URL = f"http://127.0.0.1:{SEED_PORT}"
 
 EDGE_SCRIPT = ROOT / "scripts" / "edge"  # the production command line of the edge role
 
@@ -377,6 +386,9 @@ class Bench:
         self.template = self.work / "data-template"
         self.relay_dirty = False  # the relay's database exists / its Redis database holds keys
         self.prototype_result: Result | None = None  # measured with the edge scenario, interleaved
+        # --access: a second data dir where the hostname is an Access application, and its session cookie
+        self.access_template = self.work / "data-template-access"
+        self.access_creds: dict[str, Any] = {}
 
     # -- set-up ----------------------------------------------------------------------------------------------
 
@@ -405,16 +417,20 @@ class Bench:
         wait_port(self.proxy_port, None, 10, "nginx (proxy)")
         wait_port(self.sink_port, sink, 10, "the upload sink")
         self.template.mkdir()
-        env = self.env(self.template, 8000)
+        env = self.env(self.template, SEED_PORT)
         subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
+        if "access" in self.args.scenario:
+            shutil.copytree(self.template, self.access_template)
         seed = [sys.executable, "-m", "bench.edge.seed", f"--origin=http://127.0.0.1:{self.origin_port}"]
         seed.append(f"--sink=http://127.0.0.1:{self.sink_port}")
-        if self.args.access:
-            seed.append("--access")
         out = subprocess.run(seed, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
         self.creds = json.loads(out.strip().splitlines()[-1])
-        if self.creds.get("access_note"):
-            log(self.creds["access_note"])
+        if "access" in self.args.scenario:
+            env = self.env(self.access_template, SEED_PORT)
+            out = subprocess.run(
+                [*seed, "--access"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+            ).stdout
+            self.access_creds = json.loads(out.strip().splitlines()[-1])
 
     def cleanup(self) -> None:
         self.procs.stop_all()
@@ -436,12 +452,13 @@ class Bench:
         upload_port: int = 0,
         partner: tuple[Result, int, tuple[int, ...]] | None = None,
         bulk: bool = True,
+        extra_headers: tuple[str, ...] = (),
     ) -> None:
         """c=50 and c=1 (best of --rounds each), then the bulk transfers. A `partner` (result, port, pids) is measured
         under the same loads, run for run in turn with this one, so that both see the machine at the same speed;
         it gets no bulk transfers."""
         args = self.args
-        headers = args.header or []
+        headers = [*(args.header or []), *extra_headers]
         runs = [(result, port, pids)] + ([partner] if partner else [])
         if args.warmup:  # unmeasured: fills keep-alive pools and caches the same way in every scenario
             for _, each_port, _ in runs:
@@ -482,11 +499,19 @@ class Bench:
         self.measure(result, self.proxy_port, HOSTNAME, (), self.args.threads)
         return result
 
-    def start_edge(self, server: str, name: str) -> tuple[subprocess.Popen, subprocess.Popen, int]:
+    def start_edge(
+        self, server: str, name: str, access: bool = False, seed_url: bool = False
+    ) -> tuple[subprocess.Popen, subprocess.Popen, int]:
+        """An edge on a copy of the template data dir (with `access`, the one where the hostname is behind Access)
+        and a connector; returns once the hostname is served (with the session cookie when `access`). `seed_url`:
+        the edge answers as the seed's PUBLIC_URL, the `iss` of the session token the seed minted."""
         data_dir = self.work / f"data-{name}"
-        shutil.copytree(self.template, data_dir)
+        shutil.copytree(self.access_template if access else self.template, data_dir)
+        creds = self.access_creds if access else self.creds
         port = free_port()
         env = self.env(data_dir, port)
+        if seed_url:
+            env["PUBLIC_URL"] = SEED_PUBLIC_URL
         if server == "uvicorn":
             cmd = [sys.executable, str(EDGE_SCRIPT), "--host=127.0.0.1", f"--port={port}", "--log-level=warning"]
         else:  # as `make run` serves the control plane (daphne has no lifespan: the hub starts on first use)
@@ -494,14 +519,21 @@ class Bench:
             cmd.append("edge.asgi:application")
         edge = self.procs.start(f"edge-{name}", cmd, env)
         wait_port(port, edge, 60, f"the edge ({server})")
-        connector_cmd = [sys.executable, "-m", "connector", "run", "--token", self.creds["token"]]
+        connector_cmd = [sys.executable, "-m", "connector", "run", "--token", creds["token"]]
         connector_cmd += ["--edge", f"http://127.0.0.1:{port}", "--metrics", "127.0.0.1:0", "--loglevel", "warn"]
         connector_cmd += ["--ha-connections", str(self.args.ha)]
         connector = self.procs.start(f"connector-{name}", connector_cmd, {**os.environ, "PYTHONPATH": str(ROOT)})
-        self.wait_served(port, [(edge, "the edge"), (connector, "the connector")])
+        cookie = {"Cookie": f"CF_Authorization={creds['cookie']}"} if access else {}
+        self.wait_served(port, [(edge, "the edge"), (connector, "the connector")], headers=cookie)
         return edge, connector, port
 
-    def wait_served(self, port: int, watched: list[tuple[subprocess.Popen, str]], timeout: float = 60) -> None:
+    def wait_served(
+        self,
+        port: int,
+        watched: list[tuple[subprocess.Popen, str]],
+        timeout: float = 60,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Until the edge on `port` answers 200 with the 1 KiB file for the public hostname (bounded; fails at once
         if one of the `watched` processes exits)."""
         deadline = time.monotonic() + timeout
@@ -512,7 +544,7 @@ class Bench:
                     raise RuntimeError(f"{what} exited with {proc.returncode}; see {self.work} (--keep keeps it)")
             with contextlib.suppress(OSError, http.client.HTTPException):
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/1k.bin", headers={"Host": HOSTNAME})
+                conn.request("GET", "/1k.bin", headers={"Host": HOSTNAME, **(headers or {})})
                 response = conn.getresponse()
                 status = response.status
                 if status == 200 and len(response.read()) == 1024:
@@ -572,6 +604,50 @@ class Bench:
             self.procs.stop(connector)
             self.procs.stop(edge)
         return result
+
+    def run_access(self) -> list[Result]:
+        """The hostname behind Access with a valid session cookie vs the same hostname without Access: two uvicorn
+        edges (each with its connector), measured run for run in turn under the same loads; both get the cookie,
+        so that the requests are byte for byte the same. First, that the protected one refuses a visitor without
+        the cookie (a 302 to the login page): the figure is the decision's, not a hostname left open."""
+        protected, plain = Result("edge-access"), Result("edge-no-access")
+        edge, connector, port = self.start_edge("uvicorn", "edge-access", access=True, seed_url=True)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/1k.bin", headers={"Host": HOSTNAME})
+            status = conn.getresponse().status
+            conn.close()
+            if status != 302:
+                raise RuntimeError(f"the protected hostname answered {status} without a cookie, not 302")
+            plain_edge, plain_connector, plain_port = self.start_edge("uvicorn", "edge-no-access", seed_url=True)
+            try:
+                cookie = f"Cookie: CF_Authorization={self.access_creds['cookie']}"
+                partner = (plain, plain_port, (plain_edge.pid, plain_connector.pid))
+                profilers = self.profile(edge.pid, connector.pid) if self.args.profile else []
+                self.measure(
+                    protected,
+                    port,
+                    HOSTNAME,
+                    (edge.pid, connector.pid),
+                    self.args.threads,
+                    partner=partner,
+                    bulk=False,
+                    extra_headers=(cookie,),
+                )
+                for profiler in profilers:
+                    profiler.wait(30)
+            finally:
+                self.procs.stop(plain_connector)
+                self.procs.stop(plain_edge)
+        finally:
+            self.procs.stop(connector)
+            self.procs.stop(edge)
+        for each in (plain, protected):
+            log(
+                f"{each.name}: c=50 {each.c50.rps:,.0f} req/s p50 {fmt_ms(each.c50.p50)}; c=1 {each.c1.rps:,.0f} req/s "
+                f"p50 {fmt_ms(each.c1.p50)}; CPU/request {cpu_cell(each.c50)}"
+            )
+        return [plain, protected]
 
     def profile(self, edge_pid: int, connector_pid: int) -> list[subprocess.Popen]:
         out = Path(self.args.profile)
@@ -836,6 +912,21 @@ def targets(results: list[Result]) -> list[str]:
             f"of its own would carry ~{1e6 / edge_us:,.0f} req/s through the edge, "
             f"~{1e6 / max(connector_us, 1):,.0f} through the connector"
         )
+    protected, plain = by_name.get("edge-access"), by_name.get("edge-no-access")
+    if protected is not None and plain is not None:
+        for connections, pair in ((50, (protected.c50, plain.c50)), (1, (protected.c1, plain.c1))):
+            on, off = pair
+            if on is not None and off is not None and off.rps:
+                ratio = on.rps / off.rps
+                clean = on.errors == 0 and off.errors == 0
+                check(
+                    f"Access on (valid cookie) c={connections} >= {TARGET_ACCESS_RATIO:.0%} of the same hostname "
+                    "without Access, in this run",
+                    f"{ratio:.1%} ({on.rps:,.0f} vs {off.rps:,.0f} req/s"
+                    + ("" if clean else f"; {on.errors + off.errors} errors")
+                    + ")",
+                    ratio >= TARGET_ACCESS_RATIO and clean,
+                )
     relay = by_name.get("relay")
     if relay is not None:
         label = f"relay across two instances (connection on the other one) c=50 >= {TARGET_RELAY_RPS:,} req/s"
@@ -878,7 +969,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--access",
         action="store_true",
-        help="put the hostname behind an Access policy (once enforcement exists) to time the decision step",
+        help="add the access scenario: the hostname behind Access with a valid session cookie vs without Access, "
+        "two uvicorn edges measured in turn (also --scenario access)",
     )
     parser.add_argument("--header", action="append", help="extra request header for wrk, e.g. a session cookie")
     parser.add_argument("--profile", metavar="DIR", help="py-spy raw profiles of the edge and the connector at c=50")
@@ -891,7 +983,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.bulk_rounds = 2
         args.rss_size = min(args.rss_size, 256)
     args.relay_named = bool(args.scenario and "relay" in args.scenario)
-    args.scenario = args.scenario or list(SCENARIOS)
+    if args.scenario and "access" in args.scenario:
+        args.access = True
+    args.scenario = args.scenario or [name for name in SCENARIOS if name != "access" or args.access]
     return args
 
 
@@ -935,6 +1029,8 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(edge_result)
                 elif name == "edge-daphne":
                     results.append(bench.run_edge("daphne", "edge-daphne"))
+                elif name == "access":
+                    results.extend(bench.run_access())
                 else:
                     results.append(bench.run_relay())
             except Exception as exc:  # report the scenario as failed, keep going with the others

@@ -45,15 +45,27 @@ def main() -> None:
     tunnel_config_update(tunnel=tunnel, config=config, actor=actor)
     answer = {"tunnel": str(tunnel.id), "token": tunnel_token(tunnel), "hostname": HOSTNAME}
     if args.access:
-        answer["access_note"] = protect(organisation, actor)
+        answer["cookie"] = protect(organisation, actor)
     print(json.dumps(answer))
 
 
 def protect(organisation, actor) -> str:
-    """The slot for timing the request path with the Access decision (edge.app.Edge.decide_access): once Access
-    enforcement exists, create an application covering HOSTNAME here and return how the bench authenticates
-    (e.g. a session cookie for `--header`). Until then the decision step answers None at no cost."""
-    return "--access: Access enforcement is not implemented yet; the request path is measured without a decision"
+    """Put HOSTNAME behind an Access application with an Allow policy for the bench's owner, and return the value of
+    a valid application session cookie (`CF_Authorization`) for it, as the login would hand out."""
+    from access.services.applications import application_save
+    from access.services.policies import policy_save
+    from bench.access.seed import session_token
+
+    app = application_save(
+        organisation=organisation, actor=actor, data={"name": "Bench", "domain": HOSTNAME, "session_duration": "24h"}
+    )
+    policy_save(
+        organisation=organisation,
+        actor=actor,
+        data={"name": "owner", "decision": "allow", "include": [{"email": {"email": "bench@example.com"}}]},
+        application=app,
+    )
+    return session_token(organisation, app, "bench@example.com")
 
 
 if __name__ == "__main__":

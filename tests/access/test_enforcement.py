@@ -199,3 +199,21 @@ def test_rotation_keeps_the_previous_key_for_seven_days(portainer, org_a):
 @pytest.fixture(autouse=True)
 def _team_url(settings):
     settings.PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"CF_Authorization=abc.def.ghi", "abc.def.ghi"),
+        (b"a=1; CF_Authorization=abc.def; b=2", "abc.def"),
+        (b'CF_Authorization="abc.def"', "abc.def"),
+        (b"CF_Authorization=old; CF_Authorization=new", "new"),
+        (b"XCF_Authorization=abc; CF_Authorization_x=def", None),
+        (b"CF_Authorization", ""),
+        (b"other=1", None),
+    ],
+)
+def test_the_session_cookie_is_read_from_the_cookie_header(header, expected):
+    from edge.admission import _cookie
+
+    assert _cookie([(b"host", b"x"), (b"cookie", header)]) == expected
