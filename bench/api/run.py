@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import http.client
 import json
 import subprocess
 import sys
@@ -49,7 +50,11 @@ wrk.headers["Content-Type"] = "application/json"
 LUA_CREATE_DELETE = """
 local created = {{}}
 local n = 0
-local tag = tostring(math.random(1, 1000000000))
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tag", tostring(threads))
+end
 local headers = {{["Content-Type"] = "application/json"}}
 {headers_table}
 function request()
@@ -124,6 +129,7 @@ class Bench:
         seed = [sys.executable, "-m", "bench.api.seed", f"--others={self.args.others}"]
         out = subprocess.run(seed, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
         self.seeded = json.loads(out.strip().splitlines()[-1])
+        (self.work / "seeded.json").write_text(json.dumps(self.seeded))  # for profiling by hand
         log(f"seeded in {time.monotonic() - started:.0f} s ({self.args.others} other organisations)")
 
     def start_server(self) -> None:
@@ -138,6 +144,22 @@ class Bench:
         self.server = self.procs.start("server", cmd, env=self.env())
         wait_port(self.port, self.server, 60, "the server")
         time.sleep(0.5 if args.workers == 1 else 2.0)  # every worker importing Django
+        # One request of each endpoint per worker first: the first request of a process imports every view.
+        for row in self.seeded["endpoints"]:
+            if row["method"] == "GET":
+                for _ in range(args.workers * 2):
+                    self.get(row)
+
+    def get(self, row: dict[str, Any]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request("GET", row["path"], headers=self.auth_headers(row))
+            answer = connection.getresponse()
+            answer.read()
+        finally:
+            connection.close()
+        if answer.status != 200:
+            raise RuntimeError(f"{row['name']}: GET {row['path']} answered {answer.status}")
 
     def script(self, row: dict[str, Any], tag: str) -> Path | None:
         auth_headers = self.auth_headers(row)
@@ -164,6 +186,7 @@ class Bench:
         assert self.server is not None
         threads = 1 if connections == 1 else 2
         cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+        cmd.append("--timeout=10s")  # a slow answer counts in the latencies, not as a socket error
         script = self.script(row, tag)
         if script is None:
             for name, value in self.auth_headers(row).items():

@@ -56,6 +56,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Threads per server process running Django's (sync) HTTP requests (controlplane/serving.py). Python runs one
+# thread at a time; more than a few only help requests waiting on the database.
+DJANGO_HTTP_THREADS = env_int("DJANGO_HTTP_THREADS", 8)
+
 ROOT_URLCONF = "controlplane.urls"
 WSGI_APPLICATION = "controlplane.wsgi.application"
 ASGI_APPLICATION = "controlplane.asgi.application"
