@@ -33,6 +33,10 @@ from bench.edge.run import Processes, find_tool, free_port, log, parse_wrk, proc
 
 BIN = Path(sys.executable).parent
 
+# --database postgres: a throwaway database (loopback, trust authentication), created for the run and dropped after.
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DATABASE = "bench_api"
+
 # The issue's targets, judged at c=20.
 TARGET_READ_RATIO = 0.50
 TARGET_READ_P99 = 0.020
@@ -119,10 +123,24 @@ class Bench:
     def env(self) -> dict[str, str]:
         env = server_env(self.data, self.port)
         env["BENCH_ENDPOINTS"] = "1"
+        if self.args.database == "postgres":
+            env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+        if self.args.conn_max_age is not None:
+            env["DATABASE_CONN_MAX_AGE"] = str(self.args.conn_max_age)
         return env
+
+    def postgres(self, create: bool) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+            if create:
+                conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
 
     def prepare(self) -> None:
         self.data.mkdir()
+        if self.args.database == "postgres":
+            self.postgres(create=True)
         env = self.env()
         started = time.monotonic()
         subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
@@ -218,6 +236,8 @@ class Bench:
 
     def cleanup(self) -> None:
         self.procs.stop_all()
+        if self.args.database == "postgres":
+            self.postgres(create=False)
 
 
 def ms(value: float | None) -> str:
@@ -230,7 +250,7 @@ def report(bench: Bench, results: dict[tuple[str, int], Figure]) -> bool:
     ok = True
     print()
     print(
-        f"API benchmark: {args.server}, {args.workers} worker(s), SQLite (embedded), {args.others} other "
+        f"API benchmark: {args.server}, {args.workers} worker(s), {args.database}, {args.others} other "
         f"organisations; wrk {args.duration:g} s per figure after {args.warmup:g} s of warm-up"
     )
     head = (
@@ -283,6 +303,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1)")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help=(
+            f"sqlite (embedded, default) or postgres: a throwaway database {PG_DATABASE} on loopback, dropped after"
+        ),
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="DATABASE_CONN_MAX_AGE of the server (0: a connection per request)",
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up before each figure (1)")
     parser.add_argument("--others", type=int, default=200, help="other organisations seeded (200)")
