@@ -307,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "--database",
         choices=("sqlite", "postgres"),
         default="sqlite",
-        help=(
-            f"sqlite (embedded, default) or postgres: a throwaway database {PG_DATABASE} on loopback, dropped after"
-        ),
+        help=(f"sqlite (embedded, default) or postgres: a throwaway database {PG_DATABASE} on loopback, dropped after"),
     )
     parser.add_argument(
         "--conn-max-age",

@@ -92,3 +92,8 @@ def test_a_streamed_static_file_arrives_whole(handler, settings):
     answer = request(handler, "/static/ui/app.css")
     assert answer["status"] == 200
     assert answer["body"] == expected
+
+
+def test_the_benchmark_ceiling_view_is_absent_unless_enabled(client):
+    # BENCH_ENDPOINTS=1 (bench/api only; refused in production) adds it when the URLs load.
+    assert client.get("/bench/trivial").status_code == 404
