@@ -89,3 +89,10 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
 .PHONY: bench-certificates
 bench-certificates: dev-deps
 	$(BIN)/python -m bench.certificates --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)
+
+## API benchmark: the API and the UI against a trivial Django view served alike, c=1 and c=20 (~4 min;
+## docs/benchmarks.md). Needs wrk. BENCH_ARGS=--quick for < 2 minutes, --workers 2, --server daphne.
+.PHONY: bench-api
+bench-api: dev-deps
+	@command -v wrk >/dev/null || { echo "bench-api needs wrk: run 'sudo apt-get install -y wrk' (Debian), then again"; exit 2; }
+	$(BIN)/python -m bench.api $(BENCH_ARGS)

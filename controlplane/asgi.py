@@ -10,10 +10,12 @@ other Host is a public hostname: the edge carries it down its tunnel without ent
 import os
 import sys
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-django_asgi_app = get_asgi_application()
+
+from controlplane.serving import get_sync_asgi_application  # noqa: E402
+
+# Django's HTTP requests: the sync middleware chain and view, one hand-off to a thread pool per request.
+django_asgi_app = get_sync_asgi_application()
 
 if "daphne.server" in sys.modules:  # served by daphne: bodies streamed with bounded memory (see the module)
     from controlplane.daphne_flow import install as install_daphne_flow

@@ -11,6 +11,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def bench_trivial(request: HttpRequest) -> JsonResponse:
+    """bench/api's ceiling: the same middleware and server as every API call, no database, no authentication."""
+    return JsonResponse({"success": True, "result": {"ok": True}})
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
     """The process can serve: its database answers (and the channel layer, when Redis is configured)."""
     checks: dict[str, str] = {}

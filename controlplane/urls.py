@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.urls import include, path
 
 from controlplane.health import healthz, readyz
@@ -17,6 +18,11 @@ urlpatterns = [
     path("", include("tunnels.urls")),
     path("", include("controlplane.ui.urls")),
 ]
+
+if settings.BENCH_ENDPOINTS:  # bench/api's ceiling; refused in production (controlplane/settings/base.py)
+    from controlplane.health import bench_trivial
+
+    urlpatterns.insert(0, path("bench/trivial", bench_trivial, name="bench-trivial"))
 
 # Kept last, after every app's API include: any other /client/v4/ path gets a v4 JSON 404.
 urlpatterns += [path("client/v4/", include("controlplane.api.fallback_urls"))]

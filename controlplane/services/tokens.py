@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import pickle
+import threading
+import time
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from controlplane.actors import Actor
@@ -17,6 +21,11 @@ from controlplane.models.tokens import generate_token_secret, hash_token
 from controlplane.services.audit import audit_record
 
 LAST_USED_RESOLUTION = datetime.timedelta(seconds=60)
+# A bearer's token row (with its organisation) is reused for this long in a process, so that automation's bursts
+# of calls skip the lookup; a change made elsewhere (revocation in another process) counts within this time, one
+# made in this process at once (`forget_cached_tokens`). Measured by tests/controlplane/test_token_cache.py.
+TOKEN_CACHE_SECONDS = 1.0
+TOKEN_CACHE_MAX = 4096
 
 
 def clean_grants(grants: Any) -> dict[str, str]:
@@ -121,6 +130,7 @@ def api_token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
         .filter(pk=token.pk, revoked_at__isnull=True)
         .update(revoked_at=timezone.now())
     )
+    forget_cached_tokens(token.token_hash)
     token.refresh_from_db()
     if updated:
         audit_record(
@@ -141,14 +151,79 @@ class TokenRejected(Exception):
         self.message = message
 
 
-def api_token_authenticate(raw: str, *, ip: str | None) -> ApiToken:
-    """The live token for a bearer secret, or TokenRejected saying why (never which part of a secret matched)."""
+class _TokenCache:
+    """token hash → (monotonic time read, the pickled row with its organisation). Pickled so that every request
+    gets objects of its own: nothing a request changes on them leaks into another one."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[float, bytes]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, digest: str) -> ApiToken | None:
+        entry = self.rows.get(digest)
+        if entry is None or time.monotonic() - entry[0] >= TOKEN_CACHE_SECONDS:
+            return None
+        return pickle.loads(entry[1])  # noqa: S301 (bytes this process pickled itself)
+
+    def put(self, digest: str, token: ApiToken, read_at: float) -> None:
+        with self.lock:
+            if len(self.rows) >= TOKEN_CACHE_MAX:
+                self.rows.clear()
+            self.rows[digest] = (read_at, pickle.dumps(token))
+
+    def forget(self, digest: str | None = None) -> None:
+        with self.lock:
+            if digest is None:
+                self.rows.clear()
+            else:
+                self.rows.pop(digest, None)
+
+
+_token_cache = _TokenCache()
+
+
+def forget_cached_tokens(digest: str | None = None) -> None:
+    """Drop one token (by hash) or all of them from this process's cache, now and again once the current
+    transaction commits (a request reading the old row meanwhile must not keep it)."""
+    _token_cache.forget(digest)
+    transaction.on_commit(lambda: _token_cache.forget(digest))
+
+
+def _forget_token_row(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
+    forget_cached_tokens(instance.token_hash)
+
+
+def _forget_all(sender: Any, **kwargs: Any) -> None:
+    forget_cached_tokens()
+
+
+post_save.connect(_forget_token_row, sender=ApiToken, dispatch_uid="api-token-cache-row")
+post_delete.connect(_forget_token_row, sender=ApiToken, dispatch_uid="api-token-cache-row-delete")
+# A token's organisation travels with it (name, 2FA rule): any change to one empties the cache.
+post_save.connect(_forget_all, sender=Organisation, dispatch_uid="api-token-cache-org")
+post_delete.connect(_forget_all, sender=Organisation, dispatch_uid="api-token-cache-org-delete")
+
+
+def _read_token(digest: str) -> ApiToken | None:
+    cached = _token_cache.get(digest)
+    if cached is not None:
+        return cached
+    read_at = time.monotonic()
     token = (
         ApiToken.objects.unscoped("a bearer secret identifies its organisation")
         .select_related("organisation")
-        .filter(token_hash=hash_token(raw))
+        .filter(token_hash=digest)
         .first()
     )
+    if token is not None:
+        _token_cache.put(digest, token, read_at)
+    return token
+
+
+def api_token_authenticate(raw: str, *, ip: str | None) -> ApiToken:
+    """The live token for a bearer secret, or TokenRejected saying why (never which part of a secret matched)."""
+    digest = hash_token(raw)
+    token = _read_token(digest)
     if token is None:
         raise TokenRejected("Invalid API Token")
     status = token.status
@@ -160,7 +235,14 @@ def api_token_authenticate(raw: str, *, ip: str | None) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.for_org(token.organisation).filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+        _token_cache.put(digest, token, _cached_at(digest))
     return token
+
+
+def _cached_at(digest: str) -> float:
+    """When the cached row of `digest` was read (keeps its age when it is rewritten with a new last use)."""
+    entry = _token_cache.rows.get(digest)
+    return entry[0] if entry is not None else time.monotonic()
 
 
 _UNCHANGED: Any = object()

@@ -6,6 +6,12 @@ from .env import BASE_DIR, PRODUCTION, env_bool, env_int, env_list, env_str, gen
 
 SECRET_KEY = persistent_secret("SECRET_KEY", "secret_key", generate_secret_key)
 DEBUG = env_bool("DEBUG", default=False)
+# bench/api only: serve a trivial JSON view at /bench/trivial, the ceiling of Django's request machinery.
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", default=False)
+if BENCH_ENDPOINTS and PRODUCTION:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("BENCH_ENDPOINTS is for bench/api on a throwaway data dir, never in production.")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -54,6 +60,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Threads per server process running Django's (sync) HTTP requests (controlplane/serving.py). Python runs one
+# thread at a time; more than a few only help requests waiting on the database.
+DJANGO_HTTP_THREADS = env_int("DJANGO_HTTP_THREADS", 8)
 
 ROOT_URLCONF = "controlplane.urls"
 WSGI_APPLICATION = "controlplane.wsgi.application"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dj_database_url
 
-from .env import data_dir, env_str
+from .env import data_dir, env_int, env_str
 
 _url = env_str("DATABASE_URL") or f"sqlite:///{data_dir() / 'controlplane.sqlite3'}"
-_default = dj_database_url.parse(_url, conn_max_age=0)
+# Persistent connections: each thread of the HTTP pool (controlplane/serving.py) keeps its connection between
+# requests instead of connecting (on PostgreSQL: TCP + authentication) for every one; checked before reuse.
+_default = dj_database_url.parse(_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600), conn_health_checks=True)
 if _default["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so check-then-insert sequences (zone ownership,
     # hostname uniqueness) cannot interleave between processes; WAL lets readers run beside one writer.

@@ -76,12 +76,15 @@ class TunnelListView(TunnelBase):
             qs = qs.filter(conns_active_at__lte=params["was_active_at"])
         if "was_inactive_at" in params:
             qs = qs.filter(conns_inactive_at__lte=params["was_inactive_at"])
-        tunnels = list(qs)
-        health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
-        if "status" in params:
-            tunnels = [t for t in tunnels if health[t.pk].status == params["status"]]
         paginator = V4Pagination()
-        page = paginator.paginate_queryset(tunnels, request, view=self)
+        if "status" in params:  # health is computed, not stored: filter every tunnel, then take the page
+            tunnels = list(qs)
+            health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
+            tunnels = [t for t in tunnels if health[t.pk].status == params["status"]]
+            page = paginator.paginate_queryset(tunnels, request, view=self)
+        else:  # the page alone is read and its health computed: the cost does not grow with the list
+            page = paginator.paginate_queryset(qs, request, view=self)
+            health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=page)
         return paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page])
 
     @extend_schema(request=TunnelCreateInput, responses=TunnelOutput, summary="Create a tunnel")
