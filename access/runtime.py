@@ -48,6 +48,11 @@ class OrgView:
     loaded_at: float = field(default_factory=time.monotonic)
     verified: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     service_assertions: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    # Per application: whether its decision depends on the request (IP, country, service token) or only on the
+    # identity; for the latter, a session's admission is remembered for the view's life (policies cannot change
+    # under a view: an `access` event replaces it), so a valid cookie costs its checks and a dict lookup.
+    network_free: dict[str, bool] = field(default_factory=dict)
+    admissions: OrderedDict[tuple[str, str], Admission] = field(default_factory=OrderedDict)
 
     @property
     def empty(self) -> bool:
@@ -174,13 +179,48 @@ def decide(
         if verdict.outcome is Outcome.BYPASS:
             return FORWARD
         return Admission(Kind.LOGIN, app, reason=verdict.explain())
+    memo = _network_free(view, app)
+    key = (app.id, cookie_token or "")
+    if memo:
+        remembered = view.admissions.get(key)
+        if remembered is not None:
+            return remembered
     subject = Subject(email=claims["email"], login_method=view.login_method, ip=ip, country=country)
     verdict = evaluate(app.policies, subject, directory)
     if verdict.outcome is Outcome.BYPASS:
-        return FORWARD
-    if verdict.outcome in (Outcome.ALLOW, Outcome.SERVICE_AUTH):
-        return Admission(Kind.ADMIT, app, token=cookie_token or "", email=claims["email"])
-    return Admission(Kind.DENY, app, email=claims["email"], reason=verdict.explain())
+        admission = FORWARD
+    elif verdict.outcome in (Outcome.ALLOW, Outcome.SERVICE_AUTH):
+        admission = Admission(Kind.ADMIT, app, token=cookie_token or "", email=claims["email"])
+    else:
+        admission = Admission(Kind.DENY, app, email=claims["email"], reason=verdict.explain())
+    if memo:
+        view.admissions[key] = admission
+        if len(view.admissions) > TOKEN_CACHE:
+            view.admissions.popitem(last=False)
+    return admission
+
+
+_REQUEST_SELECTORS = frozenset({"ip", "ip_list", "geo", "service_token", "any_valid_service_token"})
+
+
+def _network_free(view: OrgView, app: CompiledApp) -> bool:
+    known = view.network_free.get(app.id)
+    if known is None:
+        directory = view.compiled.directory if view.compiled else None
+        known = not any(_request_dependent(policy.rules, directory, 0) for policy in app.policies)
+        view.network_free[app.id] = known
+    return known
+
+
+def _request_dependent(rules: Any, directory: Any, depth: int) -> bool:
+    for rule in rules.rules():
+        if rule.kind in _REQUEST_SELECTORS:
+            return True
+        if rule.kind == "group":
+            group = directory.groups.get(rule.value) if directory else None
+            if group is None or depth >= 4 or _request_dependent(group, directory, depth + 1):
+                return True  # unknown or too deep: never remembered
+    return False
 
 
 def service_assertion(organisation_id: uuid.UUID, app: CompiledApp, client_id: str) -> tuple[str, float]:

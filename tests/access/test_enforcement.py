@@ -217,3 +217,34 @@ def test_the_session_cookie_is_read_from_the_cookie_header(header, expected):
     from edge.admission import _cookie
 
     assert _cookie([(b"host", b"x"), (b"cookie", header)]) == expected
+
+
+def test_an_identity_only_decision_is_remembered_for_the_views_life_and_a_network_one_never(portainer, org_a):
+    view = load_org_view(org_a.pk)
+    token = app_token(org_a, portainer)
+    first = ask(view, token)
+    assert first.kind is Kind.ADMIT and ask(view, token) is first  # remembered: one dict lookup next time
+    # Revocation is still checked on every request, remembered or not.
+    from access.runtime import revoke
+
+    revoke(org_a.pk, "ana@example.com")
+    view.revocations["ana@example.com"] = time.time() + 1
+    assert ask(view, token).kind is Kind.LOGIN
+    # A policy that reads the request's address is evaluated every time.
+    policy = portainer.policy_links.get().policy
+    policy_save(
+        organisation=org_a,
+        actor=Actor.cli(),
+        policy=policy,
+        data={
+            "name": "Me",
+            "decision": "allow",
+            "include": [{"email": {"email": "bo@example.com"}}],
+            "require": [{"ip": {"ip": "203.0.113.0/24"}}],
+        },
+    )
+    view = load_org_view(org_a.pk)
+    bo = app_token(org_a, portainer, email="bo@example.com")
+    assert ask(view, bo).kind is Kind.ADMIT
+    assert ask(view, bo, ip=ipaddress.ip_address("198.51.100.1")).kind is Kind.DENY
+    assert not view.admissions
