@@ -20,7 +20,7 @@ class Resource(models.TextChoices):
 
 # Resources whose section is still a placeholder page: wherever they appear (navigation, permission matrix, role
 # descriptions) the UI says "not available yet". Remove a resource from here when its pages land.
-NOT_AVAILABLE_YET: frozenset[str] = frozenset({Resource.ACCESS, Resource.CERTIFICATES})
+NOT_AVAILABLE_YET: frozenset[str] = frozenset({Resource.ACCESS})
 
 
 class Level(models.TextChoices):
