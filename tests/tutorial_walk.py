@@ -122,6 +122,7 @@ class Walk:
         self.cf = cloudflare.Cloudflare(api_token=self.token, base_url=f"{self.server.url}/client/v4", max_retries=0)
         self.connector_log = self.tmp / "connector.log"
         self.connector = None
+        self.cf.zero_trust  # noqa: B018 (the SDK imports its models lazily: ~7 s here, not in step 3's time)
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
