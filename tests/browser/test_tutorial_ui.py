@@ -78,6 +78,8 @@ def test_the_tutorial_in_the_browser(tmp_path, monkeypatch):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's Chromium is not installed")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    import cloudflare.resources.zero_trust  # noqa: F401 (the SDK's ~7 s of models, outside step 7's time)
+
     port = free_port()
     banner = bootstrap(f"http://127.0.0.1:{port}")
     env = {"PUBLIC_URL": f"http://127.0.0.1:{port}", "EMAIL_URL": "", "REDIS_URL": ""}
