@@ -62,6 +62,7 @@ class Run:
         self.timings = Timings()
         self.shot_index = 0
         self.notes: list[str] = []
+        self.connectors: list[subprocess.Popen[bytes]] = []  # every one started, stopped at the end even on failure
 
     def shot(self, name: str, page=None) -> None:
         self.shot_index += 1
@@ -84,7 +85,6 @@ def test_the_tutorial_in_the_browser(tmp_path, monkeypatch):
     banner = bootstrap(f"http://127.0.0.1:{port}")
     env = {"PUBLIC_URL": f"http://127.0.0.1:{port}", "EMAIL_URL": "", "REDIS_URL": ""}
     args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP *.example.com 127.0.0.1, MAP *.localhost 127.0.0.1"]
-    connector = None
     with (
         run_daphne(env=env, port=port, log_dir=str(tmp_path)) as server,
         serve_in_thread(page_handler("Ghost blog")) as ghost_port,
@@ -98,15 +98,16 @@ def test_the_tutorial_in_the_browser(tmp_path, monkeypatch):
         page.set_default_timeout(20_000)
         run = Run(page, server.url, port)
         try:
-            connector = walk(run, banner, tmp_path, ghost_port, portainer_port, browser)
+            walk(run, banner, tmp_path, ghost_port, portainer_port, browser)
         except Exception:
             for open_page in context.pages:
                 print(f"--- page at failure: {open_page.url} ---\n{open_page.inner_text('body')[:3000]}")
             raise
         finally:
-            if connector is not None and connector.poll() is None:
-                connector.terminate()
-                connector.wait(15)
+            for connector in run.connectors:
+                if connector.poll() is None:
+                    connector.terminate()
+                    connector.wait(15)
             print(run.timings.summary("the tutorial in the browser"))
             for note in run.notes:
                 print("NOTE:", note)
@@ -116,20 +117,22 @@ def test_the_tutorial_in_the_browser(tmp_path, monkeypatch):
                 print(f"--- connector log ---\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def start_from_install_box(page, log_path: Path) -> subprocess.Popen[bytes]:
+def start_from_install_box(run: Run, log_path: Path) -> subprocess.Popen[bytes]:
     """Run the command of the "From a checkout of this repository" tab, as shown, from this checkout."""
-    command = page.inner_text("#cmd-text-checkout")
+    command = run.page.inner_text("#cmd-text-checkout")
     argv = shlex.split(command)
     assert argv[:4] == ["python", "-m", "connector", "run"], argv
     log = open(log_path, "ab")  # noqa: SIM115
     try:
-        return subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(  # noqa: S603
             [sys.executable, *argv[1:], "--ha-connections", "2", "--metrics", "127.0.0.1:0"],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        run.connectors.append(process)
+        return process
     finally:
         log.close()
 
@@ -166,9 +169,8 @@ def visit(browser_page, url: str, status: int, text: str, timeout: float = 20.0)
     return str(wait_until(f"{url} answering {status} with {text!r}", attempt, timeout=timeout, interval=0.5))
 
 
-def walk(run: Run, banner: dict[str, str], tmp: Path, ghost_port: int, portainer_port: int, browser):  # noqa: PLR0915
+def walk(run: Run, banner: dict[str, str], tmp: Path, ghost_port: int, portainer_port: int, browser) -> None:  # noqa: PLR0915
     page, t = run.page, run.timings
-    connector = None
 
     with t.step("1. sign in from make run's banner, enrol 2FA, choose the team name"):
         assert banner["URL"] == run.base + "/"
@@ -220,7 +222,7 @@ def walk(run: Run, banner: dict[str, str], tmp: Path, ghost_port: int, portainer
         tunnel_url = page.url.split("#")[0]
 
     with t.step("4. run the command; Connectors turn Connected by themselves"):
-        connector = start_from_install_box(page, tmp / "connector.log")
+        connector = start_from_install_box(run, tmp / "connector.log")
         page.wait_for_selector("[data-tunnel-status] .badge[data-status=healthy]", timeout=30_000)
         row = page.locator("[data-tunnel-connectors] tr[data-connector]")
         text = row.inner_text()
@@ -339,11 +341,10 @@ def walk(run: Run, banner: dict[str, str], tmp: Path, ghost_port: int, portainer
             run.shot("tunnel-down")
             visit(ana, run.site(f"portainer.{ZONE}"), 530, "1033")
             run.shot("530-no-connector", ana)
-            connector = start_from_install_box(page, tmp / "connector.log")
+            connector = start_from_install_box(run, tmp / "connector.log")
             page.wait_for_selector("[data-tunnel-status] .badge[data-status=healthy]", timeout=30_000)
             visit(ana, run.site(f"portainer.{ZONE}"), 200, "Portainer (Origin CA)")
         ana_context.close()
-    return connector
 
 
 def protect_with_access(account: str, server_url: str) -> None:
