@@ -168,7 +168,9 @@ def group_data(group: AccessGroup) -> dict[str, Any]:
 
 class ServiceTokenInput(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False)
-    duration = serializers.CharField(required=False, max_length=32, help_text='A Go duration, or "forever".')
+    duration = serializers.CharField(
+        required=False, allow_blank=True, max_length=32, help_text='A Go duration, or "forever" (empty: 8760h).'
+    )
 
 
 class ServiceTokenOutput(serializers.Serializer):
@@ -224,7 +226,7 @@ class ListInput(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     type = serializers.ChoiceField(choices=AccessList.Type.values)
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
-    items = ListItem(many=True, required=False)
+    items = ListItem(many=True, required=False, allow_null=True)
 
 
 class ListOutput(ListInput):
@@ -335,7 +337,7 @@ def access_request_data(row: Any) -> dict[str, Any]:
 class PolicyTestInput(serializers.Serializer):
     email = serializers.CharField(required=False, allow_blank=True)
     ip = serializers.CharField(required=False, allow_blank=True)
-    country = serializers.CharField(required=False, allow_blank=True, max_length=2)
+    country = serializers.RegexField(r"^[A-Za-z]{2}$", required=False, allow_blank=True, max_length=2)
     url = serializers.CharField(required=False, allow_blank=True, help_text="Test only the application covering it.")
     service_token_id = serializers.CharField(required=False, allow_blank=True)
 

@@ -20,7 +20,7 @@ from access.services import settings as settings_service
 from controlplane.api.base import OrgScopedAPIView
 from controlplane.api.pagination import V4Pagination
 from controlplane.api.schema import errors
-from controlplane.api.serializers.common import IdResultSerializer
+from controlplane.api.serializers.common import IdResultSerializer, validated_query
 from controlplane.choices import Resource
 
 READ_ERRORS = errors(400, 401, 403, 404)
@@ -465,9 +465,9 @@ class AccessRequestLogView(AccessView):
         responses={200: s.AccessRequestOutput(many=True), **READ_ERRORS},
     )
     def get(self, request: Request, account_id: str) -> Response:
-        query = s.AccessLogQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        rows = selectors.access_request_list(organisation=self.organisation, **query.validated_data)
+        rows = selectors.access_request_list(
+            organisation=self.organisation, **validated_query(s.AccessLogQuery, request)
+        )
         return self.page(request, rows, s.access_request_data)
 
 
@@ -478,6 +478,5 @@ class PolicyTesterView(AccessView):
         responses={200: s.PolicyTestOutput(many=True), **READ_ERRORS},
     )
     def get(self, request: Request, account_id: str) -> Response:
-        query = s.PolicyTestInput(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(selectors.policy_test(organisation=self.organisation, data=dict(query.validated_data)))
+        data = validated_query(s.PolicyTestInput, request)
+        return Response(selectors.policy_test(organisation=self.organisation, data=data))

@@ -29,6 +29,7 @@ from controlplane.api.base import OrgScopedAPIView, OrgScopedMixin, PrincipalVie
 from controlplane.api.pagination import V4Pagination, paginated_response
 from controlplane.api.permissions import IsAuthenticatedPrincipal
 from controlplane.api.schema import errors
+from controlplane.api.serializers.common import validated_query
 from controlplane.choices import Level, Resource, ZoneStatus
 from controlplane.models import Organisation, Zone
 from controlplane.selectors import zone_get
@@ -73,9 +74,7 @@ class CertificateListView(PrincipalView):
         responses={200: CertificateSerializer(many=True), **errors(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
-        query = CertificateListQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        zone_id = query.validated_data.get("zone_id")
+        zone_id = validated_query(CertificateListQuery, request).get("zone_id")
         if zone_id:
             zone = zone_get(organisations=self.accessible_organisations(), zone_id=zone_id)
             _access(request, zone.organisation_id, Level.READ)

@@ -36,6 +36,8 @@ class V4Pagination(BasePagination):
             queryset.count() if hasattr(queryset, "count") and not isinstance(queryset, list) else len(queryset)
         )
         start = (self.page - 1) * self.per_page
+        if start >= self.total_count:
+            return []  # past the end (the SDK's last request), and never an OFFSET too large for the database
         return list(queryset[start : start + self.per_page])
 
     def get_paginated_response(self, data: Any) -> Response:

@@ -256,7 +256,7 @@ QUERIES: dict[str, int] = {
     "/accounts/{account_id}/audit_logs": 5,
     "/accounts/{account_id}/tokens": 5,
     "/zones": 5,
-    "/accounts/{account_id}/cfd_tunnel": 6,
+    "/accounts/{account_id}/cfd_tunnel": 7,
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections": 7,
     "/zones/{zone_id}/dns_records": 7,
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/hostnames": 4,
@@ -347,5 +347,5 @@ def test_the_audit_list_costs_the_same_for_tokens_and_users(org_a, admin_a):
     token_client.get(url)
     one, _ = queries_for(token_client, f"{url}?per_page=1")
     many, _ = queries_for(token_client, f"{url}?per_page=50")
-    assert one == many == 3, f"{many} queries for a token's audit list, pinned at 3"
+    assert one == many == 2, f"{many} queries for a token's audit list, pinned at 2 (the token row is cached)"
     assert AuditEvent.objects.for_org(org_a).count() > 50

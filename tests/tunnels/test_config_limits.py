@@ -71,7 +71,7 @@ def test_an_oversized_configuration_or_body_is_refused(api, org_a):
     assert response.status_code == 400 and "at most 524,288" in response.json()["errors"][0]["message"]
     response = api(tunnel, b'{"config": {"ingress": [{"service": "http_status:404"}]}}' + b" " * (1024 * 1024))
     assert response.status_code == 413
-    assert "at most 1,048,576 bytes" in response.json()["errors"][0]["message"]
+    assert "larger than 1048576 bytes" in response.json()["errors"][0]["message"]
     tunnel.refresh_from_db()
     assert tunnel.config_version == 0
 

@@ -36,6 +36,24 @@ STATE_DEPENDENT = {
     "POST /accounts/{account_id}/members",
     "PUT /accounts/{account_id}/members/{member_id}",
     "POST /zones",
+    # Access and the Origin CA: destinations under the account's active zones, rule selectors and the objects they
+    # name, Go durations, the one-time PIN provider's empty config, CSRs and hostnames under the account's zones.
+    "POST /accounts/{account_id}/access/apps",
+    "PUT /accounts/{account_id}/access/apps/{app_id}",
+    "POST /accounts/{account_id}/access/apps/{app_id}/policies",
+    "PUT /accounts/{account_id}/access/apps/{app_id}/policies/{policy_id}",
+    "POST /accounts/{account_id}/access/policies",
+    "PUT /accounts/{account_id}/access/policies/{policy_id}",
+    "POST /accounts/{account_id}/access/groups",
+    "PUT /accounts/{account_id}/access/groups/{group_id}",
+    "POST /accounts/{account_id}/access/identity_providers",
+    "PUT /accounts/{account_id}/access/identity_providers/{idp_id}",
+    "POST /accounts/{account_id}/access/organizations",
+    "PUT /accounts/{account_id}/access/organizations",
+    "POST /accounts/{account_id}/gateway/lists",
+    "PUT /accounts/{account_id}/gateway/lists/{list_id}",
+    "POST /certificates",
+    "POST /accounts/{account_id}/origin_certificates",
 }
 
 
