@@ -224,7 +224,7 @@ def policy_test(*, organisation: Organisation, data: dict[str, Any]) -> list[dic
     if email is not None and ("@" not in email or len(email) > 320):
         raise ValidationError({"email": "An email address."})
     ip = None
-    if data.get("ip"):
+    if str(data.get("ip") or "").strip():
         try:
             ip = ipaddress.ip_address(str(data["ip"]).strip())
         except ValueError:

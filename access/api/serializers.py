@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from access.models import AccessGroup, AccessList, Application, IdentityProvider, Policy, ServiceToken
+from controlplane.api.serializers.common import StrictCharField
 
 
 def _rules(**kwargs: Any) -> serializers.ListField:
@@ -65,7 +66,7 @@ def policy_data(policy: Policy, precedence: int | None = None) -> dict[str, Any]
 
 class DestinationSerializer(serializers.Serializer):
     type = serializers.CharField(default="public")
-    uri = serializers.CharField(max_length=512)
+    uri = serializers.CharField(max_length=512, required=False)
 
 
 class ApplicationInput(serializers.Serializer):
@@ -225,7 +226,7 @@ class ListItem(serializers.Serializer):
 class ListInput(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     type = serializers.ChoiceField(choices=AccessList.Type.values)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    description = StrictCharField(required=False, allow_blank=True, max_length=500)
     items = ListItem(many=True, required=False, allow_null=True)
 
 

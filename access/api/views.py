@@ -27,14 +27,19 @@ READ_ERRORS = errors(400, 401, 403, 404)
 WRITE_ERRORS = errors(400, 401, 403, 404)
 
 
-def body(request: Request) -> dict[str, Any]:
+def body(request: Request, serializer_class: Any = None) -> dict[str, Any]:
+    """The JSON object sent, its outline (types, lengths, required fields) checked by the input serializer the schema
+    shows; the services then check every value and name the bad entry."""
     if not isinstance(request.data, dict):
         raise ValidationError({"body": "A JSON object."})
+    if serializer_class is not None:
+        serializer_class(data=request.data).is_valid(raise_exception=True)
     return dict(request.data)
 
 
 class AccessView(OrgScopedAPIView):
     resource = Resource.ACCESS
+    input_serializer: ClassVar[Any] = None
 
     def page(self, request: Request, items: Any, shape: Callable[[Any], dict[str, Any]]) -> Response:
         paginator = V4Pagination()
@@ -58,7 +63,7 @@ class CollectionView(AccessView):
         return self.page(request, self.items(**kwargs), type(self).shape)
 
     def post(self, request: Request, account_id: str, **kwargs: Any) -> Response:
-        created = self.create(body(request), **kwargs)
+        created = self.create(body(request, self.input_serializer), **kwargs)
         return Response(type(self).shape(created))
 
 
@@ -81,7 +86,7 @@ class ItemView(AccessView):
 
     def put(self, request: Request, account_id: str, **kwargs: Any) -> Response:
         obj = self.item(**kwargs)
-        return Response(type(self).shape(self.replace(obj, body(request), **kwargs)))
+        return Response(type(self).shape(self.replace(obj, body(request, self.input_serializer), **kwargs)))
 
     def delete(self, request: Request, account_id: str, **kwargs: Any) -> Response:
         obj = self.item(**kwargs)
@@ -110,6 +115,7 @@ _app_list_schema, _app_item_schema = _crud_schema("self-hosted application", s.A
 
 @_app_list_schema
 class ApplicationListView(CollectionView):
+    input_serializer = s.ApplicationInput
     shape = staticmethod(s.application_data)
 
     def items(self, **kwargs: Any) -> models.QuerySet[Any]:
@@ -122,6 +128,7 @@ class ApplicationListView(CollectionView):
 
 @_app_item_schema
 class ApplicationDetailView(ItemView):
+    input_serializer = s.ApplicationInput
     shape = staticmethod(s.application_data)
 
     def item(self, **kwargs: Any) -> Any:
@@ -174,7 +181,7 @@ class ApplicationPolicyListView(CollectionView):
     def post(self, request: Request, account_id: str, **kwargs: Any) -> Response:
         app = self.application(kwargs["app_id"])
         policy = policies.policy_save(
-            organisation=self.organisation, actor=self.actor, data=body(request), application=app
+            organisation=self.organisation, actor=self.actor, data=body(request, s.PolicyInput), application=app
         )
         self.precedence = selectors.precedences(app)
         return Response(self.shape(policy))
@@ -194,7 +201,11 @@ class ApplicationPolicyDetailView(AccessView):
     def put(self, request: Request, account_id: str, app_id: str, policy_id: str) -> Response:
         app, policy, _ = self._load(app_id, policy_id)
         policies.policy_save(
-            organisation=self.organisation, actor=self.actor, data=body(request), policy=policy, application=app
+            organisation=self.organisation,
+            actor=self.actor,
+            data=body(request, s.PolicyInput),
+            policy=policy,
+            application=app,
         )
         _, policy, precedence = self._load(app_id, policy_id)
         return Response(s.policy_data(policy, precedence.get(policy.pk)))
@@ -211,6 +222,7 @@ class ApplicationPolicyDetailView(AccessView):
 
 @_policy_list_schema
 class PolicyListView(CollectionView):
+    input_serializer = s.PolicyInput
     shape = staticmethod(_reusable_policy_data)
 
     def items(self, **kwargs: Any) -> models.QuerySet[Any]:
@@ -223,6 +235,7 @@ class PolicyListView(CollectionView):
 
 @_policy_item_schema
 class PolicyDetailView(ItemView):
+    input_serializer = s.PolicyInput
     shape = staticmethod(_reusable_policy_data)
 
     def item(self, **kwargs: Any) -> Any:
@@ -247,6 +260,7 @@ _idp_list_schema, _idp_item_schema = _crud_schema(
 
 @_group_list_schema
 class GroupListView(CollectionView):
+    input_serializer = s.GroupInput
     shape = staticmethod(s.group_data)
 
     def items(self, **kwargs: Any) -> models.QuerySet[Any]:
@@ -258,6 +272,7 @@ class GroupListView(CollectionView):
 
 @_group_item_schema
 class GroupDetailView(ItemView):
+    input_serializer = s.GroupInput
     shape = staticmethod(s.group_data)
 
     def item(self, **kwargs: Any) -> Any:
@@ -272,6 +287,7 @@ class GroupDetailView(ItemView):
 
 @_list_list_schema
 class ListListView(CollectionView):
+    input_serializer = s.ListInput
     shape = staticmethod(s.list_data)
 
     def items(self, **kwargs: Any) -> models.QuerySet[Any]:
@@ -283,6 +299,7 @@ class ListListView(CollectionView):
 
 @_list_item_schema
 class ListDetailView(ItemView):
+    input_serializer = s.ListInput
     shape = staticmethod(s.list_data)
 
     def item(self, **kwargs: Any) -> Any:
@@ -297,6 +314,7 @@ class ListDetailView(ItemView):
 
 @_idp_list_schema
 class IdentityProviderListView(CollectionView):
+    input_serializer = s.IdentityProviderInput
     shape = staticmethod(s.identity_provider_data)
 
     def items(self, **kwargs: Any) -> models.QuerySet[Any]:
@@ -308,6 +326,7 @@ class IdentityProviderListView(CollectionView):
 
 @_idp_item_schema
 class IdentityProviderDetailView(ItemView):
+    input_serializer = s.IdentityProviderInput
     shape = staticmethod(s.identity_provider_data)
 
     def item(self, **kwargs: Any) -> Any:
@@ -336,7 +355,7 @@ class ServiceTokenListView(CollectionView):
 
     def post(self, request: Request, account_id: str, **kwargs: Any) -> Response:
         token, secret = directory.service_token_create(
-            organisation=self.organisation, actor=self.actor, data=body(request)
+            organisation=self.organisation, actor=self.actor, data=body(request, s.ServiceTokenInput)
         )
         return Response(s.service_token_data(token, secret))
 
@@ -351,6 +370,7 @@ class ServiceTokenListView(CollectionView):
     delete=extend_schema(summary="Delete a service token", responses={200: s.ServiceTokenOutput, **WRITE_ERRORS}),
 )
 class ServiceTokenDetailView(ItemView):
+    input_serializer = s.ServiceTokenInput
     shape = staticmethod(s.service_token_data)
 
     def item(self, **kwargs: Any) -> Any:
@@ -406,7 +426,7 @@ class OrganizationView(AccessView):
     )
     def put(self, request: Request, account_id: str) -> Response:
         row = settings_service.access_settings_update(
-            organisation=self.organisation, actor=self.actor, data=body(request)
+            organisation=self.organisation, actor=self.actor, data=body(request, s.AccessOrganizationInput)
         )
         return Response(s.access_organization_data(self.organisation, row))
 
@@ -426,7 +446,9 @@ class RevokeUserView(AccessView):
         responses={200: OpenApiTypes.BOOL, **WRITE_ERRORS},
     )
     def post(self, request: Request, account_id: str) -> Response:
-        settings_service.user_revoke(organisation=self.organisation, actor=self.actor, email=body(request).get("email"))
+        settings_service.user_revoke(
+            organisation=self.organisation, actor=self.actor, email=body(request, s.RevokeUserInput).get("email")
+        )
         return Response(True)
 
 
@@ -440,7 +462,9 @@ class KeysView(AccessView):
     )
     def put(self, request: Request, account_id: str) -> Response:
         settings_service.keys_update(
-            organisation=self.organisation, actor=self.actor, days=body(request).get("key_rotation_interval_days")
+            organisation=self.organisation,
+            actor=self.actor,
+            days=body(request, s.KeysInput).get("key_rotation_interval_days"),
         )
         return Response(settings_service.keys_status(self.organisation))
 

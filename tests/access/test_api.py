@@ -120,9 +120,9 @@ def test_every_organisation_has_a_one_time_pin_provider(org_a, org_b):
     ("body", "message"),
     [
         ({"name": "x", "decision": "allow", "include": []}, "at least one rule"),
-        ({"name": "x", "decision": "allow"}, "at least one rule"),
+        ({"name": "x", "decision": "allow"}, "required"),
         ({"name": "x", "decision": "maybe", "include": [EMAIL_RULE]}, "decision"),
-        ({"name": "", "decision": "allow", "include": [EMAIL_RULE]}, "needs a name"),
+        ({"name": "", "decision": "allow", "include": [EMAIL_RULE]}, "may not be blank"),
         ({"name": "x", "decision": "allow", "include": [{"email": {"email": "nope"}}]}, r"include\[0\]: email"),
         ({"name": "x", "decision": "bypass", "include": [EMAIL_RULE]}, "Bypass policy cannot use identity"),
         ({"name": "x", "decision": "allow", "include": [{"any_valid_service_token": {}}]}, "Service Auth"),

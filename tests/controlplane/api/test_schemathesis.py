@@ -53,6 +53,9 @@ STATE_DEPENDENT = {
     "POST /accounts/{account_id}/gateway/lists",
     "PUT /accounts/{account_id}/gateway/lists/{list_id}",
     "POST /certificates",
+    "GET /accounts/{account_id}/access/policy_tester",  # an IP address, a service token of the account
+    "POST /accounts/{account_id}/access/service_tokens",  # a Go duration
+    "PUT /accounts/{account_id}/access/service_tokens/{service_token_id}",
     "POST /accounts/{account_id}/origin_certificates",
 }
 
