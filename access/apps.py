@@ -8,6 +8,7 @@ class AccessConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
+        from access import events  # noqa: F401  (declares the `access` event kind to this process's hub)
         from controlplane.models import Organisation
 
         post_save.connect(_give_one_time_pin, sender=Organisation, dispatch_uid="access-default-idp")

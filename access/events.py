@@ -3,13 +3,25 @@ applications, policies, keys and revocations (published after commit, through th
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from django.db import transaction
+from tunnels.events import Event, publish_on_commit
+
+
+@dataclass(frozen=True)
+class AccessChanged(Event):
+    KIND: ClassVar[str] = "access"
+    organisation_id: uuid.UUID
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "org": str(self.organisation_id)}
+
+    @classmethod
+    def parse(cls, wire: dict[str, Any]) -> Event:
+        return cls(organisation_id=uuid.UUID(str(wire["org"])))
 
 
 def access_changed(*, organisation_id: Any) -> None:
-    from tunnels.hub import publish
-
-    event = {"kind": "access", "org": str(organisation_id)}
-    transaction.on_commit(lambda: publish(event))
+    publish_on_commit(AccessChanged(uuid.UUID(str(organisation_id))))

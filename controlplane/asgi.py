@@ -31,7 +31,7 @@ from controlplane.routing import websocket_urlpatterns  # noqa: E402
 from controlplane.second_factor import SessionUserMiddleware  # noqa: E402
 from edge import peers  # noqa: E402
 from edge.app import edge_application, is_control_plane_host, request_host  # noqa: E402
-from tunnels.endpoints import connector_app  # noqa: E402
+from tunnels.connector_socket import connector_app  # noqa: E402
 
 # The signed-in user and their second factor, resolved as for an HTTP request (controlplane/second_factor.py).
 browser_websockets = AllowedHostsOriginValidator(

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from django.conf import settings
 
+from access.events import AccessChanged
 from access.runtime import Kind, OrgView, decide, load_org_view, redeem_handoff, revoke, service_assertion
 
 RELOAD_SECONDS = 30.0
@@ -122,8 +123,8 @@ class Gate:
 
     # -- the per-organisation views ----------------------------------------------------------------------------
 
-    async def on_event(self, event: dict[str, Any]) -> None:
-        org = uuid.UUID(event["org"])
+    async def on_event(self, event: AccessChanged) -> None:
+        org = event.organisation_id
         self._generation[org] = self._generation.get(org, 0) + 1
         self.views.pop(org, None)
 
@@ -281,7 +282,7 @@ class Gate:
         if action == "logout":
             if claims is not None:
                 await hub.db(_in_db_thread, revoke, view.organisation_id, claims["email"])
-                await self.on_event({"org": str(view.organisation_id)})
+                await self.on_event(AccessChanged(view.organisation_id))
             body = _page(
                 200,
                 "You are logged out",

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from access.events import AccessChanged
 from connector import protocol
 from controlplane.daphne_flow import WAIT_WRITABLE
 from edge.admission import Admit, Gate
@@ -26,8 +27,8 @@ from edge.errors import recorder as origin_errors
 from edge.pages import error_body, wants_json
 from edge.routes import Route, RouteTable, load_routes
 from edge.streams import EdgeStream, StreamReset
-from tunnels import hub as hub_module
-from tunnels.hub import Hub, get_hub
+from tunnels.events import RoutesChanged
+from tunnels.hub import Hub, current_hub, get_hub
 
 logger = logging.getLogger("edge")
 
@@ -231,6 +232,7 @@ class Edge:
     def __init__(self) -> None:
         self.routes = RouteTable()
         self.gate = Gate()
+        self._subscribed: Hub | None = None  # the hub this edge subscribed its events to
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
         kind = scope["type"]
@@ -246,10 +248,14 @@ class Edge:
     async def hub(self) -> Hub:
         hub = get_hub()
         await hub.ensure_started()
-        if hub.on_routes_changed is None:
-            hub.on_routes_changed = self.reload_routes
-            hub.subscribe("access", self.gate.on_event)
+        if self._subscribed is not hub:
+            self._subscribed = hub
+            hub.subscribe(RoutesChanged, self._on_routes_changed)
+            hub.subscribe(AccessChanged, self.gate.on_event)
         return hub
+
+    async def _on_routes_changed(self, event: RoutesChanged) -> None:
+        await self.reload_routes()
 
     async def reload_routes(self) -> None:
         hub = get_hub()
@@ -281,8 +287,8 @@ class Edge:
             host, raw_host = request_host(scope)
         if not valid_host(raw_host):
             return await self.fail(scope, send, new_request_id("edge"), "", 400, "The Host header is not a hostname.")
-        hub = hub_module._hub
-        if hub is None or hub.loop is None or hub.on_routes_changed is None:
+        hub = current_hub()
+        if hub is None or hub is not self._subscribed:
             hub = await self.hub()
         request_id = new_request_id(hub.location)
         routes = self.routes

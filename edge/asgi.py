@@ -42,7 +42,7 @@ from django.conf import settings  # noqa: E402
 from connector.protocol import WEBSOCKET_PATH  # noqa: E402
 from edge import peers  # noqa: E402
 from edge.app import edge_application, is_control_plane_host, request_host  # noqa: E402
-from tunnels.endpoints import connector_app  # noqa: E402
+from tunnels.connector_socket import connector_app  # noqa: E402
 from tunnels.hub import get_hub  # noqa: E402
 
 logger = logging.getLogger("edge")

@@ -793,7 +793,7 @@ class PeerRelay:
 
 async def peer_app(scope: dict[str, Any], receive, send) -> None:
     """A's end of a peer link: authenticate, WELCOME, then relay streams until the link closes."""
-    from tunnels.endpoints import _Socket
+    from tunnels.connector_socket import WebSocket
     from tunnels.hub import get_hub
 
     message = await receive()
@@ -802,7 +802,7 @@ async def peer_app(scope: dict[str, Any], receive, send) -> None:
     hub = get_hub()
     await hub.ensure_started()
     await send({"type": "websocket.accept"})
-    sock = _Socket(receive, send)
+    sock = WebSocket(receive, send)
     auth = ""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tunnels.endpoints import status_app
+from tunnels.status_socket import status_app
 
 websocket_urlpatterns = [
     path("ws/accounts/<str:account_id>/tunnels/status", status_app),
