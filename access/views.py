@@ -161,9 +161,26 @@ def _decide(request: HttpRequest, organisation: Organisation, compiled: Compiled
     return evaluate(list(app.policies), subject, compiled.directory), str(idp.pk)
 
 
+def _with_form_target(response: HttpResponse, target: str) -> HttpResponse:
+    """The login forms' POST answers with a redirect to the application's own host (the handoff): the page's CSP
+    allows that one origin as a form target besides this one (Chromium applies form-action to the redirect)."""
+    from controlplane.security_headers import CSP_HEADER, UI_POLICY
+
+    parts = urlsplit(target)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    response.headers[CSP_HEADER] = UI_POLICY.replace("form-action 'self'", f"form-action 'self' {origin}")
+    return response
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest, app_host: str) -> HttpResponse:
+    response = _login(request, app_host)
+    target = getattr(request, "access_form_target", None)
+    return _with_form_target(response, target) if target else response
+
+
+def _login(request: HttpRequest, app_host: str) -> HttpResponse:
     organisation = _organisation(request)
     app_host = app_host.lower().rstrip(".")
     compiled = compile_org(organisation)
@@ -173,6 +190,7 @@ def login(request: HttpRequest, app_host: str) -> HttpResponse:
     if app is None:
         raise Http404("No Access application covers that address.")
     target = _target(app_host, raw_target, compiled, app)
+    request.access_form_target = target  # type: ignore[attr-defined]
     ip, country = client_ip(request), _country(request)
     form = {"redirect_url": target, "app_host": app_host}
 

@@ -205,3 +205,11 @@ def test_logout_ends_the_global_session(visitor, portainer, org_a):
     replay = Client(HTTP_HOST=TEAM_HOST)
     replay.cookies["CF_Authorization"] = old
     assert replay.get("/cdn-cgi/access/get-identity").status_code == 401
+
+
+def test_the_login_forms_may_post_on_to_the_application_and_nowhere_else(visitor, portainer):
+    """Chromium applies the CSP's form-action to the redirect that answers a form: the login page allows the
+    application's own origin (the handoff), found by the browser walk of the tutorial."""
+    policy = visitor.get(login_url())["Content-Security-Policy"]
+    assert "form-action 'self' http://portainer.example.com:8080" in policy
+    assert "script-src 'self'" in policy and "evil" not in policy
