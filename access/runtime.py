@@ -252,15 +252,8 @@ def redeem_handoff(organisation_id: uuid.UUID, raw: str) -> tuple[str, int, str]
 
 
 def revoke(organisation_id: uuid.UUID, email: str) -> None:
-    """Logout: tokens of this identity issued until now are refused on every application (sync)."""
-    from django.utils import timezone
-
-    from access.events import access_changed
-    from access.models import UserRevocation
+    """Logout on an application's host (sync: the edge runs it in a database thread)."""
+    from access.services.settings import user_sessions_end
     from controlplane.models import Organisation
 
-    organisation = Organisation.objects.get(pk=organisation_id)
-    UserRevocation.objects.update_or_create(
-        organisation=organisation, email=email.lower(), defaults={"revoked_at": timezone.now()}
-    )
-    access_changed(organisation_id=organisation_id)
+    user_sessions_end(organisation=Organisation.objects.get(pk=organisation_id), email=email)

@@ -10,7 +10,6 @@ from urllib.parse import quote, urlsplit
 import jwt
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -20,6 +19,7 @@ from access.logic.engine import Outcome
 from access.models import AccessSettings, UserRevocation
 from access.selectors import CompiledApp, CompiledOrg, compile_org
 from access.services.directory import one_time_pin_provider
+from access.services.settings import user_sessions_end
 from controlplane.actors import client_ip as _client_ip
 from controlplane.models import Organisation
 
@@ -327,16 +327,7 @@ def logout(request: HttpRequest) -> HttpResponse:
     organisation = _organisation(request)
     claims = org_session(request, organisation)
     if claims is not None:
-        revoke_user(organisation, claims["email"])
+        user_sessions_end(organisation=organisation, email=claims["email"])
     response = render(request, "access/logged_out.html", {"team": organisation.display_name or organisation.team_name})
     response.delete_cookie(COOKIE)
     return response
-
-
-def revoke_user(organisation: Organisation, email: str) -> None:
-    from access.events import access_changed
-
-    UserRevocation.objects.update_or_create(
-        organisation=organisation, email=email.lower(), defaults={"revoked_at": timezone.now()}
-    )
-    access_changed(organisation_id=organisation.pk)

@@ -89,16 +89,13 @@ _GROUP_FIELDS = ["name", "include", "require", "exclude", "is_default"]
 
 def _users_of(organisation: Organisation, kind: str, object_id: str) -> list[str]:
     """Names of the policies and groups whose rules mention `{kind: {...: object_id}}`."""
-    needle = f'"{object_id}"'
     names = []
     for model in (Policy, AccessGroup):
         for name, include, require, exclude in model.objects.for_org(organisation).values_list(
             "name", "include", "require", "exclude"
         ):
-            for rule in [*include, *require, *exclude]:
-                if kind in rule and needle in str(rule[kind]).replace("'", '"'):
-                    names.append(name)
-                    break
+            if any(object_id in (rule.get(kind) or {}).values() for rule in [*include, *require, *exclude]):
+                names.append(name)
     return names
 
 
@@ -244,6 +241,17 @@ def list_delete(*, access_list: AccessList, actor: Actor) -> None:
 # --- service tokens -----------------------------------------------------------------------------------------------
 
 
+def _audit_token(token: ServiceToken, actor: Actor, action: str, changes: dict[str, Any] | None = None) -> None:
+    audit(
+        organisation=token.organisation,
+        actor=actor,
+        action=action,
+        obj=token,
+        kind="access_service_token",
+        changes=changes,
+    )
+
+
 def hash_client_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -292,14 +300,7 @@ def service_token_update(*, token: ServiceToken, actor: Actor, data: dict[str, A
         token.duration, _ = _token_duration(data["duration"])
     with transaction.atomic():
         token.save()
-        audit(
-            organisation=token.organisation,
-            actor=actor,
-            action=AuditAction.UPDATE,
-            obj=token,
-            kind="access_service_token",
-            changes=diff(before, snapshot(token, ["name", "duration"])),
-        )
+        _audit_token(token, actor, AuditAction.UPDATE, diff(before, snapshot(token, ["name", "duration"])))
     return token
 
 
@@ -309,13 +310,11 @@ def service_token_refresh(*, token: ServiceToken, actor: Actor) -> ServiceToken:
     with transaction.atomic():
         token.expires_at = timezone.now() + duration if duration else None
         token.save(update_fields=["expires_at", "updated_at"])
-        audit(
-            organisation=token.organisation,
-            actor=actor,
-            action=AuditAction.UPDATE,
-            obj=token,
-            kind="access_service_token",
-            changes={"expires_at": ["", token.expires_at.isoformat() if token.expires_at else "never"]},
+        _audit_token(
+            token,
+            actor,
+            AuditAction.UPDATE,
+            {"expires_at": ["", token.expires_at.isoformat() if token.expires_at else "never"]},
         )
     return token
 
@@ -325,13 +324,7 @@ def service_token_rotate(*, token: ServiceToken, actor: Actor) -> tuple[ServiceT
     with transaction.atomic():
         token.secret_hash = hash_client_secret(secret)
         token.save(update_fields=["secret_hash", "updated_at"])
-        audit(
-            organisation=token.organisation,
-            actor=actor,
-            action=AuditAction.ROTATE,
-            obj=token,
-            kind="access_service_token",
-        )
+        _audit_token(token, actor, AuditAction.ROTATE)
     return token, secret
 
 
@@ -340,11 +333,5 @@ def service_token_delete(*, token: ServiceToken, actor: Actor) -> None:
     if users:
         raise ValidationError({"id": f"The service token is used by “{users[0]}”: remove it from there first."})
     with transaction.atomic():
-        audit(
-            organisation=token.organisation,
-            actor=actor,
-            action=AuditAction.DELETE,
-            obj=token,
-            kind="access_service_token",
-        )
+        _audit_token(token, actor, AuditAction.DELETE)
         token.delete()

@@ -150,13 +150,23 @@ def rotate_due_keys() -> int:
     return rotated
 
 
+def user_sessions_end(*, organisation: Organisation, email: str) -> UserRevocation:
+    """Every token of this identity issued until now is refused, on every application of the team, within seconds
+    (the `access` event drops the edges' views). A visitor's logout; `user_revoke` is the audited admin action."""
+    from access.events import access_changed
+
+    row, _ = UserRevocation.objects.update_or_create(
+        organisation=organisation, email=email.strip().lower(), defaults={"revoked_at": timezone.now()}
+    )
+    access_changed(organisation_id=organisation.pk)
+    return row
+
+
 def user_revoke(*, organisation: Organisation, actor: Actor, email: Any) -> UserRevocation:
     if not isinstance(email, str) or "@" not in email or len(email) > 320:
         raise ValidationError({"email": "An email address."})
     with transaction.atomic():
-        row, _ = UserRevocation.objects.update_or_create(
-            organisation=organisation, email=email.strip().lower(), defaults={"revoked_at": timezone.now()}
-        )
+        row = user_sessions_end(organisation=organisation, email=email)
         audit(
             organisation=organisation,
             actor=actor,
