@@ -35,7 +35,7 @@ async def open_connector(token: str, *, index: int = 0, ha: int = 1, connector_i
         application(), protocol.WEBSOCKET_PATH, headers=[(b"authorization", f"Bearer {token}".encode())]
     )
     comm.scope["client"] = ("127.0.0.1", 50000)
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=10)
     assert connected
     hello = protocol.Hello(
         connector_id=connector_id or str(uuid.uuid4()),
@@ -129,7 +129,7 @@ async def test_a_new_connection_receives_the_current_config(fresh_hub, tunnel_a,
 async def test_malformed_tokens_are_refused_with_a_reason(fresh_hub, tunnel_a, header, code):
     headers = [(b"authorization", header)] if header else []
     comm = WebsocketCommunicator(application(), protocol.WEBSOCKET_PATH, headers=headers)
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=10)
     assert connected
     output = await closed(comm)
     assert output["type"] == "websocket.close" and output["code"] == code
@@ -184,7 +184,7 @@ async def test_text_frames_and_missing_hello_are_refused(fresh_hub, tunnel_a):
     comm = WebsocketCommunicator(
         application(), protocol.WEBSOCKET_PATH, headers=[(b"authorization", f"Bearer {token}".encode())]
     )
-    await comm.connect()
+    await comm.connect(timeout=10)
     await comm.send_to(text_data=json.dumps({"kind": "hello"}))
     assert (await closed(comm))["code"] == protocol.CloseCode.PROTOCOL_VIOLATION
 
