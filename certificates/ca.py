@@ -126,7 +126,7 @@ def trusted_roots() -> list[OriginCARoot]:
 
 def trust_bundle() -> str:
     """The PEM bundle of every trusted root (signing and replaced ones); empty until the first certificate created
-    them (which pushes the configuration again). Sent with every CONFIG (tunnels/hub.py)."""
+    them (which pushes the configuration again). Sent with every CONFIG (dataplane/hub.py)."""
     return "".join(root.certificate_pem for root in trusted_roots())
 
 

@@ -2,7 +2,7 @@
 
 Requests for the control plane's own hosts (settings.CONTROL_PLANE_HOSTS and team domains) go to Django (HTTP)
 and to the websocket routes; the connector endpoint is routed before any session or origin middleware (it
-authenticates with its token and sends no Origin). The peer endpoint (edge/peers.py: another instance forwarding
+authenticates with its token and sends no Origin). The peer endpoint (dataplane/peers.py: another instance forwarding
 requests for tunnels connected here) is routed by path and its EdgePeer authorization, whatever the Host. Every
 other Host is a public hostname: the edge carries it down its tunnel without entering Django's request machinery.
 """
@@ -18,7 +18,7 @@ from controlplane.serving import get_sync_asgi_application  # noqa: E402
 django_asgi_app = get_sync_asgi_application()
 
 if "daphne.server" in sys.modules:  # served by daphne: bodies streamed with bounded memory (see the module)
-    from controlplane.daphne_flow import install as install_daphne_flow
+    from edge.daphne_flow import install as install_daphne_flow
 
     install_daphne_flow()
 
@@ -29,9 +29,10 @@ from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from connector.protocol import WEBSOCKET_PATH  # noqa: E402
 from controlplane.routing import websocket_urlpatterns  # noqa: E402
 from controlplane.second_factor import SessionUserMiddleware  # noqa: E402
-from edge import peers  # noqa: E402
-from edge.app import edge_application, is_control_plane_host, request_host  # noqa: E402
-from tunnels.connector_socket import connector_app  # noqa: E402
+from dataplane import peers, relay  # noqa: E402
+from dataplane.connector_socket import connector_app  # noqa: E402
+from edge.app import edge_application  # noqa: E402
+from edge.headers import is_control_plane_host, request_host  # noqa: E402
 
 # The signed-in user and their second factor, resolved as for an HTTP request (controlplane/second_factor.py).
 browser_websockets = AllowedHostsOriginValidator(
@@ -46,7 +47,7 @@ async def application(scope, receive, send):
     if not peers.listen_port_known():
         peers.note_server(scope)  # the port this process serves on, for the address it advertises to its peers
     if kind == "websocket" and peers.is_peer_request(scope):
-        return await peers.peer_app(scope, receive, send)
+        return await relay.peer_app(scope, receive, send)
     host, _ = request_host(scope)
     if kind == "websocket" and scope["path"] == WEBSOCKET_PATH and is_control_plane_host(host):
         return await connector_app(scope, receive, send)

@@ -16,7 +16,7 @@ Per request:
 
 * a Host that is a public hostname → the edge (`edge.app`), HTTP and websockets alike;
 * the peer link `/edge/v1/peer` (another instance forwarding requests for tunnels connected here, whatever the
-  Host; edge/peers.py);
+  Host; dataplane/peers.py);
 * a control-plane host (CONTROL_PLANE_HOSTS, which includes CONNECTOR_EDGE_URL's host, and team domains):
   the connector websocket `/connector/v1`, the probes `/healthz` and `/readyz` (containers call loopback), and
   for anything else **421 Misdirected Request** naming the control plane's URL: this process does not serve it.
@@ -40,10 +40,11 @@ django.setup(set_prefix=False)
 from django.conf import settings  # noqa: E402
 
 from connector.protocol import WEBSOCKET_PATH  # noqa: E402
-from edge import peers  # noqa: E402
-from edge.app import edge_application, is_control_plane_host, request_host  # noqa: E402
-from tunnels.connector_socket import connector_app  # noqa: E402
-from tunnels.hub import get_hub  # noqa: E402
+from dataplane import peers, relay  # noqa: E402
+from dataplane.connector_socket import connector_app  # noqa: E402
+from dataplane.hub import get_hub  # noqa: E402
+from edge.app import edge_application  # noqa: E402
+from edge.headers import is_control_plane_host, request_host  # noqa: E402
 
 logger = logging.getLogger("edge")
 
@@ -58,7 +59,7 @@ async def application(scope, receive, send) -> None:
         peers.note_server(scope)  # the port this process serves on, for the address it advertises to its peers
     host, raw_host = request_host(scope)
     if kind == "websocket" and peers.is_peer_request(scope):
-        return await peers.peer_app(scope, receive, send)  # another instance forwarding requests (edge/peers.py)
+        return await relay.peer_app(scope, receive, send)  # another instance forwarding requests (dataplane/relay.py)
     if not is_control_plane_host(host):
         if kind == "http":
             return await edge_application.http(scope, receive, send, host, raw_host)

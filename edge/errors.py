@@ -162,7 +162,7 @@ class OriginErrorRecorder:
         prune = self._last_prune is None or timezone.now() - self._last_prune > PRUNE_EVERY
         if not batch and not prune:
             return
-        from tunnels.hub import get_hub
+        from dataplane.hub import get_hub
 
         hub = get_hub()
         await hub.db(_write_from_thread, batch, hub.server_id, prune, self.due_for_trim(batch))

@@ -62,9 +62,9 @@ def token_b(org_b):
 async def fresh_hub():
     """A new per-process hub for this test's event loop (the hub is a process singleton), and an empty edge
     route table (the database is new for each test, without the events that would refresh it)."""
+    from dataplane.hub import reset_hub_for_tests
     from edge.app import edge_application
     from edge.routes import RouteTable
-    from tunnels.hub import reset_hub_for_tests
 
     await reset_hub_for_tests()
     edge_application.routes = RouteTable()

@@ -33,7 +33,7 @@ def wire_of(event: Event | dict[str, Any]) -> dict[str, Any]:
 
 
 class EventBus:
-    """Part of Hub (tunnels/hub.py): subscriptions by kind and the channel-layer side of events. Uses the hub's
+    """Part of Hub (dataplane/hub.py): subscriptions by kind and the channel-layer side of events. Uses the hub's
     `server_id` and `stats`."""
 
     server_id: str

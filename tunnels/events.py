@@ -164,7 +164,7 @@ class RoutesChanged(Event):
 @dataclass(frozen=True)
 class HoldersChanged(Event):
     """Another instance started or stopped holding connections of these tunnels (hex ids), and the address of its
-    peer link (edge/peers.py). Published by the hub after its connection rows are written."""
+    peer link (dataplane/peers.py). Published by the hub after its connection rows are written."""
 
     KIND: ClassVar[str] = "holders"
     server: str
@@ -192,7 +192,7 @@ class HoldersChanged(Event):
 
 
 def publish_on_commit(event: Event) -> None:
-    from tunnels.hub import publish
+    from tunnels.runtime import publish
 
     transaction.on_commit(lambda: publish(event))
 

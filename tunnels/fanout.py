@@ -29,7 +29,7 @@ class Watcher:
 
 
 class StatusFanout:
-    """Part of Hub (tunnels/hub.py). Uses the hub's `db`, `loop`, `_db` (executor) and `_broadcast` (bus.py)."""
+    """Part of Hub (dataplane/hub.py). Uses the hub's `db`, `loop`, `_db` (executor) and `_broadcast` (bus.py)."""
 
     loop: asyncio.AbstractEventLoop | None
     db: Callable[..., Awaitable[Any]]

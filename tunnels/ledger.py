@@ -399,7 +399,7 @@ def heartbeat_instance(server_id: str, hostname: str, pid: int, started_at, peer
 def load_peer_holdings(
     server_id: str, deadline: datetime.timedelta
 ) -> tuple[dict[str, str], dict[uuid.UUID, set[str]]]:
-    """For cross-instance forwarding (edge/peers.py): the other live instances that advertise a peer address, and
+    """For cross-instance forwarding (dataplane/peers.py): the other live instances that advertise a peer address, and
     for each tunnel the ones among them holding an open connection of a connector that carries streams."""
     close_old_connections()
     now = timezone.now()

@@ -125,7 +125,7 @@ class ServerInstance(models.Model):
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
-    # Where the other instances reach this one to forward requests for the tunnels it holds (edge/peers.py),
+    # Where the other instances reach this one to forward requests for the tunnels it holds (dataplane/peers.py),
     # e.g. ws://10.0.0.5:8000; empty when it does not take part (embedded mode, or its address is unknown).
     peer_url = models.CharField(max_length=255, blank=True)
 

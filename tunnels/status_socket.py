@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from tunnels.connector_socket import WebSocket
-from tunnels.hub import Watcher, get_hub, status_snapshots
+from tunnels.fanout import Watcher, status_snapshots
+from tunnels.runtime import get_hub
+from tunnels.websocket import WebSocket
 
 if TYPE_CHECKING:
     from controlplane.models import Organisation

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tunnels.views import connector_download
+from tunnels.download import connector_download
 
 urlpatterns = [
     path("connector/download/<str:filename>", connector_download, name="connector-download"),

@@ -120,7 +120,7 @@ def test_expiry_reminders_go_to_administrators_once_per_threshold(org_a, admin_a
 
 
 def test_the_hub_sends_the_trusted_roots_with_every_config(org_a):
-    from tunnels.hub import _load_tunnels
+    from dataplane.hub import _load_tunnels
     from tunnels.models import Tunnel
     from tunnels.services import tunnel_create
 
@@ -138,7 +138,7 @@ def test_the_hub_sends_the_trusted_roots_with_every_config(org_a):
 
 
 def test_rotation_keeps_the_old_root_trusted_and_bumps_every_tunnel(org_a, zone_a):
-    from tunnels.hub import _load_tunnels
+    from dataplane.hub import _load_tunnels
     from tunnels.models import Tunnel
     from tunnels.services import tunnel_create
 

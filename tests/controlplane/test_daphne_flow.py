@@ -1,4 +1,4 @@
-"""controlplane/daphne_flow.py: daphne hands request bodies out as the application reads them, and send() of a
+"""edge/daphne_flow.py: daphne hands request bodies out as the application reads them, and send() of a
 response body waits while the transport's buffer is full. Measured through real processes in
 tests/edge/test_edge_e2e.py (upload, stalled download); here the pieces against the installed daphne."""
 
@@ -9,7 +9,7 @@ import io
 
 import pytest
 
-from controlplane import daphne_flow
+from edge import daphne_flow
 
 
 class FakeRequest:
@@ -37,9 +37,9 @@ def test_the_application_controlplane_serves_is_served_by_the_patched_daphne():
 
     import controlplane.asgi  # noqa: F401  (installs the patches)
 
-    assert Server.create_application.__module__ == "controlplane.daphne_flow"
-    assert Server.handle_reply.__module__ == "controlplane.daphne_flow"
-    assert WebRequest.__init__.__module__ == "controlplane.daphne_flow"
+    assert Server.create_application.__module__ == "edge.daphne_flow"
+    assert Server.handle_reply.__module__ == "edge.daphne_flow"
+    assert WebRequest.__init__.__module__ == "edge.daphne_flow"
 
 
 async def test_the_spooled_body_is_read_chunk_by_chunk_as_the_application_asks():

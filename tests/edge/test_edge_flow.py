@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from connector import protocol
-from edge.streams import GRANT_THRESHOLD, MAX_STREAM_WINDOW, EdgeStream
+from dataplane.streams import GRANT_THRESHOLD, MAX_STREAM_WINDOW, EdgeStream
 
 
 class Session:
@@ -71,7 +71,7 @@ async def test_frames_that_arrived_together_are_read_as_one_piece_and_a_complete
 async def test_requests_of_one_loop_turn_share_a_connection_and_turns_rotate():
     import uuid
 
-    from tunnels.hub import ConnectorSession, Hub
+    from dataplane.hub import ConnectorSession, Hub
 
     async def noop(*args):
         return None
@@ -139,7 +139,7 @@ async def test_unanswered_requests_are_watched_after_one_to_two_periods_by_one_t
 def session_with(send_now) -> object:
     import uuid
 
-    from tunnels.hub import ConnectorSession
+    from dataplane.hub import ConnectorSession
 
     sent: list[bytes] = []
 
@@ -171,7 +171,7 @@ def frames_of(messages: list[bytes]) -> list[bytes]:
 
 async def test_a_burst_of_requests_leaves_at_once_in_order_and_the_rest_at_the_end_of_the_turn():
     """EARLY_FLUSH_FRAMES: the connector starts on a burst's first requests while the edge reads the rest."""
-    from tunnels.hub import EARLY_FLUSH_FRAMES
+    from dataplane.hub import EARLY_FLUSH_FRAMES
 
     written: list[bytes] = []
     session = session_with(written.append)
@@ -189,7 +189,7 @@ async def test_a_burst_of_requests_leaves_at_once_in_order_and_the_rest_at_the_e
 
 
 async def test_no_early_write_overtakes_frames_the_writer_is_sending_nor_happens_without_a_sync_send():
-    from tunnels.hub import EARLY_FLUSH_FRAMES
+    from dataplane.hub import EARLY_FLUSH_FRAMES
 
     written: list[bytes] = []
     session = session_with(written.append)

@@ -14,7 +14,7 @@ from channels.testing import HttpCommunicator, WebsocketCommunicator
 from connector import protocol
 from controlplane.actors import Actor
 from controlplane.services.zones import zone_create, zone_mark_verified
-from edge.app import origin_headers, valid_host
+from edge.headers import origin_headers, valid_host
 from tunnels.services import tunnel_config_update, tunnel_create, tunnel_token
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

@@ -18,8 +18,9 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from connector import protocol
-from edge import peers
-from edge.peers import (
+from dataplane import peers
+from dataplane.hub import get_hub
+from dataplane.peers import (
     PEER_PATH,
     TUNNEL_HEADER,
     PeerAuthError,
@@ -30,7 +31,6 @@ from edge.peers import (
 from tests.edge.conftest import recorded_errors
 from tests.edge.test_edge_streams import application, next_frame, peer, visit
 from tunnels import ledger
-from tunnels.hub import get_hub
 from tunnels.models import Connection, Connector, ServerInstance
 from tunnels.services import tunnel_token
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from edge.app import is_control_plane_host, origin_headers, request_host, response_headers
+from edge.headers import is_control_plane_host, origin_headers, request_host, response_headers
 from edge.pages import error_body
 from edge.routes import Route, RouteTable
 

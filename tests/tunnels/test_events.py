@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from access.events import AccessChanged
+from dataplane.hub import Hub
 from tunnels.events import (
     EVENT_TYPES,
     ConfigChanged,
@@ -21,7 +22,6 @@ from tunnels.events import (
     StatusChanged,
     TunnelChanged,
 )
-from tunnels.hub import Hub
 
 ORG = uuid.UUID("11111111-1111-4111-8111-111111111111")
 TUNNEL = uuid.UUID("22222222-2222-4222-8222-222222222222")

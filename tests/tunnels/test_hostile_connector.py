@@ -177,7 +177,7 @@ def test_rows_left_open_are_repaired_from_the_live_sessions(tunnel_a):
 async def test_the_hub_requeues_what_the_database_could_not_take_and_closes_a_connection_it_could_not_record(
     fresh_hub, tunnel_a
 ):
-    from tunnels.hub import get_hub
+    from dataplane.hub import get_hub
 
     hub = get_hub()
     comm, _ = await open_connector(await sync_to_async(tunnel_token)(tunnel_a))

@@ -18,8 +18,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from tests.factories import DEFAULT_PASSWORD
 from tests.tunnels.test_connector_endpoint import application, open_connector, receive
-from tunnels.endpoints import WatcherCloseCode
 from tunnels.services import tunnel_token
+from tunnels.status_socket import WatcherCloseCode
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

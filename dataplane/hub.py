@@ -8,7 +8,10 @@ delivered to the local sockets directly, and the channel layer (Redis pub/sub in
 process to hear events published by other processes. Database writes for connection opens/closes/acks are
 batched by the ledger. One sweeper task per process handles heartbeats for all connections. With several instances,
 the hub also knows which other instances hold which tunnels, and requests for those go to them over direct peer
-links (edge/peers.py), never through the channel layer.
+links (dataplane/peers.py), never through the channel layer.
+
+The hub is the data plane's (this package) and registers its class with the tunnels app (tunnels/runtime.py),
+whose status socket and event publishing reach it there without importing this layer.
 """
 
 from __future__ import annotations
@@ -27,12 +30,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
-from tunnels import ledger
-from tunnels.bus import HUB_GROUP, EventBus, publish_to, uses_shared_layer
-from tunnels.events import Event, HoldersChanged
-from tunnels.fanout import StatusFanout, Watcher, status_snapshots
-from tunnels.loops import FLUSH_INTERVAL, REPAIR_EVERY_TURNS, BackgroundLoops, _seconds, tune_gc
-from tunnels.sessions import (
+from dataplane.loops import FLUSH_INTERVAL, REPAIR_EVERY_TURNS, BackgroundLoops, _seconds, tune_gc
+from dataplane.sessions import (
     EARLY_FLUSH_FRAMES,
     SEND_QUEUE_HIGH,
     CachedTunnel,
@@ -40,12 +39,16 @@ from tunnels.sessions import (
     SessionRegistry,
     load_tunnel,
     load_tunnels,
-    origin_ca_bundle,
-    register_origin_ca_source,
 )
+from tunnels import ledger, runtime
+from tunnels.bus import HUB_GROUP, EventBus, uses_shared_layer
+from tunnels.events import HoldersChanged
+from tunnels.fanout import StatusFanout, Watcher, status_snapshots
+from tunnels.runtime import current_hub, get_hub, origin_ca_bundle, publish, register_origin_ca_source
 
 if TYPE_CHECKING:
-    from edge.peers import PeerDirectory, PeerRelay
+    from dataplane.peers import PeerDirectory
+    from dataplane.relay import PeerRelay
 
 __all__ = [
     "EARLY_FLUSH_FRAMES",
@@ -86,7 +89,7 @@ class Hub(SessionRegistry, EventBus, BackgroundLoops, StatusFanout):
         self._db = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub-db")
         self._tasks: list[asyncio.Task] = []
         self.location = os.environ.get("EDGE_LOCATION", socket.gethostname()[:16])
-        # Cross-instance forwarding (edge/peers.py), with a shared channel layer only: which other instances hold
+        # Cross-instance forwarding (dataplane/peers.py), with a shared channel layer only: which other instances hold
         # which tunnels and the links to them; the links peers opened to us; the address we advertise.
         self.peers: PeerDirectory | None = None
         self.peer_relays: set[PeerRelay] = set()
@@ -110,7 +113,7 @@ class Hub(SessionRegistry, EventBus, BackgroundLoops, StatusFanout):
         tune_gc()
         self._flush_wakeup = asyncio.Event()
         if uses_shared_layer():
-            from edge.peers import PeerDirectory, own_peer_url
+            from dataplane.peers import PeerDirectory, own_peer_url
 
             self.peers = PeerDirectory(self)
             self.peer_url = own_peer_url()
@@ -142,34 +145,12 @@ class Hub(SessionRegistry, EventBus, BackgroundLoops, StatusFanout):
             self.peers.on_event(event.to_wire())
 
 
-_hub: Hub | None = None
-_hub_lock = threading.Lock()
-
-
-def get_hub() -> Hub:
-    global _hub
-    with _hub_lock:
-        if _hub is None:
-            _hub = Hub()
-        return _hub
-
-
-def current_hub() -> Hub | None:
-    """This process's hub once started (its event loop set), else None: a hot path's check without a lock."""
-    hub = _hub
-    return hub if hub is not None and hub.loop is not None else None
-
-
-def publish(event: Event | dict[str, Any]) -> None:
-    """Deliver an event (tunnels/events.py; a wire dict is accepted too) to every hub: this process's directly,
-    the others' through the channel layer. Safe to call from any thread (services call it after commit)."""
-    publish_to(_hub, event)
+runtime.register_hub_class(Hub)
 
 
 async def reset_hub_for_tests() -> None:
     """Stop this process's hub (tests start a fresh one per event loop)."""
-    global _hub
-    hub, _hub = _hub, None
+    hub = runtime.forget_hub()
     if hub is None:
         return
     for task in hub._tasks:

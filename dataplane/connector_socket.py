@@ -1,7 +1,6 @@
 """The connector endpoint, `/connector/v1`, as a plain ASGI app (no per-connection Channels consumer or layer
 loop): connectors dial in with `Authorization: Bearer <tunnel token>`, then HELLO → WELCOME (+ CONFIG), heartbeats
-and acks; the hub (tunnels/hub.py) holds the session. `WebSocket` is the accepted socket, also used by the peer
-link's endpoint (edge/peers.py)."""
+and acks; the hub (dataplane/hub.py) holds the session (a `ConnectorSession`, dataplane/sessions.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,10 @@ from django.conf import settings
 
 from connector import protocol
 from controlplane.teams import team_url
-from tunnels.hub import ConnectorSession, get_hub
+from dataplane.hub import get_hub
+from dataplane.sessions import ConnectorSession
 from tunnels.secrets import InvalidTunnelToken, parse_token, secrets_equal
+from tunnels.websocket import WebSocket
 
 logger = logging.getLogger("tunnels.connector")
 
@@ -32,32 +33,10 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return ""
 
 
-class WebSocket:
-    """The ASGI send/receive of one accepted websocket, with close bookkeeping."""
-
-    def __init__(self, receive, send) -> None:
-        self.receive = receive
-        self._send = send
-        self.closed = False
-
-    async def send_bytes(self, data: bytes) -> None:
-        if not self.closed:
-            await self._send({"type": "websocket.send", "bytes": data})
-
-    async def send_text(self, text: str) -> None:
-        if not self.closed:
-            await self._send({"type": "websocket.send", "text": text})
-
-    async def close(self, code: int, reason: str = "") -> None:
-        if not self.closed:
-            self.closed = True
-            await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
-
-
 def sync_sender(send) -> Callable[[bytes], None] | None:
     """A synchronous binary send on the same websocket as `send`, where the server allows it: uvicorn's
     websockets-sansio protocol writes a message with no await (its `send()` is a coroutine around the same two
-    calls). The hub writes a burst's frames with it at once (tunnels.hub.EARLY_FLUSH_FRAMES). None for other
+    calls). The hub writes a burst's frames with it at once (dataplane.sessions.EARLY_FLUSH_FRAMES). None for other
     servers (daphne), where the hub's writer task sends."""
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from connector import protocol
 
 if TYPE_CHECKING:
-    from tunnels.hub import ConnectorSession
+    from dataplane.sessions import ConnectorSession
 
 GRANT_THRESHOLD = protocol.INITIAL_WINDOW // 2
 # A stream whose visitor keeps up gets its receive window doubled at each grant up to this size, so one bulk

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.utils import timezone
 
 from connector import protocol
+from dataplane.streams import EdgeStream
 from tunnels import ledger
 from tunnels.events import ConfigChanged, Disconnect, TunnelChanged
+from tunnels.runtime import origin_ca_bundle
 
 if TYPE_CHECKING:
-    from edge.peers import PeerDirectory, PeerTunnelView
+    from dataplane.peers import PeerDirectory
+    from dataplane.session import Session
 
 logger = logging.getLogger("tunnels.hub")
 
@@ -38,7 +41,7 @@ EARLY_FLUSH_FRAMES = 8
 
 @dataclass
 class ConnectorSession:
-    """One registered connector connection held by this process."""
+    """One registered connector connection held by this process: a `Session` (dataplane/session.py)."""
 
     connection_id: uuid.UUID
     organisation_id: uuid.UUID
@@ -49,7 +52,7 @@ class ConnectorSession:
     send_bytes: Callable[[bytes], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
     # Writes one message at once, without a coroutine, where the server allows it (uvicorn's websockets-sansio:
-    # tunnels.connector_socket.sync_sender); None elsewhere (daphne), where only the writer task sends.
+    # dataplane.connector_socket.sync_sender); None elsewhere (daphne), where only the writer task sends.
     send_now: Callable[[bytes], None] | None = field(default=None, repr=False)
     acked_version: int = -1
     sent_version: int = -1
@@ -58,7 +61,7 @@ class ConnectorSession:
     last_ping: float = field(default_factory=time.monotonic)
     draining: bool = False
     closed: bool = False
-    # Data plane (edge/streams.py): streams opened by the edge on this connection, odd ids, never reused.
+    # Data plane (dataplane/streams.py): streams opened by the edge on this connection, odd ids, never reused.
     streams: dict[int, Any] = field(default_factory=dict)
     next_stream_id: int = 1
     background: set[asyncio.Task] = field(default_factory=set)
@@ -168,8 +171,11 @@ class ConnectorSession:
     def carries_streams(self) -> bool:
         return protocol.FEATURE_STREAMS in self.features and not self.draining and not self.closed
 
+    def advertises(self, feature: str) -> bool:
+        return feature in self.features
+
     def open_stream(self):
-        stream = _edge_stream(self, self.next_stream_id)
+        stream = EdgeStream(self, self.next_stream_id)
         self.next_stream_id += 2
         self.streams[stream.id] = stream
         if self.closed:  # lost between pick_session() and now: fail at once rather than wait for a response
@@ -189,14 +195,6 @@ class ConnectorSession:
         task = asyncio.ensure_future(coroutine)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
-
-
-def _edge_stream(session: ConnectorSession, stream_id: int):
-    global _edge_stream
-    from edge.streams import EdgeStream  # the edge imports this module: resolved on first use
-
-    _edge_stream = EdgeStream
-    return EdgeStream(session, stream_id)
 
 
 @dataclass
@@ -219,7 +217,7 @@ class CachedTunnel:
 
 
 class SessionRegistry:
-    """Part of Hub (tunnels/hub.py). Uses the hub's `db`, `stats`, `batch`, `peers`, `_wake_flush` (loops.py) and
+    """Part of Hub (dataplane/hub.py). Uses the hub's `db`, `stats`, `batch`, `peers`, `_wake_flush` (loops.py) and
     `_status_for` (fanout.py)."""
 
     peers: PeerDirectory | None
@@ -366,12 +364,10 @@ class SessionRegistry:
             self._holdings_dirty.add(session.tunnel_id)
             self._wake_flush()
 
-    def pick_session(
-        self, tunnel_id: uuid.UUID, exclude: Collection[int] = ()
-    ) -> ConnectorSession | PeerTunnelView | None:
-        """Where a request for the tunnel goes: a connection held by this process, else the link to another
-        instance holding one (edge/peers.py; never a database query). Sessions whose id() is in `exclude` (a
-        retry's earlier tries) are skipped."""
+    def pick_session(self, tunnel_id: uuid.UUID, exclude: Collection[int] = ()) -> Session | None:
+        """Where a request for the tunnel goes (dataplane/session.py): a connection held by this process, else the
+        link to another instance holding one (a PeerSession, dataplane/peers.py; never a database query). Sessions
+        whose id() is in `exclude` (a retry's earlier tries) are skipped."""
         session = self.pick_local_session(tunnel_id, exclude)
         if session is None and self.peers is not None:
             view = self.peers.pick(tunnel_id)
@@ -431,20 +427,6 @@ class SessionRegistry:
 
 def _slot(session: ConnectorSession) -> tuple[uuid.UUID, uuid.UUID, int]:
     return (session.tunnel_id, session.connector_id, session.conn_index)
-
-
-# The Origin CA's trust bundle (PEM) sent with every configuration: registered by the certificates app in its
-# AppConfig.ready (tunnels does not import it: the product apps' layer contracts).
-_origin_ca_source: Callable[[], str] | None = None
-
-
-def register_origin_ca_source(source: Callable[[], str]) -> None:
-    global _origin_ca_source
-    _origin_ca_source = source
-
-
-def origin_ca_bundle() -> str:
-    return _origin_ca_source() if _origin_ca_source is not None else ""
 
 
 def load_tunnel(tunnel_id: uuid.UUID) -> CachedTunnel | None:

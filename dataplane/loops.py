@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from connector import protocol
+from dataplane.sessions import CachedTunnel, ConnectorSession, load_tunnels
 from tunnels import ledger
-from tunnels.sessions import CachedTunnel, ConnectorSession, load_tunnels
 
 if TYPE_CHECKING:
-    from edge.peers import PeerDirectory
+    from dataplane.peers import PeerDirectory
 
 logger = logging.getLogger("tunnels.hub")
 
@@ -39,7 +39,7 @@ GC_THRESHOLD0 = 50_000
 
 
 class BackgroundLoops:
-    """Part of Hub (tunnels/hub.py). Uses the hub's session registry (sessions.py), `db`, `loop`, `peers`,
+    """Part of Hub (dataplane/hub.py). Uses the hub's session registry (sessions.py), `db`, `loop`, `peers`,
     `_broadcast` (bus.py) and `_tunnels_changed` (fanout.py)."""
 
     server_id: str
@@ -138,7 +138,7 @@ class BackgroundLoops:
 
     async def _heartbeat_instance(self) -> None:
         if self.peers is not None and not self.peer_url:
-            from edge.peers import own_peer_url
+            from dataplane.peers import own_peer_url
 
             self.peer_url = own_peer_url()
             if not self.peer_url and not self._peer_url_warned:
