@@ -13,7 +13,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 
-from connector import protocol
+from connector import httpclient, protocol
 from connector.protocol import Kind
 from connector.token import encode_token
 
@@ -149,5 +149,21 @@ class FakeEdge:
 @pytest.fixture
 async def edge():
     server = await FakeEdge().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(params=["httptools", "pure-python"] if httpclient.httptools else ["pure-python"])
+def parser(request, monkeypatch):
+    """Every test that uses an origin runs with both response parsers."""
+    monkeypatch.setattr(httpclient.OriginConnection, "pure_python", request.param == "pure-python")
+    return request.param
+
+
+@pytest.fixture
+async def origin(parser):
+    from .dataplane_harness import standard_origin  # the harness imports this module
+
+    server = await standard_origin().start()
     yield server
     await server.stop()

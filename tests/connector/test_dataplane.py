@@ -1,53 +1,30 @@
 """The connector's data plane at the protocol level: a fake edge (conftest.py) opens streams, real origins on
-loopback answer (asyncio HTTP/1.1, TLS with a throwaway CA, a unix socket, a `websockets` echo server)."""
+loopback answer (asyncio HTTP/1.1, a unix socket; TLS origins in test_origin_tls.py, websockets in
+test_wsstream.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import socket
-import ssl
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from connector import httpclient, protocol
+from connector import protocol
 from connector.protocol import INITIAL_WINDOW, Kind, ResetCode
 
-from .dataplane_harness import Connector, Origin, headers_of, respond, rules, standard_origin, streams_body
-
-# ------------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(params=["httptools", "pure-python"] if httpclient.httptools else ["pure-python"])
-def parser(request, monkeypatch):
-    """Every test that uses an origin runs with both response parsers."""
-    monkeypatch.setattr(httpclient.OriginConnection, "pure_python", request.param == "pure-python")
-    return request.param
-
-
-@pytest.fixture
-async def origin(parser):
-    server = await standard_origin().start()
-    yield server
-    await server.stop()
-
-
-def config_for(origin: Origin, **origin_request) -> dict:
-    return rules(f"http://127.0.0.1:{origin.port}", origin_request or None)
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
+from .dataplane_harness import (
+    Connector,
+    Origin,
+    closed_port,
+    config_for,
+    headers_of,
+    respond,
+    rules,
+    standard_origin,
+    streams_body,
+    wait_until,
+)
 
 # ------------------------------------------------------------------------------------------------ HTTP basics
 
@@ -293,16 +270,8 @@ async def test_unix_socket_origin(edge, parser, tmp_path):
 # ------------------------------------------------------------------------------------------------ errors
 
 
-async def _closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 async def test_connection_refused(edge, caplog):
-    port = await _closed_port()
+    port = await closed_port()
     async with Connector(edge, rules(f"http://127.0.0.1:{port}")) as connector:
         result = await connector.driver.fetch("/", ray="feedface-lab")
     assert result.reset.code == ResetCode.ORIGIN_ERROR
@@ -393,147 +362,6 @@ async def test_missing_unix_socket(edge, tmp_path):
     async with Connector(edge, rules(f"unix:{path}")) as connector:
         result = await connector.driver.fetch("/")
     assert result.reset.message == f"unix socket {path} does not exist"
-
-
-# ------------------------------------------------------------------------------------------------ TLS
-
-
-def _make_pki(tmp_path, names=("origin.test",)):
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Origin CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.DNSName(name) for name in names]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return str(ca_file), context
-
-
-@pytest.fixture
-async def tls_origin(tmp_path, parser):
-    ca_file, context = _make_pki(tmp_path)
-    server = await standard_origin().start(ssl=context)
-    server.ca_file = ca_file
-    yield server
-    await server.stop()
-
-
-async def test_tls_verification_failure_explains_the_fix(edge, tls_origin):
-    service = f"https://127.0.0.1:{tls_origin.port}"
-    async with Connector(edge, rules(service)) as connector:
-        untrusted = await connector.driver.fetch("/hello")
-        await connector.push(rules(service, {"caPool": tls_origin.ca_file}))
-        wrong_name = await connector.driver.fetch("/hello")
-    for result in (untrusted, wrong_name):
-        assert result.reset.code == ResetCode.ORIGIN_ERROR
-        assert "TLS verification of the origin certificate failed for '127.0.0.1'" in result.reset.message
-    assert "certificate signed by unknown authority" in untrusted.reset.message
-    assert untrusted.reset.message.endswith(httpclient.UNKNOWN_AUTHORITY_HINT)
-    assert wrong_name.reset.message.endswith(httpclient.TLS_VERIFY_HINT)
-    assert "IP address mismatch" in wrong_name.reset.message or "mismatch" in wrong_name.reset.message
-
-
-async def test_tls_no_verify_ca_pool_server_name_and_sni_to_host(edge, tls_origin):
-    service = f"https://127.0.0.1:{tls_origin.port}"
-    async with Connector(edge, rules(service, {"noTLSVerify": True})) as connector:
-        no_verify = await connector.driver.fetch("/hello")
-        await connector.push(rules(service, {"caPool": tls_origin.ca_file, "originServerName": "origin.test"}))
-        named = await connector.driver.fetch("/hello")
-        config = rules(service, {"caPool": tls_origin.ca_file, "matchSNItoHost": True}, hostname="origin.test")
-        await connector.push(config)
-        sni_to_host = await connector.driver.fetch("/hello", host="origin.test")
-    for result in (no_verify, named, sni_to_host):
-        assert result.response is not None and result.response.status == 200, result.reset
-        assert len(result.body) == 1024
-
-
-async def test_origin_ca_file_hook(edge, tls_origin):
-    service = f"https://127.0.0.1:{tls_origin.port}"
-    config = rules(service, {"originServerName": "origin.test"})
-    async with Connector(edge, config, origin_ca_file=tls_origin.ca_file) as connector:
-        result = await connector.driver.fetch("/hello")
-    assert result.response.status == 200
-
-
-async def test_origin_ca_roots_sent_with_the_config_are_trusted_and_replaced(edge, tls_origin):
-    """The control plane's Origin CA bundle (CONFIG.origin_ca) is trusted besides the system store; a later
-    CONFIG with another bundle (a rotation that retired this root) stops trusting it."""
-    service = f"https://127.0.0.1:{tls_origin.port}"
-    config = rules(service, {"originServerName": "origin.test"})
-    root_pem = Path(tls_origin.ca_file).read_text()
-    async with Connector(edge, config) as connector:
-        untrusted = await connector.driver.fetch("/hello")
-        connector.version += 1
-        await connector.driver.conn.send(protocol.Config(version=connector.version, config=config, origin_ca=root_pem))
-        await _until(lambda: connector.supervisor.dataplane.tls.origin_ca_pem == root_pem)
-        trusted = await connector.driver.fetch("/hello")
-        other_dir = Path(tls_origin.ca_file).parent / "other"
-        other_dir.mkdir()
-        other_root, _ = _make_pki(other_dir)
-        connector.version += 1
-        other_pem = Path(other_root).read_text()
-        await connector.driver.conn.send(protocol.Config(version=connector.version, config=config, origin_ca=other_pem))
-        await _until(lambda: connector.supervisor.dataplane.tls.origin_ca_pem == other_pem)
-        retired = await connector.driver.fetch("/hello")
-    assert untrusted.reset is not None and "unknown authority" in untrusted.reset.message
-    assert trusted.response is not None and trusted.response.status == 200, trusted.reset
-    # (The other root has the same subject: OpenSSL finds it by name and the signature check fails.)
-    assert retired.reset is not None and "TLS verification of the origin certificate failed" in retired.reset.message
-
-
-async def _until(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.005)
-
-
-async def test_unix_tls_origin(edge, tmp_path, parser):
-    ca_file, context = _make_pki(tmp_path, names=("app.example.com",))
-    path = str(tmp_path / "tls.sock")
-    origin = await standard_origin().start(unix_path=path, ssl=context)
-    try:
-        async with Connector(edge, rules(f"unix+tls:{path}", {"caPool": ca_file})) as connector:
-            result = await connector.driver.fetch("/hello")
-        assert result.response.status == 200  # verified against the request host
-    finally:
-        await origin.stop()
-
-
-async def test_unreadable_ca_pool(edge, origin, tmp_path):
-    missing = str(tmp_path / "missing.pem")
-    async with Connector(edge, rules(f"https://127.0.0.1:{origin.port}", {"caPool": missing})) as connector:
-        result = await connector.driver.fetch("/")
-    assert result.reset.message.startswith(f"cannot load caPool file {missing}")
 
 
 # ------------------------------------------------------------------------------------------------ stream life
@@ -700,102 +528,6 @@ async def test_connection_loss_aborts_origin_requests(edge, parser):
             await asyncio.wait_for(seen_close.wait(), 5)
     finally:
         await origin.stop()
-
-
-# ------------------------------------------------------------------------------------------------ websockets
-
-
-@pytest.fixture
-async def ws_origin():
-    from websockets.asyncio.server import serve
-
-    closes: list[tuple[int, str]] = []
-
-    async def handler(ws):
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            async for message in ws:
-                if message == "close-me":
-                    await ws.close(4002, "origin says bye")
-                    return
-                if message == "headers":
-                    await ws.send(json.dumps(dict(ws.request.headers.raw_items())))
-                    continue
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            closes.append((ws.close_code, ws.close_reason))
-
-    server = await serve(handler, "127.0.0.1", 0, subprotocols=["superchat"])
-    server.port = server.sockets[0].getsockname()[1]
-    server.closes = closes
-    yield server
-    server.close()
-
-
-async def test_websocket_passthrough_with_subprotocol_and_closes(edge, ws_origin):
-    async with Connector(edge, rules(f"http://127.0.0.1:{ws_origin.port}")) as connector:
-        driver = connector.driver
-        sid = await driver.request(
-            "/socket", websocket=True, headers=[(b"sec-websocket-protocol", b"chat, superchat"), (b"x-a", b"1")]
-        )
-        head = await driver.head(sid)
-        assert head.status == 101
-        assert headers_of(head)[b"sec-websocket-protocol"] == [b"superchat"]
-        await driver.conn.send(protocol.WsMessage(sid, "héllo".encode(), binary=False))
-        text = await driver.next_message(sid)
-        assert text.data.decode() == "héllo" and not text.binary
-        await driver.conn.send(protocol.WsMessage(sid, b"\x00\x01" * 100_000, binary=True))
-        binary = await driver.next_message(sid)
-        assert binary.binary and binary.data == b"\x00\x01" * 100_000
-        await driver.conn.send(protocol.WsMessage(sid, b"headers", binary=False))
-        seen = {k.lower(): v for k, v in json.loads((await driver.next_message(sid)).data).items()}
-        assert seen["host"] == "app.example.com" and seen["x-a"] == "1" and seen["cf-ray"] == "ray-1"
-        await driver.conn.send(protocol.WsMessage.close(sid, 4001, "edge says bye"))
-        await wait_until(lambda: ws_origin.closes)
-        assert ws_origin.closes[0] == (4001, "edge says bye")
-
-        sid = await driver.request("/socket", websocket=True, headers=[(b"sec-websocket-protocol", b"superchat")])
-        assert (await driver.head(sid)).status == 101
-        await driver.conn.send(protocol.WsMessage(sid, b"close-me", binary=False))
-        closing = await driver.next_message(sid)
-        assert closing.end_stream and closing.close_code() == (4002, "origin says bye")
-        await wait_until(lambda: not connector.supervisor.connections[0].streams)
-
-
-async def test_websocket_refused_or_unreachable(edge, origin):
-    async with Connector(edge, config_for(origin)) as connector:
-        refused = await connector.driver.fetch("/nowhere", websocket=True)
-        await connector.push(rules(f"http://127.0.0.1:{await _closed_port()}"))
-        unreachable = await connector.driver.fetch("/", websocket=True)
-    assert refused.response.status == 404 and bytes(refused.body) == b"not found"
-    assert unreachable.reset.code == ResetCode.ORIGIN_ERROR
-    assert unreachable.reset.message.startswith("connection refused by 127.0.0.1:")
-
-
-async def test_websocket_to_a_tls_origin(edge, tmp_path):
-    from websockets.asyncio.server import serve
-
-    ca_file, context = _make_pki(tmp_path)
-
-    async def echo(ws):
-        async for message in ws:
-            await ws.send(message)
-
-    server = await serve(echo, "127.0.0.1", 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        config = rules(f"https://127.0.0.1:{port}", {"caPool": ca_file, "originServerName": "origin.test"})
-        async with Connector(edge, config) as connector:
-            driver = connector.driver
-            sid = await driver.request("/", websocket=True)
-            assert (await driver.head(sid)).status == 101
-            await driver.conn.send(protocol.WsMessage(sid, b"secure", binary=True))
-            assert (await driver.next_message(sid)).data == b"secure"
-    finally:
-        server.close()
 
 
 async def test_a_burst_of_responses_leaves_at_once_and_the_rest_at_the_end_of_the_turn():
