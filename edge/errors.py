@@ -5,7 +5,8 @@ A visitor's error page names only the status, a plain sentence and the request i
 and shown on the tunnel's page in the dashboard ("Recent origin errors", searchable by request id), so that an
 administrator handed a request id finds the cause. With several edge processes each records what it saw into the
 same table; nothing about it lives only in one process's memory for longer than one flush. After each write the
-rows are announced on the hub (`OriginErrorsRecorded`), so the tunnel's open pages list them without a reload.
+rows are announced on the hub (`OriginErrorsRecorded`, one event per tunnel of the batch, so at most PENDING_TOTAL
+rows a second per process cross the channel layer), so the tunnel's open pages list them without a reload.
 
 Cost and bounds: nothing runs for a successful request. An error appends to an in-memory batch (no await, no
 database); one task per process writes the batch every FLUSH_INTERVAL in one transaction on the hub's database
