@@ -4,7 +4,9 @@ A visitor's error page names only the status, a plain sentence and the request i
 (the origin's address, a TLS failure, the connector's words) is recorded here by the edge process that answered,
 and shown on the tunnel's page in the dashboard ("Recent origin errors", searchable by request id), so that an
 administrator handed a request id finds the cause. With several edge processes each records what it saw into the
-same table; nothing about it lives only in one process's memory for longer than one flush.
+same table; nothing about it lives only in one process's memory for longer than one flush. After each write the
+rows are announced on the hub (`OriginErrorsRecorded`, one event per tunnel of the batch, so at most PENDING_TOTAL
+rows a second per process cross the channel layer), so the tunnel's open pages list them without a reload.
 
 Cost and bounds: nothing runs for a successful request. An error appends to an in-memory batch (no await, no
 database); one task per process writes the batch every FLUSH_INTERVAL in one transaction on the hub's database
@@ -165,10 +167,12 @@ class OriginErrorRecorder:
         from dataplane.hub import get_hub
 
         hub = get_hub()
-        await hub.db(_write_from_thread, batch, hub.server_id, prune, self.due_for_trim(batch))
+        written = await hub.db(_write_from_thread, batch, hub.server_id, prune, self.due_for_trim(batch))
         if prune:
             self._last_prune = timezone.now()
         self.recorded_total += len(batch)
+        for event in _announcements(written):
+            await hub.announce(event)
 
     def stats(self) -> dict[str, Any]:
         return {"pending": len(self.pending), "recorded": self.recorded_total, "dropped": self.dropped_total}
@@ -179,12 +183,23 @@ recorder = OriginErrorRecorder()
 
 def _write_from_thread(
     batch: list[PendingError], server_id: str, prune: bool, trim: set[tuple[uuid.UUID, uuid.UUID]]
-) -> int:
+) -> list[Any]:
     close_old_connections()
     try:
-        return write_batch(batch, server_id, prune=prune, trim=trim)
+        return write_rows(batch, server_id, prune=prune, trim=trim)
     finally:
         close_old_connections()
+
+
+def _announcements(rows: list[Any]) -> list[Any]:
+    """One event per tunnel of the rows written, each row as the page and the API show it."""
+    from tunnels.events import OriginErrorsRecorded
+    from tunnels.live import origin_error_json
+
+    by_tunnel: dict[tuple[uuid.UUID, uuid.UUID], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_tunnel.setdefault((row.organisation_id, row.tunnel_id), []).append(origin_error_json(row))
+    return [OriginErrorsRecorded(org, tunnel, errors=tuple(errors)) for (org, tunnel), errors in by_tunnel.items()]
 
 
 def write_batch(
@@ -194,13 +209,24 @@ def write_batch(
     prune: bool = False,
     trim: set[tuple[uuid.UUID, uuid.UUID]] | None = None,
 ) -> int:
+    """`write_rows`, returning how many rows it wrote."""
+    return len(write_rows(batch, server_id, prune=prune, trim=trim))
+
+
+def write_rows(
+    batch: list[PendingError],
+    server_id: str,
+    *,
+    prune: bool = False,
+    trim: set[tuple[uuid.UUID, uuid.UUID]] | None = None,
+) -> list[Any]:
     """Insert the batch in one transaction, keep the newest KEEP_PER_TUNNEL rows of the (organisation, tunnel)
     pairs in `trim` (by default: every tunnel of the batch), and (with `prune`) delete every organisation's rows
-    past MAX_AGE. Returns the rows written."""
+    past MAX_AGE. Returns the OriginError rows written."""
     from tunnels.models import OriginError, Tunnel
 
     with transaction.atomic():
-        written = 0
+        rows: list[OriginError] = []
         if batch:
             tunnels = {row.tunnel_id for row in batch}
             # A tunnel removed since the route was loaded would fail the whole insert (foreign key).
@@ -227,7 +253,6 @@ def write_batch(
                 if row.tunnel_id in alive
             ]
             OriginError.objects.bulk_create(rows)
-            written = len(rows)
             touched = {(row.organisation_id, row.tunnel_id) for row in rows}
             for organisation_id, tunnel_id in touched if trim is None else touched & trim:
                 _keep_newest(organisation_id, tunnel_id)
@@ -235,7 +260,7 @@ def write_batch(
             OriginError.objects.unscoped("origin errors of every organisation expire alike").filter(
                 occurred_at__lt=timezone.now() - MAX_AGE
             ).delete()
-        return written
+        return rows
 
 
 def _keep_newest(organisation_id: uuid.UUID, tunnel_id: uuid.UUID) -> None:

@@ -74,6 +74,13 @@ class EventBus:
         for handler in self.subscribers.get(event.KIND, ()):
             await handler(event)
 
+    async def announce(self, event: Event) -> None:
+        """From this process's loop: deliver `event` to this hub's handlers and, through the channel layer, to
+        every other process's (`publish` does the same from any thread)."""
+        await self.handle_event(event)
+        if uses_shared_layer():
+            await self._broadcast(event)
+
     async def _layer_loop(self) -> None:
         from channels.layers import get_channel_layer
 

@@ -117,6 +117,34 @@ class StatusChanged(TunnelEvent):
         return cls(organisation_id=_uuid(wire["org"]), tunnel_id=_uuid(wire["tunnel"]), snapshot=snapshot)
 
 
+ORIGIN_ERRORS_PER_EVENT = 50  # at most this many rows per event (the edge sends at most 20 per tunnel per flush)
+
+
+@dataclass(frozen=True)
+class OriginErrorsRecorded(TunnelEvent):
+    """An edge process wrote these origin errors of the tunnel (edge/errors.py), each as tunnels.live's
+    `origin_error_json`, newest last: the tunnel's open pages list them without a reload (tunnels/fanout.py)."""
+
+    KIND: ClassVar[str] = "origin_errors"
+    errors: tuple[dict[str, Any], ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**super().to_wire(), "errors": list(self.errors)}
+
+    @classmethod
+    def parse(cls, wire: dict[str, Any]) -> Event:
+        rows = wire.get("errors") or []
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise TypeError("errors is not a list of objects")
+        fields = {"id": int, "occurred_at": str, "request_id": str, "hostname": str, "method": str, "path": str}
+        fields.update(status=int, reason=str, unrecorded=int)
+        errors = tuple(
+            {name: cast(row[name]) if row.get(name) is not None else None for name, cast in fields.items()}
+            for row in rows[-ORIGIN_ERRORS_PER_EVENT:]
+        )
+        return cls(organisation_id=_uuid(wire["org"]), tunnel_id=_uuid(wire["tunnel"]), errors=errors)
+
+
 @dataclass(frozen=True)
 class Disconnect(TunnelEvent):
     """Close the tunnel's connections, or one connector's (connector_id)."""

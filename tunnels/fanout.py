@@ -15,17 +15,20 @@ from typing import Any
 from django.conf import settings
 
 from tunnels.bus import uses_shared_layer
-from tunnels.events import StatusChanged
+from tunnels.events import OriginErrorsRecorded, StatusChanged
 
 logger = logging.getLogger("tunnels.hub")
 
 
 @dataclass(eq=False)
 class Watcher:
-    """A browser socket following one organisation's tunnels."""
+    """A browser socket following one organisation's tunnels; on a tunnel's page (`tunnel_id`) it also gets that
+    tunnel's origin errors as they are recorded (only those whose request id starts with `request_id`)."""
 
     organisation_id: uuid.UUID
     send_json: Callable[[dict[str, Any]], Awaitable[None]]
+    tunnel_id: uuid.UUID | None = None
+    request_id: str = ""
 
 
 class StatusFanout:
@@ -43,6 +46,7 @@ class StatusFanout:
 
     def _subscribe_fanout(self, subscribe: Callable[[Any, Any], None]) -> None:
         subscribe(StatusChanged, self._on_status_changed)
+        subscribe(OriginErrorsRecorded, self._on_origin_errors)
 
     def watch(self, watcher: Watcher) -> None:
         self.watchers.setdefault(watcher.organisation_id, set()).add(watcher)
@@ -66,6 +70,19 @@ class StatusFanout:
             await self._notify_watchers(event.organisation_id, {"type": "tunnel", "tunnel": event.snapshot})
         else:
             await self._status_for(event.organisation_id, {event.tunnel_id}, local_only=True)
+
+    async def _on_origin_errors(self, event: OriginErrorsRecorded) -> None:
+        for watcher in list(self.watchers.get(event.organisation_id, ())):
+            if watcher.tunnel_id != event.tunnel_id:
+                continue
+            errors = [row for row in event.errors if str(row.get("request_id")).startswith(watcher.request_id)]
+            if not errors:
+                continue
+            message = {"type": "origin_errors", "tunnel": str(event.tunnel_id), "errors": errors[::-1]}
+            try:
+                await watcher.send_json(message)
+            except Exception:  # a socket that went away; its handler unregisters it
+                logger.debug("origin errors send failed", exc_info=True)
 
     async def _status_for(self, org_id: uuid.UUID, tunnel_ids: set[uuid.UUID], *, local_only: bool) -> None:
         """Compute the tunnels' status once and push it to this process's watchers (and, unless local_only,

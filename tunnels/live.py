@@ -1,4 +1,5 @@
-"""The JSON the live status page receives for a tunnel (initial snapshot and every update)."""
+"""The JSON the live status page receives for a tunnel (initial snapshot and every update), and for an origin
+error (the page's "Recent origin errors", the API's `…/cfd_tunnel/{id}/origin_errors`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from tunnels.choices import STATUS_MEANING
 from tunnels.logic.status import TunnelHealth
-from tunnels.models import Tunnel
+from tunnels.models import OriginError, Tunnel
 
 
 def tunnel_status_json(tunnel: Tunnel, health: TunnelHealth) -> dict[str, Any]:
@@ -45,4 +46,18 @@ def tunnel_status_json(tunnel: Tunnel, health: TunnelHealth) -> dict[str, Any]:
             }
             for h in health.connectors
         ],
+    }
+
+
+def origin_error_json(row: OriginError) -> dict[str, Any]:
+    return {
+        "id": row.pk,
+        "occurred_at": row.occurred_at.isoformat(),
+        "request_id": row.request_id,
+        "hostname": row.hostname,
+        "method": row.method,
+        "path": row.path,
+        "status": row.status,
+        "reason": row.reason,
+        "unrecorded": row.unrecorded,
     }

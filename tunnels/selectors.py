@@ -187,7 +187,7 @@ def clean_request_id(value: object) -> str:
     return text[:REQUEST_ID_MAX]
 
 
-def origin_error_list(*, tunnel: Tunnel, request_id: str = "", limit: int = 50) -> list[OriginError]:
+def origin_errors_recent(*, tunnel: Tunnel, request_id: str = "") -> QuerySet[OriginError]:
     """The tunnel's recent origin errors, newest first; with `request_id`, those whose id starts with it (the
     visitor may quote it without the location suffix). Rows past the edge's retention are never shown."""
     from django.utils import timezone
@@ -199,7 +199,14 @@ def origin_error_list(*, tunnel: Tunnel, request_id: str = "", limit: int = 50) 
     )
     if request_id:
         qs = qs.filter(request_id__startswith=request_id)
-    return list(qs.order_by("-occurred_at", "-id")[:limit])
+    return qs.order_by("-occurred_at", "-id")
+
+
+ORIGIN_ERRORS_SHOWN = 50  # rows on the tunnel's page (and in its live updates)
+
+
+def origin_error_list(*, tunnel: Tunnel, request_id: str = "", limit: int = ORIGIN_ERRORS_SHOWN) -> list[OriginError]:
+    return list(origin_errors_recent(tunnel=tunnel, request_id=request_id)[:limit])
 
 
 def origin_error_tunnels(*, organisation: Organisation, request_id: str) -> list[Tunnel]:

@@ -1,6 +1,8 @@
 """The live status feed for browsers, `/ws/accounts/<account_id>/tunnels/status`, as a plain ASGI app: the
 organisation's members follow their tunnels' status (a snapshot, then every change the hub's status fan-out sends,
-tunnels/fanout.py); the session is checked again at every heartbeat."""
+tunnels/fanout.py); the session is checked again at every heartbeat. A tunnel's page adds `?tunnel=<id>` (and its
+search, `&request_id=`): the snapshot then carries that tunnel's recent origin errors and new ones follow as the
+edge records them."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import asyncio
 import enum
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -111,7 +115,8 @@ async def status_app(scope: dict[str, Any], receive, send) -> None:
     await hub.ensure_started()
     interval = float(settings.LIVE_STATUS_RECHECK_SECONDS)
     session_key = getattr(scope.get("session"), "session_key", None)
-    watcher = Watcher(organisation_id=organisation.pk, send_json=send_json)
+    focus, request_id = _focus(scope)
+    watcher = Watcher(organisation_id=organisation.pk, send_json=send_json, tunnel_id=focus, request_id=request_id)
     hub.watch(watcher)
     try:
         from tunnels.models import Tunnel
@@ -123,7 +128,14 @@ async def status_app(scope: dict[str, Any], receive, send) -> None:
             thread_sensitive=False,
         )()
         snapshots = await hub.db(status_snapshots, organisation.pk, ids)
-        await send_json({"type": "snapshot", "tunnels": snapshots, "heartbeat": interval})
+        snapshot: dict[str, Any] = {"type": "snapshot", "tunnels": snapshots, "heartbeat": interval}
+        if focus is not None:
+            # Watched from the page of a tunnel that is not (or no longer) the organisation's: no errors, ever.
+            errors = await hub.db(_origin_errors, organisation, focus, request_id) if focus in ids else []
+            if focus not in ids:
+                watcher.tunnel_id = None
+            snapshot["origin_errors"] = {"tunnel": str(focus), "request_id": request_id, "errors": errors}
+        await send_json(snapshot)
         while True:
             try:
                 event = await asyncio.wait_for(receive(), interval)
@@ -139,6 +151,29 @@ async def status_app(scope: dict[str, Any], receive, send) -> None:
                 break
     finally:
         hub.unwatch(watcher)
+
+
+def _focus(scope: dict[str, Any]) -> tuple[uuid.UUID | None, str]:
+    """The tunnel whose page opened the feed (`?tunnel=`), and its origin-error search (`&request_id=`)."""
+    from tunnels.selectors import clean_request_id
+
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        tunnel_id = uuid.UUID(query["tunnel"][0]) if query.get("tunnel") else None
+    except ValueError:
+        tunnel_id = None
+    return tunnel_id, clean_request_id((query.get("request_id") or [""])[0])
+
+
+def _origin_errors(organisation: Organisation, tunnel_id: uuid.UUID, request_id: str) -> list[dict[str, Any]]:
+    from django.db import close_old_connections
+
+    from tunnels import selectors
+    from tunnels.live import origin_error_json
+
+    close_old_connections()
+    tunnel = selectors.tunnel_get(organisation=organisation, tunnel_id=tunnel_id)
+    return [origin_error_json(row) for row in selectors.origin_error_list(tunnel=tunnel, request_id=request_id)]
 
 
 async def _refuse_watcher(sock: WebSocket, send_json, refusal: WatcherRefusal) -> None:

@@ -4,6 +4,7 @@ browser from the same JSON the status websocket pushes (tunnels/live.py), so pag
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -114,6 +115,10 @@ class TunnelDetailView(TunnelPage):
             connector_version=CONNECTOR_VERSION,
             wheel_url=wheel_url(),
             **self.origin_errors(tunnel),
+        )
+        # The feed of this page also carries the tunnel's origin errors (of the search, if any) as they happen.
+        context["status_socket"] += "?" + urlencode(
+            {"tunnel": tunnel.id.hex, "request_id": context["origin_error_search"]}
         )
         if self.can_edit:
             context["commands"] = install_commands(services.tunnel_token(tunnel))

@@ -66,7 +66,9 @@ def _is_super_admin(organisation: Organisation, actor: Actor) -> bool:
 
 @transaction.atomic
 def organisation_update(*, organisation: Organisation, actor: Actor, **fields: object) -> Organisation:
-    """Change team name, display name or the 2FA requirement. Renaming changes the team domain."""
+    """Change team name, display name or the 2FA requirement. Renaming changes the team domain. A display name
+    that was never set apart from the team name (the default, e.g. `manage.py bootstrap`'s) follows a rename, so
+    the header does not keep showing the old team name."""
     unknown = set(fields) - set(ORGANISATION_FIELDS)
     if unknown:
         raise ValidationError({name: "This field cannot be changed." for name in unknown})
@@ -75,6 +77,8 @@ def organisation_update(*, organisation: Organisation, actor: Actor, **fields: o
     if renaming and not _is_super_admin(organisation, actor):
         raise PermissionDenied("Only a Super Administrator can rename the team (it changes the team domain).")
     before = snapshot(organisation, ORGANISATION_FIELDS)
+    if renaming and "display_name" not in fields and organisation.display_name == organisation.team_name:
+        fields = {**fields, "display_name": str(fields["team_name"])}
     for name, value in fields.items():
         if isinstance(value, str):
             value = value.strip()

@@ -8,6 +8,7 @@ Screenshots go to test-results/screenshots/ (UI_SCREENSHOT_DIR to change it)."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from controlplane.actors import Actor
 from controlplane.choices import Role
+from edge.errors import OriginErrorRecorder, write_batch
 from tests.browser.test_signin_2fa_token import CHROMIUM, CHROMIUM_ARGS, current_totp
 from tests.factories import DEFAULT_PASSWORD, MembershipFactory, OrganisationFactory, UserFactory
 from tests.live_server import daphne_server, free_port, run_daphne, start_connector  # noqa: F401  (the fixture)
@@ -149,6 +151,17 @@ def test_a_feed_that_is_down_greys_the_page_and_a_refused_one_says_why(lab, auth
     secret = authenticator
     token = tunnel_token(tunnel)
     path = tunnel_path(organisation, tunnel)
+    earlier = OriginErrorRecorder()  # an origin error the edge recorded before the page was opened
+    earlier.record(
+        organisation_id=organisation.pk,
+        tunnel_id=tunnel.pk,
+        request_id="0123456789abcdef-lab",
+        hostname="app.example.com",
+        status=502,
+        reason="connection refused by 127.0.0.1:9",
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # off Playwright's event loop (Django's ORM is sync)
+        pool.submit(write_batch, earlier.take(), "test").result()
     port = free_port()
     env = {"LIVE_STATUS_RECHECK_SECONDS": "1"}
     server = run_daphne(port=port, env=env)
@@ -173,6 +186,9 @@ def test_a_feed_that_is_down_greys_the_page_and_a_refused_one_says_why(lab, auth
         assert "Connected" not in row.inner_text() and "Unknown" in row.inner_text()
         assert "Last known: Healthy" in page.get_attribute("[data-tunnel-status] .badge", "title")
         assert page.inner_text("[data-tunnel-explanation]").startswith("Last known: ")
+        errors = page.locator("[data-origin-errors]")  # the recent origin errors are live state too
+        assert errors.is_visible() and "0123456789abcdef-lab" in errors.inner_text()
+        assert "stale" in errors.get_attribute("class") and "Last known" in errors.get_attribute("title")
         uptime = row.locator("td[data-since]")
         frozen = uptime.inner_text()
         page.wait_for_timeout(2500)
@@ -184,6 +200,7 @@ def test_a_feed_that_is_down_greys_the_page_and_a_refused_one_says_why(lab, auth
         live = server.__enter__()
         page.wait_for_selector("[data-live-indicator].live-ok", timeout=30_000)
         assert badge(page) != "unknown"
+        assert "stale" not in (errors.get_attribute("class") or "")
         page.wait_for_selector("[data-tunnel-status] .badge[data-status=healthy]", timeout=30_000)
 
         # Signed out in another tab: the open feed is closed within a recheck, and the page says why and how.

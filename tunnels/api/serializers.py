@@ -222,3 +222,25 @@ def hostnames_data(tunnel: Tunnel) -> list[dict[str, Any]]:
         for index, rule in enumerate(rules)
         if rule.get("hostname")
     ]
+
+
+class OriginErrorQuery(serializers.Serializer):
+    request_id = serializers.CharField(
+        required=False, max_length=64, help_text="Only errors whose request ID (cf-ray) starts with this."
+    )
+    page = serializers.FloatField(required=False, min_value=1)
+    per_page = serializers.FloatField(required=False, min_value=1, max_value=V4Pagination.max_per_page)
+
+
+class OriginErrorOutput(serializers.Serializer):
+    """What the edge did not tell a visitor (edge/errors.py): the tunnel page's "Recent origin errors"."""
+
+    id = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    request_id = serializers.CharField(help_text="The ID the visitor's error page shows (cf-ray).")
+    hostname = serializers.CharField()
+    method = serializers.CharField(allow_blank=True)
+    path = serializers.CharField(allow_blank=True)
+    status = serializers.IntegerField(help_text="What the visitor got: 502, 504, 530 …")
+    reason = serializers.CharField(help_text="Why, in words: the origin's address, the TLS failure, the connector's.")
+    unrecorded = serializers.IntegerField(help_text="Errors of this tunnel around this one, over the edge's bounds.")

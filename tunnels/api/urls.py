@@ -13,6 +13,9 @@ urlpatterns = [
     path(f"{base}/<str:tunnel_id>/connections", views.TunnelConnectionsView.as_view(), name="api-tunnel-connections"),
     path(f"{base}/<str:tunnel_id>/hostnames", views.TunnelHostnamesView.as_view(), name="api-tunnel-hostnames"),
     path(
+        f"{base}/<str:tunnel_id>/origin_errors", views.TunnelOriginErrorsView.as_view(), name="api-tunnel-origin-errors"
+    ),
+    path(
         f"{base}/<str:tunnel_id>/hostnames/<str:index>", views.TunnelHostnameView.as_view(), name="api-tunnel-hostname"
     ),
     path(

@@ -21,6 +21,8 @@ from tunnels.api.serializers import (
     ConnectorOutput,
     HostnameInput,
     HostnameOutput,
+    OriginErrorOutput,
+    OriginErrorQuery,
     TunnelCreateInput,
     TunnelEditInput,
     TunnelListQuery,
@@ -30,6 +32,7 @@ from tunnels.api.serializers import (
     hostnames_data,
     tunnel_data,
 )
+from tunnels.live import origin_error_json
 from tunnels.models import TunnelConfiguration
 
 
@@ -217,6 +220,27 @@ class TunnelConnectorView(TunnelBase):
         tunnel = self.tunnel(tunnel_id, include_deleted=True)
         health = selectors.connector_health(tunnel=tunnel, connector_id=connector_id)
         return Response(connector_data(health, tunnel.config_version))
+
+
+class TunnelOriginErrorsView(TunnelBase):
+    """Ours (Cloudflare has no such list): the errors the edge answered for this tunnel, newest first, kept 7 days."""
+
+    pagination_class = V4Pagination
+
+    @extend_schema(
+        parameters=[OriginErrorQuery],
+        responses=OriginErrorOutput(many=True),
+        summary="List the tunnel's recent origin errors (newest first; ?request_id= finds a visitor's)",
+    )
+    def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
+        params = validated_query(OriginErrorQuery, request)
+        tunnel = self.tunnel(tunnel_id, include_deleted=True)
+        request_id = selectors.clean_request_id(params.get("request_id"))
+        paginator = V4Pagination()
+        page = paginator.paginate_queryset(
+            selectors.origin_errors_recent(tunnel=tunnel, request_id=request_id), request, view=self
+        )
+        return paginator.get_paginated_response([origin_error_json(row) for row in page])
 
 
 class TunnelHostnamesView(TunnelBase):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from controlplane.choices import AuditAction, Role
 from controlplane.models import AuditEvent, Membership, Organisation
 from tests.controlplane.ui.conftest import sign_in
@@ -81,6 +83,25 @@ def test_rename_warns_needs_confirmation_and_changes_the_team_domain(admin_clien
     assert "alpha2.access.localhost (was alpha.access.localhost)" in done.content.decode()
     org_a.refresh_from_db()
     assert org_a.team_name == "alpha2"
+
+
+def test_a_default_display_name_follows_the_rename_into_the_header(admin_client, org_a):
+    """`make run`'s bootstrap names the organisation after its team (display name = team name); renaming the team
+    must not leave the header showing the old team name next to the new team domain."""
+    org_a.display_name = org_a.team_name  # as organisation_create leaves it without a display name
+    org_a.save(update_fields=["display_name"])
+    url = f"/o/{org_a.account_id}/settings/"
+    page = admin_client.post(url, {"form": "rename", "team_name": "tutorial", "confirm": "on"}, follow=True)
+    header = re.search(r'<span class="switcher-label">([^<]*)</span>', page.content.decode()).group(1)
+    assert header.strip() == "tutorial"
+    org_a.refresh_from_db()
+    assert (org_a.team_name, org_a.display_name) == ("tutorial", "tutorial")
+    # A name chosen apart from the team name stays what it was.
+    admin_client.post(url, {"form": "settings", "display_name": "Tutorial Ltd"})
+    admin_client.post(url, {"form": "rename", "team_name": "tutorial-2", "confirm": "on"})
+    org_a.refresh_from_db()
+    assert (org_a.team_name, org_a.display_name) == ("tutorial-2", "Tutorial Ltd")
+    assert "Tutorial Ltd" in admin_client.get(url).content.decode()
 
 
 def test_only_super_administrators_rename_the_team(client, org_a):

@@ -4,7 +4,10 @@
    The page never shows a state it cannot vouch for: when the feed is closed, not yet open or silent (no message
    for two heartbeats) for more than STALE_AFTER_MS, every live badge turns grey "Unknown" and uptimes stop
    ticking until a fresh snapshot arrives. When the server refuses the feed (close codes 4401 signed out, 4411
-   second factor needed, 4403, 4404: docs/tunnels.md) the page says why, with a link to fix it. */
+   second factor needed, 4403, 4404: docs/tunnels.md) the page says why, with a link to fix it.
+
+   On a tunnel's page the feed also carries its recent origin errors (the snapshot's `origin_errors`, then an
+   `origin_errors` message per batch the edge records): new rows appear on top, and a dead feed greys them too. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -136,6 +139,57 @@
     }
   }
 
+  // -- recent origin errors of the tunnel whose page this is ------------------------------------------------
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  var ORIGIN_ERRORS_SHOWN = 50;
+
+  function utc(iso) {  // as the server renders it: "3 Dec 2026 13:05:07" (UTC)
+    var d = new Date(iso);
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    return d.getUTCDate() + " " + MONTHS[d.getUTCMonth()] + " " + d.getUTCFullYear() + " " +
+      two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
+  }
+
+  function originErrorRow(e) {
+    var path = e.path.length > 80 ? e.path.slice(0, 79) + "…" : e.path;
+    var more = e.unrecorded ? el("div", { "class": "muted small", text: "and " + e.unrecorded + " more error" +
+      (e.unrecorded === 1 ? "" : "s") + " of this tunnel around this time, not listed one by one" }) : null;
+    return el("tr", { "data-request-id": e.request_id, "data-error-id": String(e.id) }, [
+      el("td", { "class": "nowrap", text: utc(e.occurred_at) }),
+      el("td", {}, [el("code", { text: e.hostname }),
+        e.path ? el("div", { "class": "muted small mono", text: e.method + " " + path }) : null]),
+      el("td", {}, [el("span", { "class": "badge badge-red", text: String(e.status) })]),
+      el("td", { "class": "origin-error-reason" }, [document.createTextNode(e.reason), more]),
+      el("td", { "class": "nowrap" }, [el("code", { text: e.request_id })])
+    ]);
+  }
+
+  // `errors` newest first; `replace`: they are the whole list (a snapshot), else new rows to put on top.
+  function showOriginErrors(tunnelId, errors, replace) {
+    var box = document.querySelector('[data-origin-errors="' + tunnelId + '"]');
+    if (!box) return;
+    var body = box.querySelector("tbody");
+    var search = box.getAttribute("data-search") || "";
+    var seen = {};
+    if (!replace) body.querySelectorAll("tr[data-error-id]").forEach(function (tr) { seen[tr.getAttribute("data-error-id")] = true; });
+    var rows = errors.filter(function (e) { return e.request_id.indexOf(search) === 0 && !seen[String(e.id)]; })
+      .map(originErrorRow);
+    if (replace) body.replaceChildren.apply(body, rows);
+    else rows.reverse().forEach(function (tr) { body.insertBefore(tr, body.firstChild); });
+    while (body.children.length > ORIGIN_ERRORS_SHOWN) body.removeChild(body.lastChild);
+    var empty = !body.children.length;
+    box.hidden = empty;
+    var emptyNote = box.parentNode.querySelector("[data-origin-errors-empty]");
+    if (emptyNote) emptyNote.hidden = !empty;
+  }
+
+  function greyOriginErrors() {
+    document.querySelectorAll("[data-origin-errors]").forEach(function (box) {
+      box.classList.toggle("stale", stale);
+      box.title = stale ? "Last known: new errors appear again once the live status reconnects." : "";
+    });
+  }
+
   function indicator(text, ok) {
     document.querySelectorAll("[data-live-indicator]").forEach(function (node) {
       node.textContent = text;
@@ -149,6 +203,7 @@
     if (stale === value) return;
     stale = value;
     document.body.classList.toggle("live-status-stale", stale);
+    greyOriginErrors();
     render();
   }
 
@@ -169,6 +224,7 @@
     notice(null);
     stale = false;
     document.body.classList.remove("live-status-stale");
+    greyOriginErrors();
     indicator("live", true);
   }
 
@@ -231,9 +287,13 @@
         heartbeatMs = (message.heartbeat || 0) * 1000;
         expectMessages();
         message.tunnels.forEach(function (t) { tunnels[t.id] = t; });
+        if (message.origin_errors) showOriginErrors(message.origin_errors.tunnel, message.origin_errors.errors, true);
         gotSnapshot();
       } else if (message.type === "tunnel") {
         tunnels[message.tunnel.id] = message.tunnel;
+      } else if (message.type === "origin_errors") {
+        showOriginErrors(message.tunnel, message.errors, false);
+        return;
       } else {
         return;  // a heartbeat
       }
