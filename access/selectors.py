@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from access.logic.destinations import Destination, DestinationIndex, parse_destination
+from access.logic.destinations import Destination, DestinationIndex, host_in_zone, parse_destination
 from access.logic.durations import parse_go_duration
 from access.logic.engine import Decision, PolicyDef, evaluation_order
 from access.logic.rules import Directory, RuleSet, parse_rules
@@ -24,7 +24,7 @@ from access.models import (
     ServiceToken,
 )
 from controlplane.errors import NotFound
-from controlplane.models import Organisation
+from controlplane.models import Organisation, Zone
 
 
 def _get(qs: QuerySet[Any], object_id: Any, what: str) -> Any:
@@ -38,13 +38,24 @@ def _get(qs: QuerySet[Any], object_id: Any, what: str) -> Any:
     return found
 
 
-def application_list(*, organisation: Organisation) -> QuerySet[Application]:
+def application_in_zone(destinations: Sequence[dict[str, Any]], zone: Zone) -> bool:
+    """An application is the zone's (for `/zones/{zone}/access/apps`) when every one of its domains is under it."""
+    hosts = [parse_destination(item.get("uri")).host for item in destinations]
+    return bool(hosts) and all(host_in_zone(host, zone.name) for host in hosts)
+
+
+def application_list(*, organisation: Organisation, zone: Zone | None = None) -> QuerySet[Application]:
     links = ApplicationPolicy.objects.for_org(organisation).select_related("policy").order_by("precedence")
-    return Application.objects.for_org(organisation).prefetch_related(Prefetch("policy_links", queryset=links))
+    qs = Application.objects.for_org(organisation).prefetch_related(Prefetch("policy_links", queryset=links))
+    if zone is not None:
+        # Destinations are a JSON list; an account has at most 500 applications, read as (id, destinations) pairs.
+        rows = Application.objects.for_org(organisation).values_list("pk", "destinations")
+        qs = qs.filter(pk__in=[pk for pk, destinations in rows if application_in_zone(destinations, zone)])
+    return qs
 
 
-def application_get(*, organisation: Organisation, app_id: Any) -> Application:
-    return _get(application_list(organisation=organisation), app_id, "application")
+def application_get(*, organisation: Organisation, app_id: Any, zone: Zone | None = None) -> Application:
+    return _get(application_list(organisation=organisation, zone=zone), app_id, "application")
 
 
 def policy_list(*, organisation: Organisation, application: Application | None = None) -> QuerySet[Policy]:
