@@ -13,6 +13,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from access.logic.destinations import Destination, DestinationIndex, host_in_zone, parse_destination
 from access.logic.durations import parse_go_duration
 from access.logic.engine import Decision, PolicyDef, evaluation_order
+from access.logic.ipsets import IPSet
 from access.logic.rules import Directory, RuleSet, parse_rules
 from access.models import (
     AccessGroup,
@@ -134,7 +135,7 @@ def directory_for(organisation: Organisation) -> Directory:
         if access_list.type == AccessList.Type.EMAIL:
             directory.email_lists[str(access_list.pk)] = frozenset(item.lower() for item in access_list.items)
         else:
-            directory.ip_lists[str(access_list.pk)] = tuple(
+            directory.ip_lists[str(access_list.pk)] = IPSet(
                 ipaddress.ip_network(item, strict=False) for item in access_list.items
             )
     return directory
