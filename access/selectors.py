@@ -246,7 +246,11 @@ def policy_test(*, organisation: Organisation, data: dict[str, Any]) -> list[dic
         raise ValidationError({"country": "A two-letter country code."})
     token_id = (data.get("service_token_id") or "").strip() or None
     if token_id is not None:
-        service_token_get(organisation=organisation, token_id=token_id)
+        try:
+            service_token_get(organisation=organisation, token_id=token_id)
+        except NotFound:
+            message = f"No service token “{token_id[:64]}” in this account."
+            raise ValidationError({"service_token_id": message}) from None
     compiled = compile_org(organisation)
     apps = compiled.apps
     url = (data.get("url") or "").strip()

@@ -88,3 +88,26 @@ def test_the_policy_tester_explains_each_decision(client_api, portainer):
     _, data = client_api("get", "/access/policy_tester?url=https://elsewhere.example.com/")
     assert data["result"] == []
     assert client_api("get", "/access/policy_tester?ip=not-an-ip")[0] == 400
+
+
+def test_the_policy_tester_takes_a_service_token(client_api, org_a, portainer):
+    from access.services.directory import service_token_create
+    from access.services.policies import policy_save
+    from controlplane.actors import Actor
+
+    token, _ = service_token_create(organisation=org_a, actor=Actor.cli(), data={"name": "CI"})
+    policy_save(
+        organisation=org_a,
+        actor=Actor.cli(),
+        data={"name": "CI", "decision": "non_identity", "include": [{"service_token": {"token_id": str(token.pk)}}]},
+        application=portainer,
+    )
+    status, data = client_api("get", f"/access/policy_tester?service_token_id={token.pk}")
+    [result] = data["result"]
+    assert status == 200 and result["outcome"] == "service_auth" and result["admitted"]
+    assert result["policy"]["name"] == "CI"
+    _, data = client_api("get", "/access/policy_tester?ip=198.51.100.1")
+    assert data["result"][0]["outcome"] == "needs_login" and not data["result"][0]["admitted"]
+    for unknown in ("not-a-token", "00000000-0000-0000-0000-000000000000"):
+        status, data = client_api("get", f"/access/policy_tester?service_token_id={unknown}")
+        assert status == 400 and "No service token" in data["errors"][0]["message"], data
