@@ -205,7 +205,11 @@ def access_request_list(
     app_uid: str | None = None,
     allowed: bool | None = None,
     direction: str = "desc",
+    email_exact: bool = False,
+    limit: int | None = None,
 ) -> QuerySet[Any]:
+    """The access log, filtered as Cloudflare's `access_requests`: `email` matches a part of the address (any case)
+    unless `email_exact`; `limit` keeps the first entries in `direction`."""
     from access.models import AccessRequest
 
     rows = AccessRequest.objects.for_org(organisation)
@@ -214,12 +218,13 @@ def access_request_list(
     if until is not None:
         rows = rows.filter(created_at__lte=until)
     if email:
-        rows = rows.filter(user_email__iexact=email)
+        rows = rows.filter(user_email__iexact=email) if email_exact else rows.filter(user_email__icontains=email)
     if app_uid:
         rows = rows.filter(app_uid=app_uid)
     if allowed is not None:
         rows = rows.filter(allowed=allowed)
-    return rows.order_by("created_at" if direction == "asc" else "-created_at")
+    rows = rows.order_by("created_at" if direction == "asc" else "-created_at")
+    return rows[:limit] if limit else rows
 
 
 def policy_test(*, organisation: Organisation, data: dict[str, Any]) -> list[dict[str, Any]]:

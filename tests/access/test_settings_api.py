@@ -111,3 +111,32 @@ def test_the_policy_tester_takes_a_service_token(client_api, org_a, portainer):
     for unknown in ("not-a-token", "00000000-0000-0000-0000-000000000000"):
         status, data = client_api("get", f"/access/policy_tester?service_token_id={unknown}")
         assert status == 400 and "No service token" in data["errors"][0]["message"], data
+
+
+def test_keys_and_the_access_log_through_the_sdk(cf, org_a, portainer):
+    """The official SDK's `access.keys` (get, update, rotate) and `access.logs.access_requests.list`."""
+    acc = org_a.account_id
+    keys = cf.zero_trust.access.keys
+    assert keys.get(account_id=acc).key_rotation_interval_days == 42
+    keys.rotate(account_id=acc)
+    old_kid = SigningKey.objects.for_org(org_a).get(retired_at__isnull=True).kid
+    rotated = keys.rotate(account_id=acc)
+    assert rotated.last_key_rotation_at and rotated.days_until_next_rotation == 41  # whole days left of 42
+    assert SigningKey.objects.for_org(org_a).get(retired_at__isnull=True).kid != old_kid
+    assert keys.update(account_id=acc, key_rotation_interval_days=30).key_rotation_interval_days == 30
+
+    for email, allowed in [("ana@example.com", True), ("eve@evil.test", False), ("ana.b@example.com", True)]:
+        AccessRequest.objects.create(
+            organisation=org_a, user_email=email, allowed=allowed, app_uid=str(portainer.pk), action="login"
+        )
+    logs = cf.zero_trust.access.logs.access_requests
+    everything = logs.list(account_id=acc)
+    assert [row.user_email for row in everything] == ["ana.b@example.com", "eve@evil.test", "ana@example.com"]
+    assert [r.user_email for r in logs.list(account_id=acc, email="@example.com", direction="asc")] == [
+        "ana@example.com",
+        "ana.b@example.com",
+    ]
+    assert [r.user_email for r in logs.list(account_id=acc, email="ANA@example.com", email_exact=True)] == [
+        "ana@example.com"
+    ]
+    assert len(logs.list(account_id=acc, limit=2)) == 2
