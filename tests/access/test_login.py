@@ -134,6 +134,19 @@ def test_sending_is_throttled_per_email(visitor, portainer, org_a):
     assert len(pins_for(org_a, "ana@example.com")) == 5
 
 
+def test_sending_is_throttled_per_address_across_emails(visitor, portainer, org_a):
+    """One address asking codes for many emails (an enumeration or a mail bomb) is stopped after 20."""
+    from access.login import CODES_PER_IP
+
+    for n in range(CODES_PER_IP):
+        assert send_code(visitor, f"user{n}@example.com").status_code == 200
+    assert send_code(visitor, "ana@example.com").status_code == 429
+    assert pins_for(org_a, "ana@example.com") == []
+    other = Client(HTTP_HOST=TEAM_HOST, REMOTE_ADDR="198.51.100.99")
+    assert send_code(other, "ana@example.com").status_code == 200  # another address is not held back
+    assert len(pins_for(org_a, "ana@example.com")) == 1
+
+
 @pytest.mark.parametrize(
     "target",
     [
