@@ -342,6 +342,16 @@ class TesterForm(forms.Form):
     url = forms.CharField(
         label="Application URL", max_length=1024, required=False, help_text="Empty: test every application."
     )
+    service_token_id = forms.ChoiceField(
+        label="Service token",
+        choices=[("", "None")],
+        required=False,
+        help_text="A request sending this token's CF-Access-Client-Id and -Secret.",
+    )
+
+    def __init__(self, *args: Any, tokens: list[tuple[str, str]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["service_token_id"].choices = [("", "None"), *(tokens or [])]
 
     def clean_url(self) -> str:
         value = self.cleaned_data["url"].strip()

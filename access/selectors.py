@@ -10,9 +10,10 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from access.logic.destinations import Destination, DestinationIndex, parse_destination
+from access.logic.destinations import Destination, DestinationIndex, host_in_zone, parse_destination
 from access.logic.durations import parse_go_duration
 from access.logic.engine import Decision, PolicyDef, evaluation_order
+from access.logic.ipsets import IPSet
 from access.logic.rules import Directory, RuleSet, parse_rules
 from access.models import (
     AccessGroup,
@@ -24,7 +25,7 @@ from access.models import (
     ServiceToken,
 )
 from controlplane.errors import NotFound
-from controlplane.models import Organisation
+from controlplane.models import Organisation, Zone
 
 
 def _get(qs: QuerySet[Any], object_id: Any, what: str) -> Any:
@@ -38,13 +39,24 @@ def _get(qs: QuerySet[Any], object_id: Any, what: str) -> Any:
     return found
 
 
-def application_list(*, organisation: Organisation) -> QuerySet[Application]:
+def application_in_zone(destinations: Sequence[dict[str, Any]], zone: Zone) -> bool:
+    """An application is the zone's (for `/zones/{zone}/access/apps`) when every one of its domains is under it."""
+    hosts = [parse_destination(item.get("uri")).host for item in destinations]
+    return bool(hosts) and all(host_in_zone(host, zone.name) for host in hosts)
+
+
+def application_list(*, organisation: Organisation, zone: Zone | None = None) -> QuerySet[Application]:
     links = ApplicationPolicy.objects.for_org(organisation).select_related("policy").order_by("precedence")
-    return Application.objects.for_org(organisation).prefetch_related(Prefetch("policy_links", queryset=links))
+    qs = Application.objects.for_org(organisation).prefetch_related(Prefetch("policy_links", queryset=links))
+    if zone is not None:
+        # Destinations are a JSON list; an account has at most 500 applications, read as (id, destinations) pairs.
+        rows = Application.objects.for_org(organisation).values_list("pk", "destinations")
+        qs = qs.filter(pk__in=[pk for pk, destinations in rows if application_in_zone(destinations, zone)])
+    return qs
 
 
-def application_get(*, organisation: Organisation, app_id: Any) -> Application:
-    return _get(application_list(organisation=organisation), app_id, "application")
+def application_get(*, organisation: Organisation, app_id: Any, zone: Zone | None = None) -> Application:
+    return _get(application_list(organisation=organisation, zone=zone), app_id, "application")
 
 
 def policy_list(*, organisation: Organisation, application: Application | None = None) -> QuerySet[Policy]:
@@ -123,7 +135,7 @@ def directory_for(organisation: Organisation) -> Directory:
         if access_list.type == AccessList.Type.EMAIL:
             directory.email_lists[str(access_list.pk)] = frozenset(item.lower() for item in access_list.items)
         else:
-            directory.ip_lists[str(access_list.pk)] = tuple(
+            directory.ip_lists[str(access_list.pk)] = IPSet(
                 ipaddress.ip_network(item, strict=False) for item in access_list.items
             )
     return directory
@@ -193,7 +205,11 @@ def access_request_list(
     app_uid: str | None = None,
     allowed: bool | None = None,
     direction: str = "desc",
+    email_exact: bool = False,
+    limit: int | None = None,
 ) -> QuerySet[Any]:
+    """The access log, filtered as Cloudflare's `access_requests`: `email` matches a part of the address (any case)
+    unless `email_exact`; `limit` keeps the first entries in `direction`."""
     from access.models import AccessRequest
 
     rows = AccessRequest.objects.for_org(organisation)
@@ -202,12 +218,13 @@ def access_request_list(
     if until is not None:
         rows = rows.filter(created_at__lte=until)
     if email:
-        rows = rows.filter(user_email__iexact=email)
+        rows = rows.filter(user_email__iexact=email) if email_exact else rows.filter(user_email__icontains=email)
     if app_uid:
         rows = rows.filter(app_uid=app_uid)
     if allowed is not None:
         rows = rows.filter(allowed=allowed)
-    return rows.order_by("created_at" if direction == "asc" else "-created_at")
+    rows = rows.order_by("created_at" if direction == "asc" else "-created_at")
+    return rows[:limit] if limit else rows
 
 
 def policy_test(*, organisation: Organisation, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -234,7 +251,11 @@ def policy_test(*, organisation: Organisation, data: dict[str, Any]) -> list[dic
         raise ValidationError({"country": "A two-letter country code."})
     token_id = (data.get("service_token_id") or "").strip() or None
     if token_id is not None:
-        service_token_get(organisation=organisation, token_id=token_id)
+        try:
+            service_token_get(organisation=organisation, token_id=token_id)
+        except NotFound:
+            message = f"No service token “{token_id[:64]}” in this account."
+            raise ValidationError({"service_token_id": message}) from None
     compiled = compile_org(organisation)
     apps = compiled.apps
     url = (data.get("url") or "").strip()

@@ -3,6 +3,9 @@ get-identity and logout. Plain HTML forms that work without JavaScript. Business
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -89,14 +92,32 @@ def _target(app_host: str, raw: str | None, compiled: CompiledOrg, app: Compiled
     return raw
 
 
-def _context(organisation: Organisation, app: CompiledApp, **extra: Any) -> dict[str, Any]:
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$")
+
+
+def design_css(design: dict[str, Any]) -> str:
+    """The organisation's login page colours as CSS custom properties (the values are checked `#rgb`/`#rrggbb`
+    colours, access.services.settings), served inline and allowed by their hash in the page's CSP."""
+    properties = [
+        f"--{name}:{design[key]}"
+        for key, name in (("background_color", "page"), ("text_color", "page-ink"))
+        if isinstance(design.get(key), str) and _COLOUR.match(design[key])
+    ]
+    return ":root{" + ";".join(properties) + "}" if properties else ""
+
+
+def _context(request: HttpRequest, organisation: Organisation, app: CompiledApp, **extra: Any) -> dict[str, Any]:
     row = AccessSettings.objects.for_org(organisation).first()
     design = row.login_design if row else {}
+    logo_url = app.app.logo_url or design.get("logo_path", "")
+    css = design_css(design)
+    request.access_page = (css, logo_url)  # type: ignore[attr-defined]  # for the page's CSP (login())
     return {
         "team": organisation.display_name or organisation.team_name,
         "app": app,
-        "logo_url": app.app.logo_url or design.get("logo_path", ""),
+        "logo_url": logo_url,
         "design": design,
+        "design_css": css,
         **extra,
     }
 
@@ -105,7 +126,9 @@ def _denied(request: HttpRequest, organisation: Organisation, app: CompiledApp, 
     if app.app.custom_deny_url:
         return HttpResponseRedirect(app.app.custom_deny_url)
     decision_id = uuid.uuid4().hex[:16]
-    context = _context(organisation, app, email=email, decision_id=decision_id, message=app.app.custom_deny_message)
+    context = _context(
+        request, organisation, app, email=email, decision_id=decision_id, message=app.app.custom_deny_message
+    )
     return render(request, "access/denied.html", context, status=403)
 
 
@@ -161,14 +184,27 @@ def _decide(request: HttpRequest, organisation: Organisation, compiled: Compiled
     return evaluate(list(app.policies), subject, compiled.directory), str(idp.pk)
 
 
-def _with_form_target(response: HttpResponse, target: str) -> HttpResponse:
-    """The login forms' POST answers with a redirect to the application's own host (the handoff): the page's CSP
-    allows that one origin as a form target besides this one (Chromium applies form-action to the redirect)."""
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
+def _page_policy(response: HttpResponse, target: str, css: str, logo_url: str) -> HttpResponse:
+    """The login page's CSP: the forms' POST answers with a redirect to the application's own host (the handoff), so
+    that one origin is a form target besides this one (Chromium applies form-action to the redirect); the
+    organisation's colours are one inline style, allowed by its hash; its logo may come from its own origin."""
     from controlplane.security_headers import CSP_HEADER, UI_POLICY
 
-    parts = urlsplit(target)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    response.headers[CSP_HEADER] = UI_POLICY.replace("form-action 'self'", f"form-action 'self' {origin}")
+    policy = UI_POLICY
+    if target and _origin(target):
+        policy = policy.replace("form-action 'self'", f"form-action 'self' {_origin(target)}")
+    if css:
+        digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+        policy = policy.replace("style-src 'self'", f"style-src 'self' 'sha256-{digest}'")
+    if logo_url and _origin(logo_url):
+        policy = policy.replace("img-src 'self' data:", f"img-src 'self' data: {_origin(logo_url)}")
+    if policy != UI_POLICY:
+        response.headers[CSP_HEADER] = policy
     return response
 
 
@@ -176,8 +212,8 @@ def _with_form_target(response: HttpResponse, target: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest, app_host: str) -> HttpResponse:
     response = _login(request, app_host)
-    target = getattr(request, "access_form_target", None)
-    return _with_form_target(response, target) if target else response
+    css, logo_url = getattr(request, "access_page", ("", ""))
+    return _page_policy(response, getattr(request, "access_form_target", ""), css, logo_url)
 
 
 def _login(request: HttpRequest, app_host: str) -> HttpResponse:
@@ -222,14 +258,14 @@ def _login(request: HttpRequest, app_host: str) -> HttpResponse:
                 country=country,
                 new_session=False,
             )
-        return render(request, "access/login.html", _context(organisation, app, step="email", form=form))
+        return render(request, "access/login.html", _context(request, organisation, app, step="email", form=form))
 
     email = (request.POST.get("email") or "").strip()
     if not email or "@" not in email or len(email) > 254:
         return render(
             request,
             "access/login.html",
-            _context(organisation, app, step="email", form=form, error="Enter your email address."),
+            _context(request, organisation, app, step="email", form=form, error="Enter your email address."),
             status=400,
         )
     form["email"] = email
@@ -243,6 +279,7 @@ def _login(request: HttpRequest, app_host: str) -> HttpResponse:
                 request,
                 "access/login.html",
                 _context(
+                    request,
                     organisation,
                     app,
                     step="email",
@@ -251,7 +288,7 @@ def _login(request: HttpRequest, app_host: str) -> HttpResponse:
                 ),
                 status=429,
             )
-        return render(request, "access/login.html", _context(organisation, app, step="code", form=form))
+        return render(request, "access/login.html", _context(request, organisation, app, step="code", form=form))
 
     check = flow.check_pin(organisation=organisation, app=app, email=email, pin=request.POST.get("code") or "")
     if not check.ok:
@@ -261,7 +298,7 @@ def _login(request: HttpRequest, app_host: str) -> HttpResponse:
         return render(
             request,
             "access/login.html",
-            _context(organisation, app, step="code", form=form, error=check.message),
+            _context(request, organisation, app, step="code", form=form, error=check.message),
             status=400,
         )
     verdict, idp = _decide(request, organisation, compiled, app, email)

@@ -299,10 +299,16 @@ class KeysOutput(KeysInput):
 class AccessLogQuery(serializers.Serializer):
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    email = serializers.CharField(required=False, max_length=320)
+    email = serializers.CharField(
+        required=False, max_length=320, help_text="A part of the email (any case); the whole of it with email_exact."
+    )
+    email_exact = serializers.BooleanField(required=False, default=False)
     app_uid = serializers.CharField(required=False, max_length=64)
     allowed = serializers.BooleanField(required=False, allow_null=True, default=None)
     direction = serializers.ChoiceField(choices=["asc", "desc"], required=False, default="desc")
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=10_000, help_text="At most this many entries (then paged)."
+    )
 
 
 class AccessRequestOutput(serializers.Serializer):

@@ -1,8 +1,9 @@
 from django.urls import path
 
-from access.api import views
+from access.api import views, zone_views
 
 base = "accounts/<str:account_id>/access"
+zone_base = "zones/<str:zone_id>/access"
 
 urlpatterns = [
     path(f"{base}/apps", views.ApplicationListView.as_view(), name="api-access-apps"),
@@ -52,4 +53,23 @@ urlpatterns = [
     path(
         "accounts/<str:account_id>/gateway/lists/<str:list_id>", views.ListDetailView.as_view(), name="api-access-list"
     ),
+    # The zone-level variants (Cloudflare has both; reusable policies, keys, logs and lists are account-only).
+    *[
+        path(f"{zone_base}/{suffix}", view.as_view(), name=f"api-zone-access-{name}")
+        for suffix, view, name in [
+            ("apps", zone_views.ApplicationListView, "apps"),
+            ("apps/<str:app_id>", zone_views.ApplicationDetailView, "app"),
+            ("apps/<str:app_id>/revoke_tokens", zone_views.ApplicationRevokeTokensView, "app-revoke"),
+            ("apps/<str:app_id>/policies", zone_views.ApplicationPolicyListView, "app-policies"),
+            ("apps/<str:app_id>/policies/<str:policy_id>", zone_views.ApplicationPolicyDetailView, "app-policy"),
+            ("groups", zone_views.GroupListView, "groups"),
+            ("groups/<str:group_id>", zone_views.GroupDetailView, "group"),
+            ("service_tokens", zone_views.ServiceTokenListView, "service-tokens"),
+            ("service_tokens/<str:service_token_id>", zone_views.ServiceTokenDetailView, "service-token"),
+            ("identity_providers", zone_views.IdentityProviderListView, "idps"),
+            ("identity_providers/<str:idp_id>", zone_views.IdentityProviderDetailView, "idp"),
+            ("organizations", zone_views.OrganizationView, "organization"),
+            ("organizations/revoke_user", zone_views.RevokeUserView, "revoke-user"),
+        ]
+    ],
 ]

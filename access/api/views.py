@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from access import selectors
 from access.api import serializers as s
+from access.models import Application
 from access.services import applications, directory, policies
 from access.services import settings as settings_service
 from controlplane.api.base import OrgScopedAPIView
@@ -22,6 +23,7 @@ from controlplane.api.pagination import V4Pagination
 from controlplane.api.schema import errors
 from controlplane.api.serializers.common import IdResultSerializer, validated_query
 from controlplane.choices import Resource
+from controlplane.models import Zone
 
 READ_ERRORS = errors(400, 401, 403, 404)
 WRITE_ERRORS = errors(400, 401, 403, 404)
@@ -40,6 +42,11 @@ def body(request: Request, serializer_class: Any = None) -> dict[str, Any]:
 class AccessView(OrgScopedAPIView):
     resource = Resource.ACCESS
     input_serializer: ClassVar[Any] = None
+    # Set by the `/zones/{zone_id}/access/…` variants (ZoneAccessMixin): applications are then those of the zone.
+    zone: Zone | None = None
+
+    def application_get(self, app_id: Any) -> Application:
+        return selectors.application_get(organisation=self.organisation, app_id=app_id, zone=self.zone)
 
     def page(self, request: Request, items: Any, shape: Callable[[Any], dict[str, Any]]) -> Response:
         paginator = V4Pagination()
@@ -119,11 +126,11 @@ class ApplicationListView(CollectionView):
     shape = staticmethod(s.application_data)
 
     def items(self, **kwargs: Any) -> models.QuerySet[Any]:
-        return selectors.application_list(organisation=self.organisation)
+        return selectors.application_list(organisation=self.organisation, zone=self.zone)
 
     def create(self, data: dict[str, Any], **kwargs: Any) -> Any:
-        app = applications.application_save(organisation=self.organisation, actor=self.actor, data=data)
-        return selectors.application_get(organisation=self.organisation, app_id=app.pk)
+        app = applications.application_save(organisation=self.organisation, actor=self.actor, data=data, zone=self.zone)
+        return self.application_get(app.pk)
 
 
 @_app_item_schema
@@ -132,10 +139,12 @@ class ApplicationDetailView(ItemView):
     shape = staticmethod(s.application_data)
 
     def item(self, **kwargs: Any) -> Any:
-        return selectors.application_get(organisation=self.organisation, app_id=kwargs["app_id"])
+        return self.application_get(kwargs["app_id"])
 
     def replace(self, obj: Any, data: dict[str, Any], **kwargs: Any) -> Any:
-        applications.application_save(organisation=self.organisation, actor=self.actor, data=data, app=obj)
+        applications.application_save(
+            organisation=self.organisation, actor=self.actor, data=data, app=obj, zone=self.zone
+        )
         return self.item(**kwargs)
 
     def remove(self, obj: Any) -> None:
@@ -149,7 +158,7 @@ class ApplicationRevokeTokensView(AccessView):
         responses={200: IdResultSerializer, **WRITE_ERRORS},
     )
     def post(self, request: Request, account_id: str, app_id: str) -> Response:
-        app = selectors.application_get(organisation=self.organisation, app_id=app_id)
+        app = self.application_get(app_id)
         applications.application_revoke_tokens(app=app, actor=self.actor)
         return Response({"id": str(app.pk)})
 
@@ -170,7 +179,7 @@ class ApplicationPolicyListView(CollectionView):
         return s.policy_data(policy, self.precedence.get(policy.pk))
 
     def application(self, app_id: str) -> Any:
-        app = selectors.application_get(organisation=self.organisation, app_id=app_id)
+        app = self.application_get(app_id)
         self.precedence = selectors.precedences(app)
         return app
 
@@ -190,7 +199,7 @@ class ApplicationPolicyListView(CollectionView):
 @_app_policy_item_schema
 class ApplicationPolicyDetailView(AccessView):
     def _load(self, app_id: str, policy_id: str) -> tuple[Any, Any, dict[Any, int]]:
-        app = selectors.application_get(organisation=self.organisation, app_id=app_id)
+        app = self.application_get(app_id)
         policy = selectors.policy_get(organisation=self.organisation, policy_id=policy_id, application=app)
         return app, policy, selectors.precedences(app)
 

@@ -73,6 +73,11 @@ def _path_regex(path: str) -> re.Pattern[str] | None:
     return re.compile(f"^{body.rstrip('/')}(?:/.*)?$")
 
 
+def host_in_zone(host: str, zone_name: str) -> bool:
+    """Whether a destination host (`app.example.com`, `*.example.com`) lies under the zone `zone_name`."""
+    return host == zone_name or host.endswith("." + zone_name)
+
+
 def parse_destination(uri: object) -> Destination:
     """Parse and check one destination `uri` (`app.example.com`, `*.example.com/admin/*`); ValueError says why."""
     if not isinstance(uri, str) or not uri.strip():

@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from access.logic.ipsets import IPAddress, IPNetwork, IPSet
 
 # selector -> (the key inside its object, or None for an empty object)
 SELECTORS: dict[str, str | None] = {
@@ -173,7 +172,7 @@ class Directory:
 
     groups: dict[str, RuleSet] = field(default_factory=dict)
     email_lists: dict[str, frozenset[str]] = field(default_factory=dict)
-    ip_lists: dict[str, tuple[IPNetwork, ...]] = field(default_factory=dict)
+    ip_lists: dict[str, IPSet] = field(default_factory=dict)
 
 
 def rule_matches(rule: Rule, subject: Subject, directory: Directory, depth: int = 0) -> bool:
@@ -198,8 +197,8 @@ def rule_matches(rule: Rule, subject: Subject, directory: Directory, depth: int 
         members = directory.email_lists.get(rule.value)
         return bool(members) and subject.email is not None and subject.email.lower() in members  # type: ignore[operator]
     if kind == "ip_list":
-        networks = directory.ip_lists.get(rule.value, ())
-        return subject.ip is not None and any(subject.ip in network for network in networks)
+        networks = directory.ip_lists.get(rule.value)
+        return subject.ip is not None and networks is not None and subject.ip in networks
     if kind == "group":
         group = directory.groups.get(rule.value)
         if group is None or depth >= MAX_GROUP_DEPTH:

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from access.logic.destinations import Destination, parse_destination
+from access.logic.destinations import Destination, host_in_zone, parse_destination
 from access.models import Application, IdentityProvider
 from access.services.common import audit, clean_duration, clean_name
 from access.services.policies import attach_policies, parse_policy_refs
@@ -63,11 +63,14 @@ def _raw_destinations(data: dict[str, Any]) -> list[Any]:
 
 
 def _zone_of(zones: list[Zone], host: str) -> Zone | None:
-    bare = host.split(".", 1)[1] if host.startswith("*") else host
-    return next((zone for zone in zones if bare == zone.name or bare.endswith("." + zone.name)), None)
+    return next((zone for zone in zones if host_in_zone(host, zone.name)), None)
 
 
-def clean_destinations(organisation: Organisation, data: dict[str, Any], app: Application | None) -> list[Destination]:
+def clean_destinations(
+    organisation: Organisation, data: dict[str, Any], app: Application | None, zone: Zone | None = None
+) -> list[Destination]:
+    """The application's domains, checked: each under an active zone of the organisation (under `zone` itself when
+    the call names one, as `/zones/{zone}/access/apps` does), none listed twice or protected by another app."""
     raw = _raw_destinations(data)
     if not raw:
         raise ValidationError({"domain": "An application needs at least one domain (a hostname, optional path)."})
@@ -80,6 +83,13 @@ def clean_destinations(organisation: Organisation, data: dict[str, Any], app: Ap
             destination = parse_destination(uri)
         except ValueError as exc:
             raise ValidationError({"destinations": f"destinations[{position}]: {exc}"}) from None
+        if zone is not None and not host_in_zone(destination.host, zone.name):
+            raise ValidationError(
+                {
+                    "destinations": f"destinations[{position}]: “{destination.host}” is not under the zone "
+                    f"“{zone.name}” this path names. Use the account's path for an application across zones."
+                }
+            )
         if _zone_of(zones, destination.host) is None:
             raise ValidationError(
                 {
@@ -113,11 +123,13 @@ def _clean_url(value: Any, field: str) -> str:
     return value
 
 
-def _clean_app(organisation: Organisation, data: dict[str, Any], app: Application | None) -> dict[str, Any]:
+def _clean_app(
+    organisation: Organisation, data: dict[str, Any], app: Application | None, zone: Zone | None
+) -> dict[str, Any]:
     kind = data.get("type", "self_hosted")
     if kind != "self_hosted":
         raise ValidationError({"type": f"“{kind}” applications are not available yet; use “self_hosted”."})
-    destinations = clean_destinations(organisation, data, app)
+    destinations = clean_destinations(organisation, data, app, zone)
     values: dict[str, Any] = {
         "name": clean_name(data.get("name") or destinations[0].uri, "An application"),
         "destinations": [{"type": "public", "uri": destination.uri} for destination in destinations],
@@ -152,10 +164,16 @@ def _clean_app(organisation: Organisation, data: dict[str, Any], app: Applicatio
 
 
 def application_save(
-    *, organisation: Organisation, actor: Actor, data: dict[str, Any], app: Application | None = None
+    *,
+    organisation: Organisation,
+    actor: Actor,
+    data: dict[str, Any],
+    app: Application | None = None,
+    zone: Zone | None = None,
 ) -> Application:
-    """Create, or replace (PUT: fields left out take their defaults), a self-hosted application."""
-    values = _clean_app(organisation, data, app)
+    """Create, or replace (PUT: fields left out take their defaults), a self-hosted application; with `zone`, every
+    domain must be under that zone."""
+    values = _clean_app(organisation, data, app, zone)
     refs = parse_policy_refs(data["policies"]) if data.get("policies") is not None else None
     with transaction.atomic():
         if app is None:

@@ -48,7 +48,8 @@ class PolicyTesterView(AccessPage):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         submitted = any(key in self.request.GET for key in TesterForm.base_fields)
-        form = TesterForm(self.request.GET if submitted else None)
+        tokens = [(str(token.pk), token.name) for token in selectors.service_token_list(organisation=self.organisation)]
+        form = TesterForm(self.request.GET if submitted else None, tokens=tokens)
         results = None
         if submitted and form.is_valid():
             try:

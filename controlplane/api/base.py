@@ -97,6 +97,17 @@ class OrgScopedAPIView(OrgScopedMixin, APIView):
         return {"request": self.request, "view": self, "organisation": getattr(self, "organisation", None)}
 
 
+def resolve_zone_access(request: Request, zone_id: Any) -> tuple[Zone, OrgAccess]:
+    """The zone `zone_id` among the organisations the caller can act in (404 otherwise, whether it is missing or
+    another tenant's), and the caller's access to the zone's organisation."""
+    user, token = request_user(request), request_token(request)
+    organisations = accessible_organisations(user=user, token=token)
+    zone = zone_get(organisations=organisations, zone_id=zone_id)
+    access = resolve_org_access(user=user, token=token, account_id=zone.organisation_id.hex)
+    zone.organisation = access.organisation
+    return zone, access
+
+
 class ZoneScopedMixin(OrgScopedMixin):
     """For `/zones/{zone_id}…`, whose URL names no account: find the zone among the organisations the caller can
     act in (404 otherwise, whether it is missing or another tenant's), then resolve and check access to the zone's
@@ -107,12 +118,7 @@ class ZoneScopedMixin(OrgScopedMixin):
     zone: Zone
 
     def resolve_access(self, request: Request, **kwargs: Any) -> OrgAccess:
-        user, token = request_user(request), request_token(request)
-        organisations = accessible_organisations(user=user, token=token)
-        zone = zone_get(organisations=organisations, zone_id=kwargs.get(self.zone_kwarg))
-        access = resolve_org_access(user=user, token=token, account_id=zone.organisation_id.hex)
-        zone.organisation = access.organisation
-        self.zone = zone
+        self.zone, access = resolve_zone_access(request, kwargs.get(self.zone_kwarg))
         return access
 
 

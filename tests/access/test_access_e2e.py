@@ -201,10 +201,13 @@ def run_walk(server, org, team_host, seen):
     status, headers, _ = visitor.request("GET", authorized)
     assert status == 302 and headers["Location"] == "/dashboard?tab=2"
     assert "HttpOnly" in headers["Set-Cookie"] and "Max-Age=604800" in headers["Set-Cookie"]
-    status, _, body = visitor.request("GET", f"{app_url}/dashboard?tab=2")
+    # Identity headers sent by the visitor alongside a valid session are replaced by the edge's own.
+    spoofed = {"Cf-Access-Authenticated-User-Email": "ceo@example.com", "Cf-Access-Jwt-Assertion": "forged"}
+    status, _, body = visitor.request("GET", f"{app_url}/dashboard?tab=2", headers=spoofed)
     assert status == 200, body
     assert json.loads(body) == {"tool": "portainer", "email": "ana@example.com", "path": "/dashboard?tab=2"}
     assert seen[-1]["cf-access-authenticated-user-email"] == "ana@example.com"
+    assert seen[-1]["cf-access-jwt-assertion"] != "forged"
     # The connector verified that assertion itself (it fetched the team's keys through the control plane), and it
     # refuses a protected hostname reached without one, even with a forged header.
     bare = f"http://bare.example.com:{server.port}"

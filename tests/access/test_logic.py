@@ -11,6 +11,7 @@ import pytest
 from access.logic.destinations import DestinationIndex, parse_destination
 from access.logic.durations import format_go_duration, parse_go_duration, session_duration
 from access.logic.engine import Decision, Outcome, PolicyDef, evaluate, evaluation_order
+from access.logic.ipsets import IPSet
 from access.logic.rules import (
     Directory,
     RuleError,
@@ -220,7 +221,7 @@ DIRECTORY = Directory(
         "loop": _set(include=[{"group": {"id": "loop"}}]),
     },
     email_lists={"vips": frozenset({"ana@example.com"})},
-    ip_lists={"office": (ipaddress.ip_network("203.0.113.0/24"),)},
+    ip_lists={"office": IPSet([ipaddress.ip_network("203.0.113.0/24")])},
 )
 
 
@@ -332,3 +333,80 @@ def test_the_explainer_names_the_deciding_policy_and_rule():
 def test_identity_rules_are_found_through_groups_for_bypass():
     assert uses_identity(_set(include=[{"group": {"id": "eng"}}]), DIRECTORY).kind == "email_domain"
     assert uses_identity(_set(include=[{"ip": {"ip": "10.0.0.0/8"}}]), DIRECTORY) is None
+
+
+def _ipset(*networks):
+    return IPSet(ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def _in(ipset, address):
+    return ipaddress.ip_address(address) in ipset
+
+
+def test_ip_lists_are_looked_up_by_bisection_at_every_boundary():
+    office = _ipset("203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "2001:db8:ffff::1/128")
+    assert not _in(office, "203.0.112.255") and _in(office, "203.0.113.0") and _in(office, "203.0.113.255")
+    assert not _in(office, "203.0.114.0")
+    assert _in(office, "198.51.100.7") and not _in(office, "198.51.100.6") and not _in(office, "198.51.100.8")
+    assert _in(office, "2001:db8::") and _in(office, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff")
+    assert not _in(office, "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff") and not _in(office, "2001:db9::")
+    # The families never mix: an IPv4-mapped address is not the IPv4 address, nor 0.0.0.0/0 an IPv6 range.
+    assert not _in(office, "::ffff:203.0.113.7") and not _in(office, "::cb00:7107")
+    assert _in(_ipset("0.0.0.0/0"), "0.0.0.0") and _in(_ipset("0.0.0.0/0"), "255.255.255.255")
+    assert not _in(_ipset("0.0.0.0/0"), "::1")
+    assert _in(_ipset("::/0"), "::") and _in(_ipset("::/0"), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+    assert not _in(_ipset("::/0"), "10.0.0.1")
+    assert not _in(_ipset(), "10.0.0.1") and None not in office and "203.0.113.1" not in office
+
+
+def test_overlapping_nested_and_adjacent_ranges_merge():
+    merged = _ipset("10.0.0.0/8", "10.1.0.0/16", "10.255.255.255/32", "11.0.0.0/24", "9.255.255.0/24", "12.0.0.5")
+    assert [
+        (str(ipaddress.ip_address(a)), str(ipaddress.ip_address(b)))
+        for a, b in zip(merged.v4.firsts, merged.v4.lasts, strict=True)
+    ] == [("9.255.255.0", "11.0.0.255"), ("12.0.0.5", "12.0.0.5")]
+    for address, expected in [
+        ("9.255.254.255", False),
+        ("9.255.255.0", True),
+        ("10.128.0.1", True),
+        ("11.0.0.255", True),
+        ("11.0.1.0", False),
+        ("12.0.0.4", False),
+        ("12.0.0.5", True),
+        ("12.0.0.6", False),
+    ]:
+        assert _in(merged, address) is expected, address
+    # A wide range listed after narrower ones inside it still covers all of them.
+    assert _in(_ipset("10.0.0.0/24", "10.0.5.0/24", "10.0.0.0/16"), "10.0.200.1")
+
+
+def test_ip_list_lookup_agrees_with_a_linear_scan():
+    import random
+
+    rng = random.Random(7)
+    networks = [ipaddress.ip_network((rng.randrange(1 << 32), rng.randrange(8, 33)), strict=False) for _ in range(300)]
+    networks += [
+        ipaddress.ip_network((rng.randrange(1 << 128), rng.randrange(16, 129)), strict=False) for _ in range(300)
+    ]
+    ipset = IPSet(networks)
+    probes = [ipaddress.ip_address(rng.randrange(1 << 32)) for _ in range(2000)]
+    probes += [network.network_address for network in networks] + [network.broadcast_address for network in networks]
+    probes += [
+        ipaddress.ip_address(int(network.broadcast_address) + 1)
+        for network in networks
+        if int(network.broadcast_address) + 1 < (1 << network.max_prefixlen)
+    ]
+    for address in probes:
+        assert (address in ipset) is any(address in network for network in networks), address
+
+
+def test_an_ip_list_rule_decides_through_the_index():
+    directory = Directory(ip_lists={"vpn": _ipset("2001:db8::/48", "192.0.2.0/25")})
+    rule = parse_rule({"ip_list": {"id": "vpn"}})
+    assert rule_matches(rule, Subject(ip=ipaddress.ip_address("192.0.2.127")), directory)
+    assert not rule_matches(rule, Subject(ip=ipaddress.ip_address("192.0.2.128")), directory)
+    assert rule_matches(rule, Subject(ip=ipaddress.ip_address("2001:db8:0:ffff::1")), directory)
+    assert not rule_matches(rule, Subject(email="ana@example.com"), directory)
+    assert not rule_matches(
+        parse_rule({"ip_list": {"id": "deleted"}}), Subject(ip=ipaddress.ip_address("192.0.2.1")), directory
+    )

@@ -134,6 +134,19 @@ def test_sending_is_throttled_per_email(visitor, portainer, org_a):
     assert len(pins_for(org_a, "ana@example.com")) == 5
 
 
+def test_sending_is_throttled_per_address_across_emails(visitor, portainer, org_a):
+    """One address asking codes for many emails (an enumeration or a mail bomb) is stopped after 20."""
+    from access.login import CODES_PER_IP
+
+    for n in range(CODES_PER_IP):
+        assert send_code(visitor, f"user{n}@example.com").status_code == 200
+    assert send_code(visitor, "ana@example.com").status_code == 429
+    assert pins_for(org_a, "ana@example.com") == []
+    other = Client(HTTP_HOST=TEAM_HOST, REMOTE_ADDR="198.51.100.99")
+    assert send_code(other, "ana@example.com").status_code == 200  # another address is not held back
+    assert len(pins_for(org_a, "ana@example.com")) == 1
+
+
 @pytest.mark.parametrize(
     "target",
     [
@@ -213,3 +226,97 @@ def test_the_login_forms_may_post_on_to_the_application_and_nowhere_else(visitor
     policy = visitor.get(login_url())["Content-Security-Policy"]
     assert "form-action 'self' http://portainer.example.com:8080" in policy
     assert "script-src 'self'" in policy and "evil" not in policy
+
+
+def test_the_app_token_carries_every_claim_and_lives_the_apps_session(visitor, portainer, org_a, org_b, settings):
+    """The claims Cloudflare puts in an application token: `country` when the front proxy says it, a fresh
+    `identity_nonce`, `sub` stable per email per organisation, and `exp - iat` exactly the app's session (168h)."""
+    from access.keys import subject_id
+    from access.runtime import redeem_handoff
+
+    settings.ACCESS_COUNTRY_HEADER = "CF-IPCountry"
+    settings.TRUSTED_PROXY_COUNT = 1
+    visitor.defaults["HTTP_CF_IPCOUNTRY"] = "gb"
+    visitor.defaults["HTTP_X_FORWARDED_FOR"] = "198.51.100.4"
+    send_code(visitor, "Ana@Example.com")
+    [pin] = pins_for(org_a, "ana@example.com")
+    response = enter_pin(visitor, "ana@example.com", pin)
+    org_claims = jwt.decode(response.cookies["CF_Authorization"].value, options={"verify_signature": False})
+    code = parse_qs(urlsplit(response["Location"]).query)["code"][0]
+    token, seconds, app_id = redeem_handoff(org_a.pk, code)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert app_id == str(portainer.pk) and claims["aud"] == [portainer.aud] and claims["type"] == "app"
+    assert seconds == 168 * 3600 and claims["exp"] - claims["iat"] == 168 * 3600 and claims["nbf"] == claims["iat"]
+    assert claims["country"] == "GB" and claims["email"] == "ana@example.com"
+    assert len(claims["identity_nonce"]) >= 32 and claims["identity_nonce"] != org_claims["identity_nonce"]
+    assert claims["sub"] == org_claims["sub"] == subject_id(org_a.pk, "ANA@example.com")
+    assert subject_id(org_b.pk, "ana@example.com") != claims["sub"]
+    assert redeem_handoff(org_a.pk, code) is None  # the handoff is single use
+
+
+def test_without_a_trusted_front_proxy_the_country_is_unknown_and_left_out(visitor, portainer, org_a, settings):
+    from access.runtime import redeem_handoff
+
+    settings.ACCESS_COUNTRY_HEADER = "CF-IPCountry"
+    settings.TRUSTED_PROXY_COUNT = 0
+    visitor.defaults["HTTP_CF_IPCOUNTRY"] = "GB"  # sent by the client itself: not to be believed
+    send_code(visitor, "ana@example.com")
+    [pin] = pins_for(org_a, "ana@example.com")
+    code = parse_qs(urlsplit(enter_pin(visitor, "ana@example.com", pin)["Location"]).query)["code"][0]
+    token, _, _ = redeem_handoff(org_a.pk, code)
+    assert "country" not in jwt.decode(token, options={"verify_signature": False})
+
+
+def test_the_organisations_login_design_is_applied_to_the_login_page(visitor, portainer, org_a):
+    """Cloudflare's `login_design` (colours, logo, header and footer text) on the page, allowed by its CSP."""
+    import base64
+    import hashlib
+    import re
+
+    from access.services.settings import access_settings_update
+    from controlplane.actors import Actor
+
+    plain = visitor.get(login_url())
+    assert b"<style>" not in plain.content and b'class="page-text"' not in plain.content
+    access_settings_update(
+        organisation=org_a,
+        actor=Actor.cli(),
+        data={
+            "login_design": {
+                "background_color": "#112233",
+                "text_color": "#fafafa",
+                "logo_path": "https://cdn.example.net/alpha.png",
+                "header_text": "Alpha <tools>",
+                "footer_text": "Need help? it@example.com",
+            }
+        },
+    )
+    page = visitor.get(login_url())
+    html = page.content.decode()
+    css = re.search(r"<style>(.*?)</style>", html).group(1)
+    assert css == ":root{--page:#112233;--page-ink:#fafafa}"
+    assert '<header class="page-text">Alpha &lt;tools&gt;</header>' in html
+    assert '<footer class="page-text">Need help? it@example.com</footer>' in html
+    assert '<img class="logo" src="https://cdn.example.net/alpha.png"' in html
+    policy = page["Content-Security-Policy"]
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    assert f"style-src 'self' 'sha256-{digest}'" in policy
+    assert "img-src 'self' data: https://cdn.example.net" in policy
+    assert "form-action 'self' http://portainer.example.com:8080" in policy
+    # The code step and the denied page carry the same design.
+    send = send_code(visitor, "ana@example.com")
+    assert b"--page:#112233" in send.content and "sha256-" in send["Content-Security-Policy"]
+
+
+def test_an_applications_own_logo_wins_over_the_organisations(visitor, portainer, org_a):
+    from access.services.settings import access_settings_update
+    from controlplane.actors import Actor
+
+    access_settings_update(
+        organisation=org_a, actor=Actor.cli(), data={"login_design": {"logo_path": "https://cdn.example.net/a.png"}}
+    )
+    portainer.logo_url = "https://portainer.example.com/logo.svg"
+    portainer.save()
+    page = visitor.get(login_url())
+    assert b'src="https://portainer.example.com/logo.svg"' in page.content
+    assert "img-src 'self' data: https://portainer.example.com;" in page["Content-Security-Policy"]

@@ -88,3 +88,55 @@ def test_the_policy_tester_explains_each_decision(client_api, portainer):
     _, data = client_api("get", "/access/policy_tester?url=https://elsewhere.example.com/")
     assert data["result"] == []
     assert client_api("get", "/access/policy_tester?ip=not-an-ip")[0] == 400
+
+
+def test_the_policy_tester_takes_a_service_token(client_api, org_a, portainer):
+    from access.services.directory import service_token_create
+    from access.services.policies import policy_save
+    from controlplane.actors import Actor
+
+    token, _ = service_token_create(organisation=org_a, actor=Actor.cli(), data={"name": "CI"})
+    policy_save(
+        organisation=org_a,
+        actor=Actor.cli(),
+        data={"name": "CI", "decision": "non_identity", "include": [{"service_token": {"token_id": str(token.pk)}}]},
+        application=portainer,
+    )
+    status, data = client_api("get", f"/access/policy_tester?service_token_id={token.pk}")
+    [result] = data["result"]
+    assert status == 200 and result["outcome"] == "service_auth" and result["admitted"]
+    assert result["policy"]["name"] == "CI"
+    _, data = client_api("get", "/access/policy_tester?ip=198.51.100.1")
+    assert data["result"][0]["outcome"] == "needs_login" and not data["result"][0]["admitted"]
+    for unknown in ("not-a-token", "00000000-0000-0000-0000-000000000000"):
+        status, data = client_api("get", f"/access/policy_tester?service_token_id={unknown}")
+        assert status == 400 and "No service token" in data["errors"][0]["message"], data
+
+
+def test_keys_and_the_access_log_through_the_sdk(cf, org_a, portainer):
+    """The official SDK's `access.keys` (get, update, rotate) and `access.logs.access_requests.list`."""
+    acc = org_a.account_id
+    keys = cf.zero_trust.access.keys
+    assert keys.get(account_id=acc).key_rotation_interval_days == 42
+    keys.rotate(account_id=acc)
+    old_kid = SigningKey.objects.for_org(org_a).get(retired_at__isnull=True).kid
+    rotated = keys.rotate(account_id=acc)
+    assert rotated.last_key_rotation_at and rotated.days_until_next_rotation == 41  # whole days left of 42
+    assert SigningKey.objects.for_org(org_a).get(retired_at__isnull=True).kid != old_kid
+    assert keys.update(account_id=acc, key_rotation_interval_days=30).key_rotation_interval_days == 30
+
+    for email, allowed in [("ana@example.com", True), ("eve@evil.test", False), ("ana.b@example.com", True)]:
+        AccessRequest.objects.create(
+            organisation=org_a, user_email=email, allowed=allowed, app_uid=str(portainer.pk), action="login"
+        )
+    logs = cf.zero_trust.access.logs.access_requests
+    everything = logs.list(account_id=acc)
+    assert [row.user_email for row in everything] == ["ana.b@example.com", "eve@evil.test", "ana@example.com"]
+    assert [r.user_email for r in logs.list(account_id=acc, email="@example.com", direction="asc")] == [
+        "ana@example.com",
+        "ana.b@example.com",
+    ]
+    assert [r.user_email for r in logs.list(account_id=acc, email="ANA@example.com", email_exact=True)] == [
+        "ana@example.com"
+    ]
+    assert len(logs.list(account_id=acc, limit=2)) == 2

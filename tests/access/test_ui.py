@@ -387,6 +387,29 @@ def test_the_policy_tester_shows_decisions_and_the_deciding_policy(admin, org_a,
     assert response.status_code == 200 and "Not a URL" in response.content.decode()
 
 
+def test_the_policy_tester_takes_a_service_token(admin, org_a, world):
+    """A Service Auth policy admits a request carrying the chosen token; without it the same app needs a login."""
+    policy_save(
+        organisation=org_a,
+        actor=Actor.cli(),
+        data={
+            "name": "CI",
+            "decision": "non_identity",
+            "include": [{"service_token": {"token_id": str(world["token"].pk)}}],
+        },
+        application=world["app"],
+    )
+    page = admin.get(url("access-tester", org_a)).content.decode()
+    assert f'<option value="{world["token"].pk}">CI</option>' in page
+    page = admin.get(url("access-tester", org_a), {"service_token_id": str(world["token"].pk)}).content.decode()
+    assert ">Service Auth<" in page and "CI" in page
+    page = admin.get(url("access-tester", org_a), {"service_token_id": "", "ip": "198.51.100.1"}).content.decode()
+    assert ">Service Auth<" not in page and "Login required" in page
+    # Another organisation's token (or any unknown id) is not a choice.
+    page = admin.get(url("access-tester", org_a), {"service_token_id": "00000000-0000-0000-0000-000000000000"})
+    assert "Select a valid choice" in page.content.decode()
+
+
 def test_the_access_log_filters_and_pages(admin, org_a, world):
     from access.models import AccessRequest
 
