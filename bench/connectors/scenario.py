@@ -251,7 +251,8 @@ async def latency_rounds(
         log(
             f"{result.server}-{result.n}: yardstick (bare fan-out to {yardstick.n} sockets) p50 "
             f"{fmt_ms(percentile(yardstick.times, 50))} p99 {fmt_ms(percentile(yardstick.times, 99))}, "
-            f"{yardstick.missing} acks missing; its server's CPU {fmt_ms(mean(yardstick.cpu))} per fan-out"
+            f"{yardstick.missing} acks missing; CPU per fan-out: its server {fmt_ms(mean(yardstick.cpu))}, its fleet "
+            f"{fmt_ms(mean(yardstick.client_cpu))}"
         )
 
 

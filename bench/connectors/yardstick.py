@@ -111,6 +111,7 @@ class Yardstick:
         self.version = 0
         self.times: list[float] = []
         self.cpu: list[float] = []
+        self.client_cpu: list[float] = []  # the fleet processes' CPU per round (receiving, decoding, acking)
         self.missing = 0
 
     async def start(self, timeout: float) -> int:
@@ -141,6 +142,7 @@ class Yardstick:
         """One bare fan-out: from the request to the last socket receiving the frame (and acking it)."""
         self.version += 1
         cpu_before = self.server.cpu()
+        client_before = sum(w.cpu() for w in self.workers)
         t0 = time.monotonic()
         status, _ = await asyncio.to_thread(http_request, self.port, "POST", f"/fanout?version={self.version}")
         if status != 200:
@@ -153,6 +155,7 @@ class Yardstick:
         lasts = [a["last"] for a in answers if a["last"] is not None]
         await asyncio.sleep(0.02)  # the acks reach the server
         self.cpu.append(self.server.cpu() - cpu_before)
+        self.client_cpu.append(sum(w.cpu() for w in self.workers) - client_before)
         if missing or not lasts:
             return None
         self.times.append(max(lasts) - t0)
