@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-from controlplane.serving import get_sync_asgi_application  # noqa: E402
+from controlplane.serving import freeze_startup_heap, get_sync_asgi_application  # noqa: E402
 
 # Django's HTTP requests: the sync middleware chain and view, one hand-off to a thread pool per request.
 django_asgi_app = get_sync_asgi_application()
@@ -56,3 +56,7 @@ async def application(scope, receive, send):
     if kind == "http":
         return await django_asgi_app(scope, receive, send)
     return await browser_websockets(scope, receive, send)
+
+
+# Last, once everything above is imported: keep start-up's objects out of the garbage collector's passes.
+freeze_startup_heap()

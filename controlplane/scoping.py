@@ -83,10 +83,16 @@ class OrgQuerySet(models.QuerySet):
         return self.for_orgs([organisation])
 
     def for_orgs(self, organisations: Iterable[Organisation]) -> Self:
+        organisations = list(organisations)
         ids = [org.pk for org in organisations]
         qs = self.filter(organisation_id__in=ids) if len(ids) != 1 else self.filter(organisation_id=ids[0])
         qs._scope_reason = "organisation"
         qs._scope_org_ids = frozenset(ids)
+        # The rows read come with the organisation the caller already holds (as a related manager's rows come with
+        # their parent): `row.organisation` costs no query. Without this an API request read its organisation
+        # again for each row it handed on (tunnel_health, every service's locked re-read): issue 13.
+        field = self.model._meta.get_field("organisation")
+        qs._known_related_objects = {**qs._known_related_objects, field: {org.pk: org for org in organisations}}
         return qs
 
     def installation_level(self) -> Self:

@@ -312,7 +312,9 @@ def _zone_for(zones_by_name: dict[str, Zone], hostname: str) -> Zone | None:
 
 def _place_hostnames(organisation: Organisation, hostnames: set[str]) -> dict[str, Zone]:
     """Each hostname's zone (one query), refusing one outside the account's active zones. Runs before the write
-    transaction: it only reads, and what it read is checked again in `_sync_dns_routes`."""
+    transaction: it only reads, and what it read is checked again in `_sync_dns_routes`. No hostname: no query."""
+    if not hostnames:
+        return {}
     zones = {z.name: z for z in Zone.objects.for_org(organisation).filter(status=ZoneStatus.ACTIVE)}
     placed: dict[str, Zone] = {}
     for hostname in sorted(hostnames):

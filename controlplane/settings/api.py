@@ -10,6 +10,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.api.permissions.DenyAll"],
     "DEFAULT_RENDERER_CLASSES": ["controlplane.api.envelope.EnvelopeRenderer"],
     "DEFAULT_PARSER_CLASSES": ["controlplane.api.parsers.BoundedJSONParser"],
+    # The same Accept header selects the same renderer: remembered (controlplane/api/negotiation.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "controlplane.api.negotiation.MemoContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "controlplane.api.pagination.V4Pagination",
     "EXCEPTION_HANDLER": "controlplane.api.envelope.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "controlplane.api.schema.EnvelopeAutoSchema",

@@ -30,6 +30,8 @@ class TunnelCreateInput(serializers.Serializer):
 class TunnelListQuery(serializers.Serializer):
     """Filters of the tunnel list (Cloudflare's); text filters refuse NUL and control characters."""
 
+    empty_is_constant = True  # validated_query: no parameter, the same defaults every time
+
     name = serializers.CharField(required=False, max_length=255)
     uuid = serializers.UUIDField(required=False)
     is_deleted = serializers.BooleanField(required=False, allow_null=True, default=None)

@@ -189,9 +189,9 @@ class TunnelConfigurationView(TunnelBase):
         _check_body_size(request, MAX_CONFIG_BODY_BYTES)
         data = _valid(ConfigurationInput, request.data)
         tunnel = self.tunnel(tunnel_id)
-        services.tunnel_config_update(tunnel=tunnel, config=data["config"], actor=self.actor)
-        tunnel.refresh_from_db()
-        return Response(self._data(tunnel))
+        saved = services.tunnel_config_update(tunnel=tunnel, config=data["config"], actor=self.actor)
+        # The version this request saved, as the service wrote it (no re-read of the tunnel and its version).
+        return Response(configuration_data(saved.tunnel, saved.created_at))
 
 
 class TunnelConnectionsView(TunnelBase):

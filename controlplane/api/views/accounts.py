@@ -11,7 +11,12 @@ from rest_framework.response import Response
 from controlplane.api.base import OrgScopedAPIView, PrincipalView
 from controlplane.api.pagination import V4Pagination, paginated_response
 from controlplane.api.schema import errors
-from controlplane.api.serializers.accounts import AccountListQuery, AccountSerializer, AccountUpdateSerializer
+from controlplane.api.serializers.accounts import (
+    AccountListQuery,
+    AccountSerializer,
+    AccountUpdateSerializer,
+    account_data,
+)
 from controlplane.choices import Resource
 from controlplane.services.organisations import organisation_update
 
@@ -44,7 +49,7 @@ class AccountDetailView(OrgScopedAPIView):
 
     @extend_schema(summary="Account details", responses={200: AccountSerializer, **errors(401, 404)})
     def get(self, request: Request, account_id: str) -> Response:
-        return Response(AccountSerializer(self.organisation).data)
+        return Response(account_data(self.organisation))
 
     @extend_schema(
         summary="Rename the account or team, or require two-factor sign-in",
@@ -56,4 +61,4 @@ class AccountDetailView(OrgScopedAPIView):
         serializer.is_valid(raise_exception=True)
         fields: dict[str, Any] = serializer.validated_data
         organisation = organisation_update(organisation=self.organisation, actor=self.actor, **fields)
-        return Response(AccountSerializer(organisation).data)
+        return Response(account_data(organisation))
