@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 from connector import protocol
-from tunnels.hub import CachedTunnel, ConnectorSession, Hub
+from dataplane.hub import CachedTunnel, ConnectorSession, Hub
 
 
 def session(tunnel_id, frames, *, sync=True, acked=-1, fail=False):
