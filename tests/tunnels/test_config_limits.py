@@ -6,6 +6,7 @@ queries."""
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 from types import SimpleNamespace
@@ -162,6 +163,10 @@ def test_a_maximal_configuration_holds_the_write_lock_briefly_and_another_tenant
     assert writes and Tunnel.objects.for_org(org_b).count() == len(writes)
     # Measured on a shared 2-core machine: the whole save ~1.5 s (validation and planning outside), the write
     # transaction ~0.5 s; before, 1,000 rules took ~16 s, all of it inside the write transaction.
-    assert len(locked_for) == 1 and locked_for[0] < 1.0, locked_for
-    assert max(writes) < locked_for[0] + 0.5, (max(writes), locked_for)
+    # Ratios rather than seconds, so that a loaded machine does not fail it: before, the whole save (~16 s for
+    # 1,000 rules) sat inside the write transaction; now most of it (validation, planning) happens before it, and
+    # the other tenant waits at most for the lock plus a few of its own writes.
+    assert len(locked_for) == 1 and locked_for[0] < 0.7 * saved[0], (locked_for, saved)
+    own_write = statistics.median(writes)
+    assert max(writes) < locked_for[0] + 3 * own_write + 0.5, (max(writes), locked_for, own_write)
     print(f"save {saved[0]:.2f} s, write transaction {locked_for[0]:.2f} s, other tenant: {len(writes)} writes")
