@@ -55,9 +55,9 @@ def _connector_view(connector: Connector) -> ConnectorView:
     )
 
 
-# The columns tunnel_health_map reads, as tuples: a status push for a tunnel with 1,000 live connections built 2,000
-# model instances (each connection's connector again) and spent ~100 ms of CPU there, ~5x the rest of the work
-# (bench/connectors, docs/benchmarks.md "Connectors").
+# The columns tunnel_health_map reads, as tuples: with model instances, a status snapshot of a tunnel with 1,000 live
+# connections built 2,000 of them (each connection's connector again) and cost ~105 ms of CPU; with tuples ~32 ms
+# (bench/connectors, docs/benchmarks.md "The same-run yardstick").
 _LIVE_COLUMNS = (
     "id",
     "tunnel_id",
@@ -141,17 +141,8 @@ def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) 
                 .filter(connector_id__in={k[0] for k in keys}, closed_at__in={k[2] for k in keys})
                 .values_list(*_CLOSED_COLUMNS, "close_reason")
             )
-            for (
-                pk,
-                tunnel_id,
-                connector_pk,
-                conn_index,
-                origin_ip,
-                opened_at,
-                server_id,
-                closed_at,
-                reason,
-            ) in candidates:
+            for row in candidates:
+                pk, tunnel_id, connector_pk, conn_index, origin_ip, opened_at, server_id, closed_at, reason = row
                 if (connector_pk, conn_index, closed_at) not in keys:
                     continue
                 closed_by_tunnel.setdefault(tunnel_id, []).append(

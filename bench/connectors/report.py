@@ -11,8 +11,9 @@ from bench.connectors.procs import percentile
 # At N = 1,000 (issue 3): config push acked by all, and the status page, p99 under this on a quiet machine.
 LATENCY_TARGET = 0.25
 # The same, as a ratio to the same-run yardstick's p99 (a bare fan-out to as many sockets), for any machine.
-# Justified in docs/benchmarks.md ("Connectors"): 250 ms over the yardstick's p99 on a quiet machine.
-RATIO_TARGET = 5.0
+# Justified in docs/benchmarks.md ("Connectors", "The same-run yardstick"): 250 ms over the yardstick's p99 on a
+# quiet machine, ~100 ms (its server and its fleet need 50-60 and 65-85 ms of CPU per fan-out, on two cores).
+RATIO_TARGET = 2.5
 
 if TYPE_CHECKING:
     from bench.connectors.scenario import Result
@@ -107,14 +108,16 @@ def yardstick_lines(results: list[Result]) -> list[str]:
             f"{r.server} N={r.n:,}: yardstick (bare fan-out to the same number of sockets, same server kind) "
             f"p50 {fmt_ms(percentile(r.yardstick, 50))} p99 {fmt_ms(floor)}; "
             f"config→all acked p99 {fmt_ms(config)} = {fmt_ratio(config_ratio)} yardstick "
-            f"(target ≤ {RATIO_TARGET:.0f}x) {ok(config_ratio is not None and config_ratio <= RATIO_TARGET)}; "
+            f"(target ≤ {RATIO_TARGET}x) {ok(config_ratio is not None and config_ratio <= RATIO_TARGET)}; "
             f"status page p99 {fmt_ms(status)} = {fmt_ratio(status_ratio)} yardstick "
-            f"(target ≤ {RATIO_TARGET:.0f}x) {ok(status_ratio is not None and status_ratio <= RATIO_TARGET)}"
+            f"(target ≤ {RATIO_TARGET}x) {ok(status_ratio is not None and status_ratio <= RATIO_TARGET)}"
         )
+        push_cpu, floor_cpu = mean(r.config_cpu), mean(r.yardstick_cpu)
         out.append(
-            f"{r.server} N={r.n:,}: server CPU per config push {fmt_ms(mean(r.config_cpu))}, per status connect + "
-            f"disconnect {fmt_ms(mean(r.status_cpu))}; the yardstick server's per fan-out "
-            f"{fmt_ms(mean(r.yardstick_cpu))}"
+            f"{r.server} N={r.n:,}: server CPU (load-independent) per config push {fmt_ms(push_cpu)} = "
+            f"{fmt_ratio(ratio(push_cpu, floor_cpu))} the yardstick server's per fan-out ({fmt_ms(floor_cpu)}; its "
+            f"fleet's {fmt_ms(mean(r.yardstick_client_cpu))}); per status connect + disconnect "
+            f"{fmt_ms(mean(r.status_cpu))}"
         )
     return out
 

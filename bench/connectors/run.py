@@ -6,7 +6,9 @@ server process, a status-page watcher, then
 1. reconnect storm: all N connectors dial at once; time until the last one received WELCOME;
 2. server RSS (VmRSS) after the storm, and its CPU (utime + stime) over an idle window with heartbeats;
 3. at N <= 1,000 (or --latency): config push, from the API PUT to the last connector acking the new version,
-   and status page latency, from a probe connector's HELLO (or close) to the watcher seeing it.
+   and status page latency, from a probe connector's HELLO (or close) to the watcher seeing it; interleaved with
+   the same-run yardstick (bench/connectors/yardstick.py: a bare fan-out to as many sockets on a second server
+   process of the same kind), to which both are reported as ratios, with the server's CPU per operation.
 
 The connectors run in 1-2 separate processes (bench/connectors/fleet.py). docs/benchmarks.md has the figures.
 """

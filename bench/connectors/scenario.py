@@ -54,6 +54,7 @@ class Result:
     status_cpu: list[float] = dataclasses.field(default_factory=list)
     yardstick: list[float] = dataclasses.field(default_factory=list)
     yardstick_cpu: list[float] = dataclasses.field(default_factory=list)
+    yardstick_client_cpu: list[float] = dataclasses.field(default_factory=list)
     yardstick_missing: int = 0
     error: str = ""
 
@@ -247,6 +248,7 @@ async def latency_rounds(
     if yardstick is not None:
         result.yardstick = yardstick.times
         result.yardstick_cpu = yardstick.cpu
+        result.yardstick_client_cpu = yardstick.client_cpu
         result.yardstick_missing = yardstick.missing
         log(
             f"{result.server}-{result.n}: yardstick (bare fan-out to {yardstick.n} sockets) p50 "
