@@ -17,6 +17,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,4 +227,41 @@ def log_request(
         reason=reason[:300],
         ray_id=ray_id[:32],
         country=country[:2],
+    )
+
+
+# An edge refusal (a 403 with its decision id) is logged once per visitor, application and minute: a client retrying
+# a refused request must not fill the log. Bounded: cleared past 10,000 remembered visitors.
+DENIAL_LOG_SECONDS = 60.0
+_logged_denials: dict[tuple[str, str, str, str], float] = {}
+
+
+def denial_worth_logging(organisation_id: Any, app_id: str, email: str, ip: str) -> bool:
+    now = time.monotonic()
+    key = (str(organisation_id), app_id, email, ip)
+    last = _logged_denials.get(key)
+    if last is not None and now - last < DENIAL_LOG_SECONDS:
+        return False
+    if len(_logged_denials) >= 10_000:
+        _logged_denials.clear()
+    _logged_denials[key] = now
+    return True
+
+
+def log_denial(
+    organisation_id: Any, app: CompiledApp, email: str, ip: str, country: str | None, reason: str, ray_id: str
+) -> None:
+    """The edge refused a request (sync: the edge runs it in a database thread). Bypass and admitted requests are
+    not logged, as in Cloudflare; logins are (log_request)."""
+    organisation = Organisation.objects.get(pk=organisation_id)
+    log_request(
+        organisation=organisation,
+        app=app,
+        email=email,
+        ip=ip,
+        allowed=False,
+        reason=reason or "no policy admits the request",
+        action="request",
+        ray_id=ray_id,
+        country=country or "",
     )

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from django.conf import settings
 
 from access.events import AccessChanged
+from access.login import denial_worth_logging, log_denial
 from access.runtime import Kind, OrgView, decide, load_org_view, redeem_handoff, revoke, service_assertion
 
 RELOAD_SECONDS = 30.0
@@ -216,6 +217,10 @@ class Gate:
             )
             login = f"{view.team_url}/cdn-cgi/access/login/{host}?kid={app.aud}&redirect_url={quote(original, safe='')}"
             return _redirect(login, request_id)
+        if denial_worth_logging(org, app.id, admission.email, ip_text):  # the 403's decision id, on the access log
+            await hub.db(
+                _in_db_thread, log_denial, org, app, admission.email, ip_text, country, admission.reason, request_id
+            )
         if app.app.custom_deny_url:
             return _redirect(app.app.custom_deny_url, request_id)
         message = app.app.custom_deny_message or (

@@ -248,3 +248,48 @@ def test_an_identity_only_decision_is_remembered_for_the_views_life_and_a_networ
     assert ask(view, bo).kind is Kind.ADMIT
     assert ask(view, bo, ip=ipaddress.ip_address("198.51.100.1")).kind is Kind.DENY
     assert not view.admissions
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_edges_refusals_are_on_the_access_log_with_their_decision_id(portainer, org_a):
+    """A 403 at the edge names a decision id; the admin finds it on the access log (once a minute per visitor, so a
+    client retrying cannot flood the log). Admitted and bypassed requests are not logged."""
+    import asyncio
+
+    from access import login as flow
+    from access.models import AccessRequest
+    from edge.admission import Gate
+
+    class Hub:
+        async def db(self, function, *args):
+            return await asyncio.to_thread(function, *args)
+
+    def request(token, ip, ray):
+        scope = {
+            "type": "http",
+            "path": "/",
+            "query_string": b"",
+            "client": (ip, 50000),
+            "headers": [(b"host", b"portainer.example.com"), (b"cookie", b"CF_Authorization=" + token.encode())],
+        }
+        return asyncio.run(gate.admit(Hub(), scope, org_a.pk, "portainer.example.com", ray))
+
+    flow._logged_denials.clear()
+    gate = Gate()
+    assert request(app_token(org_a, portainer), "203.0.113.9", "ray-admitted").__class__.__name__ == "Admit"
+    bo = app_token(org_a, portainer, email="bo@example.com")
+    status, headers, body = request(bo, "198.51.100.1", "ray-refused-1")
+    assert status == 403 and b"ray-refused-1" in body
+    assert request(bo, "198.51.100.1", "ray-refused-2")[0] == 403  # the same visitor within the minute
+    [row] = AccessRequest.objects.for_org(org_a)
+    assert (row.ray_id, row.user_email, row.ip_address, row.allowed, row.action) == (
+        "ray-refused-1",
+        "bo@example.com",
+        "198.51.100.1",
+        False,
+        "request",
+    )
+    assert row.app_uid == str(portainer.pk) and row.reason
+    assert request(bo, "198.51.100.2", "ray-refused-3")[0] == 403  # another address is another visitor
+    assert AccessRequest.objects.for_org(org_a).count() == 2
+    flow._logged_denials.clear()
