@@ -14,7 +14,7 @@ from access.logic.rules import Rule, RuleError, parse_rules
 from access.models import AccessGroup, AccessList, IdentityProvider, ServiceToken
 from controlplane.actors import Actor
 from controlplane.models import Organisation
-from controlplane.services.audit import audit_record
+from controlplane.services.audit import audit_record, save_audited
 
 MAX_NAME = 255
 
@@ -99,3 +99,30 @@ def audit(
         resource_name=getattr(obj, "name", ""),
         changes=changes,
     )
+
+
+def save_and_audit(
+    obj: Any,
+    *,
+    conflict: dict[str, str],
+    organisation: Organisation,
+    actor: Actor,
+    action: str,
+    kind: str,
+    changes: dict[str, Any] | None = None,
+) -> None:
+    """`audit` for a row with a uniqueness rule: saved through the core's `save_audited`, so a race lost between the
+    service's own check and the insert is the check's ValidationError (`conflict`), never a 500."""
+    from access.events import access_changed
+
+    save_audited(
+        obj,
+        conflict=conflict,
+        organisation=organisation,
+        actor=actor,
+        action=action,
+        resource_type=kind,
+        resource_name=getattr(obj, "name", ""),
+        changes=changes,
+    )
+    access_changed(organisation_id=organisation.pk)

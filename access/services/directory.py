@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from access.logic.durations import parse_go_duration
 from access.models import AccessGroup, AccessList, IdentityProvider, Policy, ServiceToken
-from access.services.common import audit, clean_name, clean_rules
+from access.services.common import audit, clean_name, clean_rules, save_and_audit
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction
 from controlplane.models import Organisation
@@ -55,10 +55,18 @@ def identity_provider_save(
         raise ValidationError({"config": "The one-time PIN provider takes an empty config: {}."})
     with transaction.atomic():
         if idp is None:
+            conflict = {"type": "This account already has a one-time PIN provider."}
             if IdentityProvider.objects.for_org(organisation).filter(type=kind).exists():
-                raise ValidationError({"type": "This account already has a one-time PIN provider."})
-            idp = IdentityProvider.objects.create(organisation=organisation, name=name, type=kind)
-            audit(organisation=organisation, actor=actor, action=AuditAction.CREATE, obj=idp, kind="access_idp")
+                raise ValidationError(conflict)
+            idp = IdentityProvider(organisation=organisation, name=name, type=kind)
+            save_and_audit(
+                idp,
+                conflict=conflict,
+                organisation=organisation,
+                actor=actor,
+                action=AuditAction.CREATE,
+                kind="access_idp",
+            )
         else:
             before = snapshot(idp, ["name"])
             idp.name = name
@@ -119,22 +127,30 @@ def group_save(
     taken = AccessGroup.objects.for_org(organisation).filter(name=values["name"])
     if group is not None:
         taken = taken.exclude(pk=group.pk)
+    conflict = {"name": f"A group named “{values['name']}” already exists."}
     with transaction.atomic():
         if taken.exists():
-            raise ValidationError({"name": f"A group named “{values['name']}” already exists."})
+            raise ValidationError(conflict)
         if group is None:
-            group = AccessGroup.objects.create(organisation=organisation, **values)
-            audit(organisation=organisation, actor=actor, action=AuditAction.CREATE, obj=group, kind="access_group")
+            group = AccessGroup(organisation=organisation, **values)
+            save_and_audit(
+                group,
+                conflict=conflict,
+                organisation=organisation,
+                actor=actor,
+                action=AuditAction.CREATE,
+                kind="access_group",
+            )
             return group
         before = snapshot(group, _GROUP_FIELDS)
         for key, value in values.items():
             setattr(group, key, value)
-        group.save()
-        audit(
+        save_and_audit(
+            group,
+            conflict=conflict,
             organisation=organisation,
             actor=actor,
             action=AuditAction.UPDATE,
-            obj=group,
             kind="access_group",
             changes=diff(before, snapshot(group, _GROUP_FIELDS)),
         )
@@ -197,25 +213,31 @@ def list_save(
     taken = AccessList.objects.for_org(organisation).filter(name=name)
     if access_list is not None:
         taken = taken.exclude(pk=access_list.pk)
+    conflict = {"name": f"A list named “{name}” already exists."}
     with transaction.atomic():
         if taken.exists():
-            raise ValidationError({"name": f"A list named “{name}” already exists."})
+            raise ValidationError(conflict)
         if access_list is None:
-            access_list = AccessList.objects.create(
+            access_list = AccessList(
                 organisation=organisation, name=name, type=kind, description=description, items=items
             )
-            audit(
-                organisation=organisation, actor=actor, action=AuditAction.CREATE, obj=access_list, kind="access_list"
+            save_and_audit(
+                access_list,
+                conflict=conflict,
+                organisation=organisation,
+                actor=actor,
+                action=AuditAction.CREATE,
+                kind="access_list",
             )
             return access_list
         before = snapshot(access_list, ["name", "description", "items"])
         access_list.name, access_list.description, access_list.items = name, description, items
-        access_list.save()
-        audit(
+        save_and_audit(
+            access_list,
+            conflict=conflict,
             organisation=organisation,
             actor=actor,
             action=AuditAction.UPDATE,
-            obj=access_list,
             kind="access_list",
             changes=diff(before, snapshot(access_list, ["name", "description", "items"])),
         )

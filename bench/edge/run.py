@@ -1,6 +1,9 @@
 """Edge benchmark (issue 4): the request path through our edge and one real connector, side by side with the
 origin alone and with nginx as a reverse proxy, in one command, on loopback, bounded in time.
 
+Over ~600 lines on purpose: it is one command whose scenarios share one `Bench` (processes, ports, interleaved
+A/B runs); the process, load and report helpers are small and used only here.
+
 Scenarios (each prints requests/s and p50/p99 for a 1 KiB response at 50 connections and at 1, MiB/s for a
 100 MiB download and upload, and the CPU each of our processes spends per proxied request):
 

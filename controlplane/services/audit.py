@@ -131,7 +131,7 @@ def save_audited(
     action: str,
     resource_type: str,
     resource_name: str,
-    changes: dict[str, Any],
+    changes: dict[str, Any] | None,
 ) -> None:
     """Save `instance` in a savepoint and audit it. A uniqueness race lost between the service's own check and
     the insert (IntegrityError) becomes the same ValidationError the check gives (`conflict`), never a 500, and

@@ -250,8 +250,9 @@ def dns_record_delete(*, record: DnsRecord, actor: Actor) -> None:
 
 @transaction.atomic
 def dns_records_delete(*, records: list[DnsRecord], actor: Actor) -> None:
-    """Delete records of one organisation, each with its audit event (one shape, whoever deletes: the DNS API, a
-    tunnel dropping a public hostname, a tunnel deleted), in one insert and one delete."""
+    """Delete records of one organisation, each with its audit event (one shape, whoever deletes one by one: the DNS
+    API, a tunnel deleted), in one insert and one delete. A configuration that drops public hostnames deletes their
+    CNAMEs in its DNS-route sync instead, with one summary event per change (tunnels/services/config.py)."""
     if not records:
         return
     organisation = records[0].organisation

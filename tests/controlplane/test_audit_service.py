@@ -1,5 +1,5 @@
 """The audit service's one "save, turn a lost uniqueness race into a validation error, audit" step
-(`save_audited`), used by the create/update services of organisations, zones and tunnels."""
+(`save_audited`), used by the create/update services of organisations, zones, tunnels and Access's named rows."""
 
 from __future__ import annotations
 
@@ -59,3 +59,29 @@ def test_a_saved_row_is_audited_once_with_its_id(org_a):
     )
     [event] = AuditEvent.objects.for_org(org_a)
     assert (event.resource_id, event.changes) == (zone.pk.hex, {"name": [None, "fine.example.com"]})
+
+
+@pytest.mark.parametrize("kind", ["access_group", "access_list", "access_idp"])
+def test_the_access_services_use_it_when_their_own_check_lost_the_race(org_a, monkeypatch, kind):
+    """Access groups and lists have unique names, the one-time PIN provider is one per organisation: a second
+    writer that passed the service's check meanwhile gets the check's error, not a 500, and no audit row."""
+    from access.services.directory import group_save, identity_provider_save, list_save, one_time_pin_provider
+    from controlplane.scoping import OrgQuerySet
+
+    rule = {"email_domain": {"domain": "alpha.test"}}
+    save = {
+        "access_group": lambda: group_save(organisation=org_a, actor=ACTOR, data={"name": "ops", "include": [rule]}),
+        "access_list": lambda: list_save(organisation=org_a, actor=ACTOR, data={"name": "ops", "type": "EMAIL"}),
+        "access_idp": lambda: identity_provider_save(
+            organisation=org_a, actor=ACTOR, data={"name": "PIN", "type": "onetimepin"}
+        ),
+    }[kind]
+    if kind == "access_idp":
+        one_time_pin_provider(org_a)
+    else:
+        save()
+    audited = AuditEvent.objects.for_org(org_a).filter(resource_type=kind).count()
+    monkeypatch.setattr(OrgQuerySet, "exists", lambda self: False)  # both writers passed the check
+    with pytest.raises(ValidationError, match="already"):
+        save()
+    assert AuditEvent.objects.for_org(org_a).filter(resource_type=kind).count() == audited

@@ -12,6 +12,10 @@ tunnels outlive each test. The world's fixture flushes the whole database when t
 Large transfers are 1 GiB each way (measured on the 2-core machines: 7-13 s each, 80-150 MiB/s, with the
 server's and the connector's RSS growing by under 1 MiB); E2E_LARGE_BYTES sets another size, e.g. 268435456 for
 a quicker run.
+
+Over ~600 lines on purpose: one module-scoped world of real processes (server, origins, connectors) serves every
+test here; split into several modules, each would start its own world (tens of seconds each, twice: daphne and
+uvicorn).
 """
 
 from __future__ import annotations

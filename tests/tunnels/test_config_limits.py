@@ -126,9 +126,11 @@ def test_a_maximal_configuration_holds_the_write_lock_briefly_and_another_tenant
                 locked_for.append(time.perf_counter() - self.started)
             return result
 
-    from tunnels import services
+    from tunnels.services import config as config_services
 
-    monkeypatch.setattr(services, "transaction", SimpleNamespace(atomic=TimedAtomic, on_commit=transaction.on_commit))
+    monkeypatch.setattr(
+        config_services, "transaction", SimpleNamespace(atomic=TimedAtomic, on_commit=transaction.on_commit)
+    )
     done = threading.Event()
     saved: list[float] = []
 
