@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.http import HttpRequest, HttpResponse
 
 from controlplane.errors import dependency_unavailable
@@ -41,3 +42,14 @@ class DependencyFailureMiddleware:
             return None
         logger.warning("%s %s: a dependency is unavailable: %r", request.method, request.path, exception)
         return service_unavailable(request)
+
+
+class MessageMiddleware(DjangoMessageMiddleware):
+    """Django's flash messages, for the pages only: the API (`/client/v4/`) never shows one, and building the
+    message storage (a cookie signer, the session backend) was ~7 % of a small API request's CPU (issue 13). A
+    response of a request without a storage stores nothing, as Django's own middleware does."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        if request.path.startswith("/client/v4/"):
+            return
+        super().process_request(request)

@@ -126,8 +126,9 @@ def get_sync_asgi_application(threads: int | None = None) -> SyncASGIHandler:
 def freeze_startup_heap() -> None:
     """Once the server's application is built: import every view now (the URLconf is otherwise loaded by the first
     request), then move what start-up allocated (Django, the apps, the URLconf: never garbage) out of the
-    collector's reach. Without it every collection of the oldest generation walked those ~0.5M objects: measured
-    in-process, a trivial view's CPU per request fell from ~270 to ~120 µs and an API read's by ~1 ms (issue 13).
+    collector's reach. Without it every collection of the oldest generation walked those ~0.5M objects: in one
+    in-process pair of runs, a trivial view's CPU per request fell from ~270 to ~120 µs and GET tunnel's from ~4.2
+    to ~2.7 ms (issue 13; the machine was loaded, so read it as an order of magnitude).
     The hub, when it starts, also raises the young generation's threshold (tunnels/loops.py, tune_gc)."""
     from django.urls import get_resolver
 

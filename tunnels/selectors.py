@@ -33,7 +33,7 @@ def tunnel_get(*, organisation: Organisation, tunnel_id: object, include_deleted
     qs = Tunnel.objects.for_org(organisation).filter(pk=pk)
     if not include_deleted:
         qs = qs.filter(deleted_at__isnull=True)
-    tunnel = qs.first()
+    tunnel = next(iter(qs.order_by()[:1]), None)  # one row by its key: no ORDER BY to build or run
     if tunnel is None:
         raise NotFound("Tunnel not found.")
     return tunnel
@@ -174,6 +174,14 @@ def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) 
 
 def tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:
     return tunnel_health_map(organisation=tunnel.organisation, tunnels=[tunnel])[tunnel.pk]
+
+
+def new_tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:
+    """The health of a tunnel created by the current request, without a query: no connector can have connected
+    with a token that has not been answered yet (what `tunnel_health` computes from no rows)."""
+    return compute_health(
+        ever_connected=tunnel.conns_active_at is not None, config_version=tunnel.config_version, connectors=[], live=[]
+    )
 
 
 @dataclass(frozen=True)

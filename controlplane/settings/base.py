@@ -57,7 +57,7 @@ MIDDLEWARE = [
     "controlplane.second_factor.OTPMiddleware",  # django-otp's, shared with websockets
     "controlplane.middleware.RequestContextMiddleware",
     "controlplane.middleware.DependencyFailureMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "controlplane.middleware.MessageMiddleware",  # Django's, skipped for the API
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -66,3 +66,27 @@ def test_put_configuration_answers_the_saved_version(api):
     assert saved["version"] == before["version"] + 1
     assert saved["config"] == CONFIG["config"]
     assert api("get", "{base}/{tunnel}/configurations") == saved
+
+
+@pytest.mark.django_db
+def test_create_and_delete_queries_pinned(api):
+    api("post", "{base}", {"name": "warm"})
+    with CaptureQueriesContext(connection) as create:
+        created = api("post", "{base}", {"name": "measured"})
+    # BEGIN, name free?, SAVEPOINT, INSERT tunnel, RELEASE, INSERT audit, COMMIT: no health read of a new tunnel
+    assert len(create) == 7
+    with CaptureQueriesContext(connection) as delete:
+        api("delete", "{base}/" + created["id"])
+    assert len(delete) == 11
+
+
+@pytest.mark.django_db
+def test_a_new_tunnel_answers_the_health_read_back(api):
+    from tunnels.models import Tunnel
+    from tunnels.selectors import new_tunnel_health, tunnel_health
+
+    created = api("post", "{base}", {"name": "fresh"})
+    tunnel = Tunnel.objects.unscoped("test").get(pk=created["id"])
+    assert new_tunnel_health(tunnel=tunnel) == tunnel_health(tunnel=tunnel)
+    shown = api("get", "{base}/" + created["id"])
+    assert {key: created[key] for key in shown} == shown

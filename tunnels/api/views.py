@@ -94,7 +94,7 @@ class TunnelListView(TunnelBase):
     def post(self, request: Request, account_id: str) -> Response:
         data = _valid(TunnelCreateInput, request.data)
         tunnel = services.tunnel_create(organisation=self.organisation, actor=self.actor, **data)
-        response = self.tunnel_response(tunnel)
+        response = Response(tunnel_data(tunnel, selectors.new_tunnel_health(tunnel=tunnel)))
         response.data["token"] = services.tunnel_token(tunnel)
         return response
 
