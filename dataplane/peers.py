@@ -168,7 +168,8 @@ class PeerSession:
         self.link = link
         self.tunnel_id = tunnel_id
         self._tunnel_header = (TUNNEL_HEADER, tunnel_id.hex.encode())
-        self.request_prefix: tuple[tuple[bytes, bytes], ...] = (self._tunnel_header,)  # edge/app.py puts it first in the REQUEST frames it builds
+        # edge/app.py puts it first in the REQUEST frames it builds
+        self.request_prefix: tuple[tuple[bytes, bytes], ...] = (self._tunnel_header,)
 
     @property
     def streams(self) -> dict[int, EdgeStream]:
