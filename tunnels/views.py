@@ -135,7 +135,7 @@ class TunnelDetailView(TunnelPage):
         return {"origin_errors": errors, "origin_error_search": request_id, "origin_error_elsewhere": elsewhere}
 
 
-class TunnelRenameView(TunnelPage):
+class TunnelRenameView(TunnelDetailView):
     template_name = "tunnels/ui/detail.html"
     http_method_names = ["post"]
 

@@ -252,3 +252,15 @@ def test_setting_words_cover_every_setting_the_api_accepts():
     assert (
         in_ui_words("keepAliveConnections must be a whole number") == "“Keep-alive connections” must be a whole number"
     )
+
+
+def test_a_rename_refused_shows_the_tunnel_page_with_the_error(client, admin_a, org_a):
+    # The rename form posts to its own URL; a refused name renders the whole tunnel page again (it was a 500: the
+    # page's context was missing; found by tests/browser/test_accessibility.py sending each form empty).
+    sign_in(client, admin_a)
+    tunnel = tunnel_create(organisation=org_a, name="home-lab", actor=Actor.cli())
+    response = client.post(url("tunnel-rename", org_a, tunnel.id.hex), {"name": ""})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Install and run a connector" in page and 'class="error"' in page
+    assert Tunnel.objects.for_org(org_a).get().name == "home-lab"
