@@ -296,7 +296,7 @@ class Edge:
         if route is None:
             detail = f"{host} is not a public hostname of any tunnel."
             return await self.fail(scope, send, request_id, host, 404, detail)
-        admitted: list[tuple[bytes, bytes]] | None = None
+        admitted: tuple[tuple[bytes, bytes], ...] | None = None
         decision = await self.decide_access(hub, scope, route, host, request_id)
         if decision is not None:
             if not isinstance(decision, Admit):
@@ -453,7 +453,7 @@ class Edge:
             await send({"type": "websocket.close", "code": 1008})
             return
         route = await self.route(host)
-        admitted: list[tuple[bytes, bytes]] | None = None
+        admitted: tuple[tuple[bytes, bytes], ...] | None = None
         if route is not None:
             decision = await self.decide_access(hub, scope, route, host, request_id)
             if decision is not None:
