@@ -25,6 +25,9 @@ from access.selectors import CompiledApp, CompiledOrg, compile_org
 
 TOKEN_CACHE = 4096
 MAX_TOKEN_LENGTH = 8192
+MATCH_CACHE = 4096
+MAX_MATCH_PATH = 512
+_UNMATCHED: Any = object()
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class OrgView:
     # under a view: an `access` event replaces it), so a valid cookie costs its checks and a dict lookup.
     network_free: dict[str, bool] = field(default_factory=dict)
     admissions: OrderedDict[tuple[str, str], Admission] = field(default_factory=OrderedDict)
+    # Per session token: the identity header lines the edge adds to an admitted request, encoded once (the
+    # assertion is ~800 bytes). The token's checks (expiry, revocations) still run on every request before they
+    # are used, and they live and die with the view (an `access` event, a key rotation, a reload replace it).
+    identity_headers: OrderedDict[str, tuple[tuple[bytes, bytes], ...]] = field(default_factory=OrderedDict)
+    # (host, path) -> the application that covers it (or None): the destination index's answer, remembered for the
+    # view's life (the applications cannot change under a view). Bounded: emptied when full.
+    matches: dict[tuple[str, str], CompiledApp | None] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -103,6 +113,9 @@ class Admission:
     service_token_id: str = ""
     client_id: str = ""
     reason: str = ""
+    # ADMIT: `Cf-Access-Jwt-Assertion` (exactly the session's token) and `Cf-Access-Authenticated-User-Email`,
+    # encoded once per session (identity_headers_for).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 FORWARD = Admission(Kind.FORWARD)
@@ -160,7 +173,14 @@ def decide(
     """The admission of one request, from memory."""
     if view.compiled is None:
         return FORWARD
-    app = view.compiled.match(host, path)
+    key = (host, path)
+    app = view.matches.get(key, _UNMATCHED)
+    if app is _UNMATCHED:
+        app = view.compiled.match(host, path)
+        if len(path) <= MAX_MATCH_PATH:
+            if len(view.matches) >= MATCH_CACHE:
+                view.matches.clear()
+            view.matches[key] = app
     if app is None:
         return FORWARD
     directory = view.compiled.directory
@@ -190,7 +210,9 @@ def decide(
     if verdict.outcome is Outcome.BYPASS:
         admission = FORWARD
     elif verdict.outcome in (Outcome.ALLOW, Outcome.SERVICE_AUTH):
-        admission = Admission(Kind.ADMIT, app, token=cookie_token or "", email=claims["email"])
+        token = cookie_token or ""
+        headers = identity_headers_for(view, token, claims["email"])
+        admission = Admission(Kind.ADMIT, app, token=token, email=claims["email"], headers=headers)
     else:
         admission = Admission(Kind.DENY, app, email=claims["email"], reason=verdict.explain())
     if memo:
@@ -198,6 +220,21 @@ def decide(
         if len(view.admissions) > TOKEN_CACHE:
             view.admissions.popitem(last=False)
     return admission
+
+
+def identity_headers_for(view: OrgView, token: str, email: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The identity header lines of an admitted session, encoded once per token for the view's life (a token
+    names one identity: its verified claims' email)."""
+    headers = view.identity_headers.get(token)
+    if headers is None:
+        headers = (
+            (b"cf-access-jwt-assertion", token.encode()),
+            (b"cf-access-authenticated-user-email", email.encode()),
+        )
+        view.identity_headers[token] = headers
+        if len(view.identity_headers) > TOKEN_CACHE:
+            view.identity_headers.popitem(last=False)
+    return headers
 
 
 _REQUEST_SELECTORS = frozenset({"ip", "ip_list", "geo", "service_token", "any_valid_service_token"})

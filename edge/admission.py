@@ -15,15 +15,17 @@ import ipaddress
 import json
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from access.events import AccessChanged
 from access.login import denial_worth_logging, log_denial
 from access.runtime import Kind, OrgView, decide, load_org_view, redeem_handoff, revoke, service_assertion
+from edge.headers import client_address
 
 RELOAD_SECONDS = 30.0
 COOKIE = "CF_Authorization"
@@ -32,11 +34,14 @@ ACCESS_PATH = "/cdn-cgi/access/"
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
-@dataclass(frozen=True)
 class Admit:
-    """Forward, adding these headers (the visitor's own `cf-access-*` headers are already stripped)."""
+    """Forward, adding these headers (the visitor's own `cf-access-*` headers are already stripped). A plain class
+    with a slot, not a frozen dataclass: one is made per admitted request."""
 
-    headers: list[tuple[bytes, bytes]]
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        self.headers = headers
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -50,21 +55,82 @@ _COOKIE_NAME = COOKIE.encode()
 
 
 def _cookie(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The `CF_Authorization` value of the Cookie header (the last one if repeated, quotes removed). Split by hand:
-    http.cookies.SimpleCookie took half of the admission step's time on an 800-character token (bench/access)."""
+    """The `CF_Authorization` value of the Cookie header (the last one if repeated, quotes removed)."""
     for key, value in headers:
         if key == b"cookie" and _COOKIE_NAME in value:
-            found = None
-            for part in value.split(b";"):
-                name, _, raw = part.strip().partition(b"=")
-                if name == _COOKIE_NAME:
-                    found = raw.strip()
-            if found is None:
-                return None
-            if len(found) >= 2 and found[:1] == found[-1:] == b'"':
-                found = found[1:-1]
-            return found.decode("latin-1")
+            return _cookie_value(value)
     return None
+
+
+def _cookie_value(value: bytes) -> str | None:
+    """Split by hand: http.cookies.SimpleCookie took half of the admission step's time on an 800-character token
+    (bench/access)."""
+    found = None
+    for part in value.split(b";"):
+        name, _, raw = part.strip().partition(b"=")
+        if name == _COOKIE_NAME:
+            found = raw.strip()
+    if found is None:
+        return None
+    if len(found) >= 2 and found[:1] == found[-1:] == b'"':
+        found = found[1:-1]
+    return found.decode("latin-1")
+
+
+# Parsed once per distinct value (a browser sends the same Cookie header on every request): pure functions of
+# their input, so remembering them changes no answer. Bounded: emptied when full; long values are not kept.
+MEMO_SIZE = 1024
+MEMO_VALUE_LENGTH = 4096
+_MISSING = object()
+_cookie_memo: dict[bytes, str | None] = {}
+_ip_memo: dict[str, Any] = {}
+
+
+def _session_cookie(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """`_cookie(headers)`, remembered per Cookie header value; the same str comes back for the same header, so its
+    hash is computed once for the token caches (access.runtime) that key on it."""
+    for key, value in headers:
+        if key == b"cookie" and _COOKIE_NAME in value:
+            token = _cookie_memo.get(value, _MISSING)
+            if token is _MISSING:
+                token = _cookie_value(value)
+                if len(value) <= MEMO_VALUE_LENGTH:
+                    if len(_cookie_memo) >= MEMO_SIZE:
+                        _cookie_memo.clear()
+                    _cookie_memo[value] = token
+            return token  # type: ignore[return-value]
+    return None
+
+
+_country_name: list[bytes] = []  # [] until read: the header the front proxy sets, b"" when not trusted
+
+
+def _country_header() -> bytes:
+    """settings.ACCESS_COUNTRY_HEADER (lower case) when a trusted proxy sets it, else b"": read once (each access to
+    Django's settings object runs a Python-level __getattribute__), again after a test changes a setting."""
+    if not _country_name:
+        name = settings.ACCESS_COUNTRY_HEADER if settings.TRUSTED_PROXY_COUNT else ""
+        _country_name.append((name or "").lower().encode())
+    return _country_name[0]
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: Any) -> None:
+    _country_name.clear()
+
+
+def _client_ip(text: str) -> Any:
+    """`ipaddress.ip_address(text)` (None if empty or not an address), remembered per text: ~5 µs each time."""
+    ip = _ip_memo.get(text, _MISSING)
+    if ip is _MISSING:
+        try:
+            ip = ipaddress.ip_address(text) if text else None
+        except ValueError:
+            ip = None
+        if len(_ip_memo) >= MEMO_SIZE:
+            _ip_memo.clear()
+        _ip_memo[text] = ip
+    return ip
 
 
 def _page(status: int, title: str, text: str, request_id: str, *, as_json: bool) -> Response:
@@ -118,6 +184,7 @@ def _in_db_thread(function: Any, *args: Any) -> Any:
 
 class Gate:
     def __init__(self) -> None:
+        self.client_address = client_address
         self.views: dict[uuid.UUID, OrgView] = {}
         self._loading: dict[uuid.UUID, asyncio.Future] = {}
         self._generation: dict[uuid.UUID, int] = {}
@@ -162,29 +229,24 @@ class Gate:
             return None
         path = scope.get("path") or "/"
         headers = scope.get("headers") or []
-        from edge.app import _client_address
-
-        ip_text, scheme = _client_address(scope, headers)
+        ip_text, scheme = self.client_address(scope, headers)
         if path.startswith(ACCESS_PATH):
             action = path[len(ACCESS_PATH) :]
             special = await self.special(hub, view, scope, host, action, scheme, ip_text, request_id)
             if special is not None:
                 return special
         country = None
-        if settings.ACCESS_COUNTRY_HEADER and settings.TRUSTED_PROXY_COUNT:
-            raw = _header(headers, settings.ACCESS_COUNTRY_HEADER.lower().encode()) or ""
+        country_header = _country_header()
+        if country_header:
+            raw = _header(headers, country_header) or ""
             country = raw.upper() if len(raw) == 2 and raw.isalpha() else None
-        try:
-            ip = ipaddress.ip_address(ip_text) if ip_text else None
-        except ValueError:
-            ip = None
         admission = decide(
             view,
             host=host,
             path=path,
-            ip=ip,
+            ip=_client_ip(ip_text),
             country=country,
-            cookie_token=_cookie(headers) or _header(headers, b"cf-access-token"),
+            cookie_token=_session_cookie(headers) or _header(headers, b"cf-access-token"),
             client_id=_header(headers, b"cf-access-client-id"),
             client_secret=_header(headers, b"cf-access-client-secret"),
         )
@@ -192,12 +254,7 @@ class Gate:
         if kind is Kind.FORWARD:
             return None
         if kind is Kind.ADMIT:
-            return Admit(
-                [
-                    (b"cf-access-jwt-assertion", admission.token.encode()),
-                    (b"cf-access-authenticated-user-email", admission.email.encode()),
-                ]
-            )
+            return Admit(admission.headers)  # encoded once per session (access.runtime.identity_headers_for)
         app = admission.app
         assert app is not None
         if kind is Kind.SERVICE:
@@ -206,7 +263,7 @@ class Gate:
             if cached is None or cached[1] <= time.time():
                 cached = await hub.db(_in_db_thread, service_assertion, org, app, admission.client_id)
                 view.service_assertions[key] = cached
-            return Admit([(b"cf-access-jwt-assertion", cached[0].encode())])
+            return Admit(((b"cf-access-jwt-assertion", cached[0].encode()),))
         as_json = _wants_json(headers)
         if kind is Kind.LOGIN:
             if as_json:

@@ -22,7 +22,6 @@ from edge.admission import Admit, Gate
 from edge.daphne_flow import WAIT_WRITABLE
 from edge.errors import recorder as origin_errors
 from edge.headers import (
-    client_address,
     edge_settings,
     new_request_id,
     origin_headers,
@@ -35,9 +34,6 @@ from edge.routes import Route, RouteTable, load_routes
 from tunnels.events import RoutesChanged
 
 logger = logging.getLogger("edge")
-
-# edge/admission.py imports it from here, by its name before edge/headers.py.
-_client_address = client_address
 
 
 class Edge:
@@ -108,7 +104,7 @@ class Edge:
         if route is None:
             detail = f"{host} is not a public hostname of any tunnel."
             return await self.fail(scope, send, request_id, host, 404, detail)
-        admitted: list[tuple[bytes, bytes]] | None = None
+        admitted: tuple[tuple[bytes, bytes], ...] | None = None
         decision = await self.decide_access(hub, scope, route, host, request_id)
         if decision is not None:
             if not isinstance(decision, Admit):
@@ -265,7 +261,7 @@ class Edge:
             await send({"type": "websocket.close", "code": 1008})
             return
         route = await self.route(host)
-        admitted: list[tuple[bytes, bytes]] | None = None
+        admitted: tuple[tuple[bytes, bytes], ...] | None = None
         if route is not None:
             decision = await self.decide_access(hub, scope, route, host, request_id)
             if decision is not None:
