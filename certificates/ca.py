@@ -16,7 +16,7 @@ from django.utils import timezone
 from certificates.choices import KeyType, RootStatus
 from certificates.logic import pki
 from certificates.models import OriginCARoot, OriginCertificate
-from tunnels.secrets import fernet
+from controlplane.crypto import fernet
 
 log = logging.getLogger(__name__)
 

@@ -129,7 +129,7 @@ def freeze_startup_heap() -> None:
     collector's reach. Without it every collection of the oldest generation walked those ~0.5M objects: in one
     in-process pair of runs, a trivial view's CPU per request fell from ~270 to ~120 µs and GET tunnel's from ~4.2
     to ~2.7 ms (issue 13; the machine was loaded, so read it as an order of magnitude).
-    The hub, when it starts, also raises the young generation's threshold (tunnels/loops.py, tune_gc)."""
+    The hub, when it starts, also raises the young generation's threshold (dataplane/loops.py, tune_gc)."""
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018 (imports the views)

@@ -17,7 +17,7 @@ Scenarios (each prints requests/s and p50/p99 for a 1 KiB response at 50 connect
 * ``edge``: wrk → our edge under uvicorn (``edge.asgi``, uvloop + httptools + websockets-sansio) → a real connector
   process from this checkout (``python -m connector run``) → the origin;
 * ``edge-daphne``: the same edge served by daphne, for comparison;
-* ``relay``: the cross-instance relay (edge/peers.py) on the production topology: two edge instances under uvicorn,
+* ``relay``: the cross-instance relay (dataplane/relay.py) on the production topology: two edge instances under uvicorn,
   A and B, sharing a throwaway PostgreSQL database and a Redis database (RELAY_DATABASE_URL, RELAY_REDIS_URL), a
   real connector connected to A only, wrk → B → the peer link → A → the connector → the origin. It runs when both
   services answer on loopback (``--relay=auto``, the default; skipped with a line saying why otherwise, and in

@@ -1,6 +1,6 @@
 """End to end, the production topology: two real daphne instances (A and B) on the PostgreSQL test database and
 Redis, a real connector connected to A only, real origins on loopback. Requests with the public hostname sent to B
-are carried B → A over the peer link and A → connector (edge/peers.py): GET, a POST body larger than the stream
+are carried B → A over the peer link and A → connector (dataplane/): GET, a POST body larger than the stream
 window, a websocket echo. Then the failures: the connector killed (B answers 530 within seconds), a request in
 flight when A dies (502, at once), A dead (530, never a hang)."""
 

@@ -1,4 +1,4 @@
-"""Cross-instance forwarding (edge/peers.py) in-process: the peer link's authentication and framing, A's relay
+"""Peer forwarding (dataplane/peers.py, relay.py), in-process: the peer link's authentication and framing, A's relay
 through the real ASGI application with a protocol-level connector, B's link against a protocol-level peer, the
 directory of who holds which tunnel (events, reloads, races), and the announcements. The real thing (two daphne
 instances, a real connector) is tests/edge/test_peer_relay_e2e.py."""

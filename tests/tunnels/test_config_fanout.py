@@ -1,4 +1,4 @@
-"""The hub's config fan-out (tunnels/sessions.py push_config_to_all): one encoded CONFIG frame written to each of
+"""The hub's config fan-out (dataplane/sessions.py push_config_to_all): one encoded CONFIG frame written to each of
 a tunnel's connections that has not had that version, at once where the server offers a synchronous send (uvicorn),
 through the ASGI send elsewhere (daphne); a connection that acked or was sent it, or that closed, gets nothing, and
 one whose socket fails does not stop the others. (End to end on real uvicorn sockets: tests/bench.)"""

@@ -1,6 +1,6 @@
 """Live status over the browser websocket: pushed within a second, only to the organisation's members, with the
 product's defaults (the organisation requires 2FA and the member signed in with it); refused or closed with a
-code that says why (tunnels.endpoints.WatcherCloseCode) when the session cannot watch."""
+code that says why (tunnels.status_socket.WatcherCloseCode) when the session cannot watch."""
 
 from __future__ import annotations
 

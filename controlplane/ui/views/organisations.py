@@ -154,4 +154,3 @@ class SettingsView(OrgRequiredMixin, TemplateView):
                 )
                 return redirect("ui:settings", account_id=organisation.account_id)
         return self.render_to_response(self.get_context_data(rename_form=form))
-
