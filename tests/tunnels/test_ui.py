@@ -3,6 +3,8 @@ notification destinations; read-only members see but cannot change, other organi
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -44,6 +46,22 @@ def test_invalid_tunnel_names_show_a_form_error(client, admin_a, org_a):
     assert response.status_code == 200 and "already exists" in response.content.decode()
     response = client.post(url("tunnels", org_a), {"name": "0a1b2c3d-0000-4000-8000-000000000000"})
     assert "cannot be a UUID" in response.content.decode()
+
+
+def test_a_field_error_is_read_with_its_field(client, admin_a, org_a):
+    """A screen reader announces the error when the field takes focus: the input names the one element holding its
+    errors in aria-describedby and is marked invalid."""
+    sign_in(client, admin_a)
+    tunnel_create(organisation=org_a, name="taken", actor=Actor.cli())
+    page = client.post(url("tunnels", org_a), {"name": "taken"}).content.decode()
+    field = re.search(r"<input[^>]*\bname=\"name\"[^>]*>", page)
+    assert field, page
+    assert 'aria-invalid="true"' in field.group(0)
+    described = re.search(r'aria-describedby="([^"]+)"', field.group(0))
+    assert described and "id_name_error" in described.group(1).split()
+    assert page.count('id="id_name_error"') == 1
+    errors = re.search(r'<div id="id_name_error">(.*?)</div>', page, re.S)
+    assert errors and "already exists" in errors.group(1)
 
 
 def test_add_edit_and_delete_a_public_hostname(client, admin_a, org_a, zone):
