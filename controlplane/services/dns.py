@@ -248,27 +248,55 @@ def dns_record_delete(*, record: DnsRecord, actor: Actor) -> None:
     dns_records_delete(records=[record], actor=actor)
 
 
+@dataclass(frozen=True)
+class DeleteSummary:
+    """One audit event for many deleted records (a configuration dropping its public hostnames' routes at once):
+    the resource it is filed under and the name it shows."""
+
+    resource_id: Any
+    resource_name: str
+
+
 @transaction.atomic
-def dns_records_delete(*, records: list[DnsRecord], actor: Actor) -> None:
-    """Delete records of one organisation, each with its audit event (one shape, whoever deletes one by one: the DNS
-    API, a tunnel deleted), in one insert and one delete. A configuration that drops public hostnames deletes their
-    CNAMEs in its DNS-route sync instead, with one summary event per change (tunnels/services/config.py)."""
+def dns_records_delete(
+    *, records: list[DnsRecord], actor: Actor, summary: DeleteSummary | None = None, announce: bool = True
+) -> None:
+    """Delete records of one organisation and audit it, in one insert and one delete: one event per record (the DNS
+    API, a tunnel deleted), or with `summary` one event naming every record as `{name: ["TYPE content", None]}` (a
+    configuration that drops many public hostnames: per-record events made a 1,000-hostname write mostly audit rows).
+    `announce=False` when the caller announces the route change itself, once for all its writes."""
     if not records:
         return
     organisation = records[0].organisation
     if any(record.organisation_id != organisation.pk for record in records):
         raise ValueError("dns_records_delete deletes records of one organisation at a time")
-    audit_records(
-        audit_event(
-            organisation=organisation,
-            actor=actor,
-            action=AuditAction.DELETE,
-            resource_type="dns_record",
-            resource_id=record.id,
-            resource_name=f"{record.name} {record.type}",
-            changes=diff(snapshot(record, RECORD_FIELDS), {}),
+    if summary is None:
+        audit_records(
+            audit_event(
+                organisation=organisation,
+                actor=actor,
+                action=AuditAction.DELETE,
+                resource_type="dns_record",
+                resource_id=record.id,
+                resource_name=f"{record.name} {record.type}",
+                changes=diff(snapshot(record, RECORD_FIELDS), {}),
+            )
+            for record in records
         )
-        for record in records
-    )
+    else:
+        audit_records(
+            [
+                audit_event(
+                    organisation=organisation,
+                    actor=actor,
+                    action=AuditAction.DELETE,
+                    resource_type="dns_record",
+                    resource_id=summary.resource_id,
+                    resource_name=summary.resource_name,
+                    changes={record.name: [f"{record.type} {record.content}", None] for record in records},
+                )
+            ]
+        )
     DnsRecord.objects.for_org(organisation).filter(pk__in=[record.pk for record in records]).delete()
-    _routes_changed(organisation.pk)
+    if announce:
+        _routes_changed(organisation.pk)

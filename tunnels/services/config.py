@@ -19,6 +19,7 @@ from controlplane.actors import Actor
 from controlplane.choices import AuditAction, ZoneStatus
 from controlplane.models import AuditEvent, DnsRecord, Organisation, Zone
 from controlplane.services.audit import audit_event, audit_record, audit_records, diff
+from controlplane.services.dns import DeleteSummary, dns_records_delete
 from controlplane.validators import reserved_by_installation
 from tunnels import events
 from tunnels.dns import MANAGED_BY_TUNNEL
@@ -215,17 +216,11 @@ def _plan_dns_routes(tunnel: Tunnel, placed: dict[str, Zone], actor: Actor) -> _
                 {r.name: [None, f"CNAME {target}"] for r in plan.new},
             )
         )
-    if stale:
-        plan.audits.append(
-            _routes_audit(
-                tunnel,
-                actor,
-                AuditAction.DELETE,
-                [name for name, _pk, _content in stale],
-                {name: [f"CNAME {content}", None] for name, _pk, content in stale},
-            )
-        )
     return plan
+
+
+def _routes_name(tunnel: Tunnel, names: list[str]) -> str:
+    return f"{names[0]} CNAME" if len(names) == 1 else f"{len(names):,} CNAMEs of tunnel {tunnel.name}"
 
 
 def _routes_audit(tunnel: Tunnel, actor: Actor, action: str, names: list[str], changes: dict) -> AuditEvent:
@@ -235,7 +230,7 @@ def _routes_audit(tunnel: Tunnel, actor: Actor, action: str, names: list[str], c
         action=action,
         resource_type="dns_record",
         resource_id=tunnel.id,
-        resource_name=f"{names[0]} CNAME" if len(names) == 1 else f"{len(names):,} CNAMEs of tunnel {tunnel.name}",
+        resource_name=_routes_name(tunnel, names),
         changes=changes,
     )
 
@@ -256,10 +251,13 @@ def _sync_dns_routes(tunnel: Tunnel, placed: dict[str, Zone], plan: _DnsPlan, ac
         DnsRecord.objects.bulk_create(plan.new)
     if plan.adopted:
         records.filter(pk__in=plan.adopted).update(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk)
-    if plan.stale:
-        records.filter(pk__in=plan.stale).delete()
     if plan.audits:
         audit_records(plan.audits)
+    if plan.stale:
+        # The core's one way to delete records and audit it, summarised: one event naming every dropped route.
+        stale = sorted(records.filter(pk__in=plan.stale), key=lambda record: record.name)
+        summary = DeleteSummary(tunnel.id, _routes_name(tunnel, [record.name for record in stale]))
+        dns_records_delete(records=stale, actor=actor, summary=summary, announce=False)
     events.routes_changed(organisation_id=organisation.pk)
 
 
