@@ -150,12 +150,13 @@ def test_portainer_behind_access_end_to_end(org_a, tmp_path, settings):
 def run_walk(server, org, team_host, seen):
     visitor = Visitor(server.port)
     app_url = f"http://portainer.example.com:{server.port}"
-    # The connector is up when the edge stops answering 530.
-    for _ in range(100):
-        status, headers, _ = visitor.request("GET", f"{app_url}/dashboard?tab=2")
-        if status != 530:
+    # The connector is up when the edge stops answering 530 for the hostname without an Access application (the
+    # protected one is answered by the edge's admission before any connector is needed).
+    for _ in range(200):
+        if visitor.request("GET", f"http://bare.example.com:{server.port}/")[0] != 530:
             break
         time.sleep(0.1)
+    status, headers, _ = visitor.request("GET", f"{app_url}/dashboard?tab=2")
     # 1. Not signed in: the login page of the team domain, carrying where we were going.
     assert status == 302, status
     login = headers["Location"]

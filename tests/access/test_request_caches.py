@@ -41,9 +41,17 @@ def scope_for(token: str, *extra: tuple[bytes, bytes], path: str = "/", client: 
     return {"type": "http", "path": path, "query_string": b"", "client": (client, 5000), "headers": headers}
 
 
+class DatabaseThread:
+    """What Gate.admit needs of the hub: `db` runs a function off the event loop (a denial is written to the access
+    log). Everything else these tests exercise completes without awaiting anything."""
+
+    async def db(self, function, *args):
+        return await asyncio.to_thread(function, *args)
+
+
 def admit(gate: Gate, org, scope: dict):
-    """Gate.admit with the view already loaded: it completes without awaiting anything."""
-    return asyncio.run(gate.admit(None, scope, org.pk, HOST, "ray-edge"))
+    """Gate.admit with the view already loaded."""
+    return asyncio.run(gate.admit(DatabaseThread(), scope, org.pk, HOST, "ray-edge"))
 
 
 def gate_for(org) -> Gate:
@@ -111,6 +119,7 @@ def test_a_key_rotation_or_an_access_event_starts_a_view_without_remembered_byte
     assert admit(gate, org_a, scope_for(fresh)).headers[0][1] == fresh.encode()
 
 
+@pytest.mark.django_db(transaction=True)  # the 403 is written to the access log from another thread
 def test_a_network_policy_reuses_the_bytes_but_decides_every_request(portainer, org_a):
     policy = portainer.policy_links.get().policy
     policy_save(
@@ -131,6 +140,10 @@ def test_a_network_policy_reuses_the_bytes_but_decides_every_request(portainer, 
     status, _headers, _ = admit(gate, org_a, scope_for(token, client="198.51.100.1"))
     assert status == 403
     assert not gate.views[org_a.pk].admissions
+    from access.models import AccessRequest
+
+    denied = AccessRequest.objects.for_org(org_a).get()  # the refusal is on the access log, with its decision id
+    assert not denied.allowed and denied.ray_id == "ray-edge" and denied.ip_address == "198.51.100.1"
 
 
 @pytest.mark.parametrize(

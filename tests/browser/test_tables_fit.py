@@ -38,6 +38,7 @@ CLIPPED_TABLES = """
     problems.push(`the page is ${root.scrollWidth}px wide in ${root.clientWidth}px`);
   }
   for (const table of document.querySelectorAll("main table")) {
+    if (!table.getClientRects().length) continue;  // not shown (an empty live list waits hidden for its rows)
     const card = table.closest(".card");
     const name = (card && card.id) || (table.querySelector("th") || {}).textContent || "table";
     if (!card) { problems.push(`${name}: not in a card`); continue; }
