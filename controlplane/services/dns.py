@@ -271,32 +271,22 @@ def dns_records_delete(
     if any(record.organisation_id != organisation.pk for record in records):
         raise ValueError("dns_records_delete deletes records of one organisation at a time")
     if summary is None:
-        audit_records(
-            audit_event(
-                organisation=organisation,
-                actor=actor,
-                action=AuditAction.DELETE,
-                resource_type="dns_record",
-                resource_id=record.id,
-                resource_name=f"{record.name} {record.type}",
-                changes=diff(snapshot(record, RECORD_FIELDS), {}),
-            )
-            for record in records
-        )
+        entries = [(r.id, f"{r.name} {r.type}", diff(snapshot(r, RECORD_FIELDS), {})) for r in records]
     else:
-        audit_records(
-            [
-                audit_event(
-                    organisation=organisation,
-                    actor=actor,
-                    action=AuditAction.DELETE,
-                    resource_type="dns_record",
-                    resource_id=summary.resource_id,
-                    resource_name=summary.resource_name,
-                    changes={record.name: [f"{record.type} {record.content}", None] for record in records},
-                )
-            ]
+        summarised = {r.name: [f"{r.type} {r.content}", None] for r in records}
+        entries = [(summary.resource_id, summary.resource_name, summarised)]
+    audit_records(
+        audit_event(
+            organisation=organisation,
+            actor=actor,
+            action=AuditAction.DELETE,
+            resource_type="dns_record",
+            resource_id=resource_id,
+            resource_name=name,
+            changes=changes,
         )
+        for resource_id, name, changes in entries
+    )
     DnsRecord.objects.for_org(organisation).filter(pk__in=[record.pk for record in records]).delete()
     if announce:
         _routes_changed(organisation.pk)

@@ -259,10 +259,7 @@ def test_the_edges_refusals_are_on_the_access_log_with_their_decision_id(portain
     from access import login as flow
     from access.models import AccessRequest
     from edge.admission import Gate
-
-    class Hub:
-        async def db(self, function, *args):
-            return await asyncio.to_thread(function, *args)
+    from tests.access.conftest import DatabaseThread
 
     def request(token, ip, ray):
         scope = {
@@ -272,7 +269,7 @@ def test_the_edges_refusals_are_on_the_access_log_with_their_decision_id(portain
             "client": (ip, 50000),
             "headers": [(b"host", b"portainer.example.com"), (b"cookie", b"CF_Authorization=" + token.encode())],
         }
-        return asyncio.run(gate.admit(Hub(), scope, org_a.pk, "portainer.example.com", ray))
+        return asyncio.run(gate.admit(DatabaseThread(), scope, org_a.pk, "portainer.example.com", ray))
 
     flow._logged_denials.clear()
     gate = Gate()

@@ -21,6 +21,7 @@ from controlplane.actors import Actor
 from edge import admission
 from edge.admission import Admit, Gate
 from edge.app import origin_headers
+from tests.access.conftest import DatabaseThread
 
 HOST = "portainer.example.com"
 
@@ -39,14 +40,6 @@ def app_token(org, app, email="ana@example.com", seconds=3600, **overrides):
 def scope_for(token: str, *extra: tuple[bytes, bytes], path: str = "/", client: str = "203.0.113.9") -> dict:
     headers = [(b"host", HOST.encode()), (b"cookie", b"a=1; CF_Authorization=" + token.encode()), *extra]
     return {"type": "http", "path": path, "query_string": b"", "client": (client, 5000), "headers": headers}
-
-
-class DatabaseThread:
-    """What Gate.admit needs of the hub: `db` runs a function off the event loop (a denial is written to the access
-    log). Everything else these tests exercise completes without awaiting anything."""
-
-    async def db(self, function, *args):
-        return await asyncio.to_thread(function, *args)
 
 
 def admit(gate: Gate, org, scope: dict):
