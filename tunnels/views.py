@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.generic import TemplateView
@@ -53,12 +54,21 @@ class TunnelPage(OrgRequiredMixin, TemplateView):
         return context
 
 
+TUNNELS_PER_PAGE = 50
+
+
 class TunnelListView(TunnelPage):
     template_name = "tunnels/ui/list.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        tunnels = list(selectors.tunnel_list(organisation=self.organisation))
+        # One page at a time, newest first: an organisation with 1,000 tunnels gets a page as fast as one with 10
+        # (rendering every row was most of this page's cost: docs/benchmarks.md, "API").
+        page = Paginator(selectors.tunnel_list(organisation=self.organisation), TUNNELS_PER_PAGE).get_page(
+            self.request.GET.get("page")
+        )
+        tunnels = list(page.object_list)
+        context["page"] = page
         health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
         routes: dict[Any, list[str]] = {}
         for name, tunnel_id in (
@@ -281,7 +291,13 @@ class ConnectorStatusView(TunnelPage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        tunnels = list(selectors.tunnel_list(organisation=self.organisation))
+        # One page at a time, newest first: an organisation with 1,000 tunnels gets a page as fast as one with 10
+        # (rendering every row was most of this page's cost: docs/benchmarks.md, "API").
+        page = Paginator(selectors.tunnel_list(organisation=self.organisation), TUNNELS_PER_PAGE).get_page(
+            self.request.GET.get("page")
+        )
+        tunnels = list(page.object_list)
+        context["page"] = page
         health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
         context["live_tunnels"] = [tunnel_status_json(t, health[t.pk]) for t in tunnels]
         return context

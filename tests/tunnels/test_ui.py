@@ -282,3 +282,28 @@ def test_a_rename_refused_shows_the_tunnel_page_with_the_error(client, admin_a, 
     page = response.content.decode()
     assert "Install and run a connector" in page and 'class="error"' in page
     assert Tunnel.objects.for_org(org_a).get().name == "home-lab"
+
+
+def test_the_tunnel_list_is_paged_newest_first_at_a_constant_cost(client, admin_a, org_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tunnels.views import TUNNELS_PER_PAGE
+
+    sign_in(client, admin_a)
+    for index in range(TUNNELS_PER_PAGE + 5):
+        tunnel_create(organisation=org_a, name=f"t-{index:03d}", actor=Actor.cli())
+    client.get(url("tunnels", org_a))  # warm up per-process caches
+    with CaptureQueriesContext(connection) as first_count:
+        first = client.get(url("tunnels", org_a)).content.decode()
+    assert first.count("data-tunnel-row=") == TUNNELS_PER_PAGE
+    assert f"t-{TUNNELS_PER_PAGE + 4:03d}" in first and "t-000" not in first  # newest first
+    assert f"Page 1 of 2 · {TUNNELS_PER_PAGE + 5} in all" in first and "?page=2" in first
+    second = client.get(url("tunnels", org_a) + "?page=2").content.decode()
+    assert second.count("data-tunnel-row=") == 5 and "t-000" in second
+    assert client.get(url("tunnels", org_a) + "?page=nonsense").status_code == 200  # the first page, not an error
+    for index in range(TUNNELS_PER_PAGE):
+        tunnel_create(organisation=org_a, name=f"u-{index:03d}", actor=Actor.cli())
+    with CaptureQueriesContext(connection) as more_count:
+        client.get(url("tunnels", org_a))
+    assert len(more_count) == len(first_count), "the page's queries grow with the number of tunnels"
