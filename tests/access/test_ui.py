@@ -378,7 +378,7 @@ def test_the_policy_tester_shows_decisions_and_the_deciding_policy(admin, org_a,
     page = admin.get(url("access-tester", org_a), {"email": "eve@evil.test"}).content.decode()
     assert "Block (no policy matched)" in page
     page = admin.get(url("access-tester", org_a), {"email": "nope"}).content.decode()
-    assert 'id="id_email_error">An email address.' in page
+    assert re.search(r'<div id="id_email_error"><p class="error">An email address\.', page)
     page = admin.get(url("access-tester", org_a), {"ip": "1.2.3"}).content.decode()
     assert "is not an IP address" in page
     page = admin.get(url("access-tester", org_a), {"url": "https://elsewhere.example.com/"}).content.decode()
