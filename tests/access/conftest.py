@@ -44,6 +44,21 @@ def portainer(org_a):
     )
 
 
+def require_network(app, email: str = "ana@example.com", network: str = "203.0.113.0/24") -> None:
+    """Make the application's policy read a request fact: `email` admitted only from `network`."""
+    policy_save(
+        organisation=app.organisation,
+        actor=Actor.cli(),
+        policy=app.policy_links.get().policy,
+        data={
+            "name": "Me",
+            "decision": "allow",
+            "include": [{"email": {"email": email}}],
+            "require": [{"ip": {"ip": network}}],
+        },
+    )
+
+
 def pins_for(organisation, email: str) -> list[str]:
     messages = OutboxMessage.objects.for_org(organisation).order_by("created_at")
     return [re.search(r"\b(\d{6})\b", m.body).group(1) for m in messages if email in m.to and "login code" in m.subject]

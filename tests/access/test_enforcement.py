@@ -19,6 +19,7 @@ from access.services.applications import application_revoke_tokens, application_
 from access.services.directory import service_token_create
 from access.services.policies import policy_save
 from controlplane.actors import Actor
+from tests.access.conftest import require_network
 
 OFFICE = ipaddress.ip_address("203.0.113.9")
 
@@ -111,18 +112,7 @@ def test_revoking_the_applications_tokens_or_the_user_refuses_older_tokens(porta
 
 
 def test_network_rules_are_checked_on_every_request(portainer, org_a):
-    policy = portainer.policy_links.get().policy
-    policy_save(
-        organisation=org_a,
-        actor=Actor.cli(),
-        policy=policy,
-        data={
-            "name": "Me",
-            "decision": "allow",
-            "include": [{"email": {"email": "ana@example.com"}}],
-            "require": [{"ip": {"ip": "203.0.113.0/24"}}],
-        },
-    )
+    require_network(portainer)
     view = load_org_view(org_a.pk)
     token = app_token(org_a, portainer)
     assert ask(view, token).kind is Kind.ADMIT
@@ -231,18 +221,7 @@ def test_an_identity_only_decision_is_remembered_for_the_views_life_and_a_networ
     view.revocations["ana@example.com"] = time.time() + 1
     assert ask(view, token).kind is Kind.LOGIN
     # A policy that reads the request's address is evaluated every time.
-    policy = portainer.policy_links.get().policy
-    policy_save(
-        organisation=org_a,
-        actor=Actor.cli(),
-        policy=policy,
-        data={
-            "name": "Me",
-            "decision": "allow",
-            "include": [{"email": {"email": "bo@example.com"}}],
-            "require": [{"ip": {"ip": "203.0.113.0/24"}}],
-        },
-    )
+    require_network(portainer, email="bo@example.com")
     view = load_org_view(org_a.pk)
     bo = app_token(org_a, portainer, email="bo@example.com")
     assert ask(view, bo).kind is Kind.ADMIT

@@ -16,12 +16,10 @@ from django.utils import timezone
 from access import keys as access_keys
 from access.events import AccessChanged
 from access.runtime import MATCH_CACHE, MAX_MATCH_PATH, Kind, decide, load_org_view, revoke
-from access.services.policies import policy_save
-from controlplane.actors import Actor
 from edge import admission
 from edge.admission import Admit, Gate
 from edge.app import origin_headers
-from tests.access.conftest import DatabaseThread
+from tests.access.conftest import DatabaseThread, require_network
 
 HOST = "portainer.example.com"
 
@@ -114,18 +112,7 @@ def test_a_key_rotation_or_an_access_event_starts_a_view_without_remembered_byte
 
 @pytest.mark.django_db(transaction=True)  # the 403 is written to the access log from another thread
 def test_a_network_policy_reuses_the_bytes_but_decides_every_request(portainer, org_a):
-    policy = portainer.policy_links.get().policy
-    policy_save(
-        organisation=org_a,
-        actor=Actor.cli(),
-        policy=policy,
-        data={
-            "name": "Me",
-            "decision": "allow",
-            "include": [{"email": {"email": "ana@example.com"}}],
-            "require": [{"ip": {"ip": "203.0.113.0/24"}}],
-        },
-    )
+    require_network(portainer)
     gate = gate_for(org_a)
     token = app_token(org_a, portainer)
     first = admit(gate, org_a, scope_for(token))
