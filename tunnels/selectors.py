@@ -10,6 +10,7 @@ from django.db.models import Max, QuerySet
 
 from controlplane.errors import NotFound
 from controlplane.models import Organisation
+from controlplane.prepared import PreparedQuery
 from tunnels.choices import TunnelStatus
 from tunnels.logic.status import ConnectionView, ConnectorHealth, ConnectorView, TunnelHealth, compute_health
 from tunnels.models import Connection, Connector, OriginError, Tunnel
@@ -24,16 +25,27 @@ def tunnel_list(*, organisation: Organisation, is_deleted: bool | None = False) 
     return qs.order_by("-created_at")
 
 
+# The API's hottest reads, compiled once per process (controlplane/prepared.py): one row by its key, no ORDER BY.
+_TUNNEL_BY_ID = PreparedQuery(
+    lambda organisation, pk: Tunnel.objects.for_org(organisation).filter(pk=pk, deleted_at__isnull=True).order_by()[:1],
+    organisation=Organisation,
+    pk=uuid.UUID,
+)
+_TUNNEL_BY_ID_WITH_DELETED = PreparedQuery(
+    lambda organisation, pk: Tunnel.objects.for_org(organisation).filter(pk=pk).order_by()[:1],
+    organisation=Organisation,
+    pk=uuid.UUID,
+)
+
+
 def tunnel_get(*, organisation: Organisation, tunnel_id: object, include_deleted: bool = False) -> Tunnel:
     """The organisation's tunnel, or NotFound for a missing id, a malformed id and another tenant's tunnel alike."""
     try:
-        pk = uuid.UUID(str(tunnel_id))
+        pk = tunnel_id if isinstance(tunnel_id, uuid.UUID) else uuid.UUID(str(tunnel_id))
     except ValueError:
         raise NotFound("Tunnel not found.") from None
-    qs = Tunnel.objects.for_org(organisation).filter(pk=pk)
-    if not include_deleted:
-        qs = qs.filter(deleted_at__isnull=True)
-    tunnel = next(iter(qs.order_by()[:1]), None)  # one row by its key: no ORDER BY to build or run
+    query = _TUNNEL_BY_ID_WITH_DELETED if include_deleted else _TUNNEL_BY_ID
+    tunnel = query.first(organisation=organisation, pk=pk)
     if tunnel is None:
         raise NotFound("Tunnel not found.")
     return tunnel
@@ -83,15 +95,21 @@ _CONNECTOR_COLUMNS = (
 _CLOSED_COLUMNS = ("id", "tunnel_id", "connector_id", "conn_index", "origin_ip", "opened_at", "server_id", "closed_at")
 
 
-def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) -> dict[uuid.UUID, TunnelHealth]:
-    """Health of each tunnel, in three queries whatever the number of tunnels. Rows are read as tuples: the
-    connector's columns come with its connections (one join), and each connector's view is built once."""
-    ids = [t.pk for t in tunnels]
-    live = (
+_LIVE_CONNECTIONS = PreparedQuery(
+    lambda organisation, ids: (
         Connection.objects.for_org(organisation)
         .filter(tunnel_id__in=ids, closed_at__isnull=True)
         .values_list(*_LIVE_COLUMNS, *_CONNECTOR_COLUMNS)
-    )
+    ),
+    organisation=Organisation,
+    ids=[uuid.UUID],
+)
+
+
+def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) -> dict[uuid.UUID, TunnelHealth]:
+    """Health of each tunnel, in three queries whatever the number of tunnels. Rows are read as tuples: the
+    connector's columns come with its connections (one join), and each connector's view is built once."""
+    live = _LIVE_CONNECTIONS.rows(organisation=organisation, ids=[t.pk for t in tunnels])
     connectors: dict[int, ConnectorView] = {}  # by connector pk
     connector_tunnel: dict[int, uuid.UUID] = {}
     live_by_tunnel: dict[uuid.UUID, list[ConnectionView]] = {}

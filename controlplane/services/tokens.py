@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import pickle
 import threading
 import time
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models.base import ModelState
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -151,25 +151,53 @@ class TokenRejected(Exception):
         self.message = message
 
 
+def _json_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
+
+
+def _field_values(row: Any) -> dict[str, Any]:
+    """A row's attributes without its state (the cached organisation is kept apart), copied: the caller keeps the
+    row and may change it."""
+    return {name: _json_copy(value) for name, value in row.__dict__.items() if name != "_state"}
+
+
+def _from_values(model: Any, values: dict[str, Any]) -> Any:
+    """A fresh instance with a row's attributes, as the database read it, built without `__init__` (as unpickling
+    does, at half its cost); the mutable ones (JSON dicts and lists) copied, so that nothing a request changes on its
+    objects reaches another request."""
+    row = model.__new__(model)
+    row.__dict__.update({name: _json_copy(value) for name, value in values.items()})
+    state = row._state = ModelState()
+    state.db, state.adding = "default", False
+    return row
+
+
 class _TokenCache:
-    """token hash → (monotonic time read, the pickled row with its organisation). Pickled so that every request
-    gets objects of its own: nothing a request changes on them leaks into another one."""
+    """token hash → (monotonic time read, the token's field values, its organisation's). Every request gets objects
+    of its own, built from the values (~17 µs for both rows; unpickling them was ~37 µs, issue 13)."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[float, bytes]] = {}
+        self.rows: dict[str, tuple[float, dict[str, Any], dict[str, Any]]] = {}
         self.lock = threading.Lock()
 
     def get(self, digest: str) -> ApiToken | None:
         entry = self.rows.get(digest)
         if entry is None or time.monotonic() - entry[0] >= TOKEN_CACHE_SECONDS:
             return None
-        return pickle.loads(entry[1])  # noqa: S301 (bytes this process pickled itself)
+        token = _from_values(ApiToken, entry[1])
+        token._state.fields_cache["organisation"] = _from_values(Organisation, entry[2])
+        return token
 
     def put(self, digest: str, token: ApiToken, read_at: float) -> None:
+        entry = (read_at, _field_values(token), _field_values(token.organisation))
         with self.lock:
             if len(self.rows) >= TOKEN_CACHE_MAX:
                 self.rows.clear()
-            self.rows[digest] = (read_at, pickle.dumps(token))
+            self.rows[digest] = entry
 
     def forget(self, digest: str | None = None) -> None:
         with self.lock:

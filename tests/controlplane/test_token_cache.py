@@ -45,10 +45,19 @@ def test_a_repeated_bearer_is_not_looked_up_again(org_a):
 def test_each_caller_gets_objects_of_its_own(org_a):
     raw = make_token(org_a)
     first = api_token_authenticate(raw, ip="127.0.0.1")
+    grants = dict(first.grants)
     first.organisation.display_name = "changed by one request"
+    first.grants["tunnels"] = "changed by one request"
+    first.allowed_networks.append("10.0.0.0/8")
     second = api_token_authenticate(raw, ip="127.0.0.1")
     assert second.organisation.display_name == org_a.display_name
-    assert second is not first
+    assert second.grants == grants and second.allowed_networks == []
+    assert second is not first and second.organisation is not first.organisation
+    # Usable rows: saved and read as any other.
+    assert second._state.adding is False and second.organisation.pk == org_a.pk
+    second.name = "renamed"
+    second.save(update_fields=["name"])
+    assert ApiToken.objects.for_org(org_a).get(pk=second.pk).name == "renamed"
 
 
 def test_a_revocation_elsewhere_counts_within_a_second(org_a):

@@ -1,0 +1,352 @@
+"""Prepared querysets: a hot read's SQL built and compiled by the ORM once per process, run with each call's values.
+
+Building a queryset and compiling it to SQL is most of what a small read costs in Python (~0.5–1 ms per query on
+the project's machines: `add_q`, `setup_joins`, `get_select`, `as_sql`; issue 13), and for the API's hot reads (a
+tunnel by id, its connections) the SQL is the same on every call; only the values differ. A `PreparedQuery` is
+written as an ordinary queryset, in a function of its parameters. The first call on a database connection's alias
+builds it twice with two sets of distinct stand-in values (sentinels), checks that the SQL text is the same both
+times (its shape must not depend on the values: no `IN` list of varying length, no `None` turning `=` into
+`IS NULL`), and finds where each parameter's value lands in the SQL's parameters. Every later call only puts its
+values in those places, runs the SQL through the connection's ordinary cursor (query counting, the debug log and
+transactions see it as any other query), and turns the rows into models, tuples or dicts with the compiler's own
+converters, exactly as the queryset's iterable would (tests/controlplane/test_prepared.py holds them equal).
+
+Scoping (controlplane/scoping.py) holds as for any queryset: the queryset is checked at preparation, outside any
+`system_scope`, so a prepared read of an organisation-owned table is refused unless it is tied to organisations
+(`.for_org(organisation)`: the organisation's id must then come from a parameter, never a constant), or says
+`.unscoped(reason)`. Rows read through `for_org` come with the organisation the caller passed, as they do from the
+queryset.
+
+Parameters are declared with their kind: a model class (an instance is passed; its primary key is bound), `uuid.UUID`,
+`int` or `str`, or a list of one of these written `[uuid.UUID]` (for `__in`): the SQL differs with the list's length,
+so one plan is kept per length (a bounded number: `MAX_LIST_PLANS` per query), and an empty list reads nothing, as
+the ORM does. Prepared querysets have no `select_related`, `prefetch_related` or `select_for_update`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, models
+from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
+
+from controlplane.scoping import OrgQuerySet, _system_scope
+
+Kind = Any  # a model class, uuid.UUID, int or str, or [one of these]
+
+# Plans kept per query for the lengths of its list parameters; beyond, a call compiles without keeping its plan.
+MAX_LIST_PLANS = 256
+
+_counter = itertools.count(1)
+
+
+class PreparationError(TypeError):
+    """A queryset that cannot be prepared (its SQL depends on the values, or it uses what a plan cannot replay)."""
+
+
+def _sentinel(kind: Kind) -> Any:
+    """A value of `kind` that appears nowhere else in any SQL's parameters."""
+    n = next(_counter)
+    if kind is uuid.UUID:
+        return uuid.uuid4()
+    if kind is int:
+        return 7_340_000_000_000 + n * 7919
+    if kind is str:
+        return f"\x1fprepared-{uuid.uuid4().hex}"
+    if isinstance(kind, type) and issubclass(kind, models.Model):
+        # Built as a row read with only its key (every other field deferred): no default is computed.
+        pk = _sentinel(uuid.UUID if isinstance(kind._meta.pk, models.UUIDField) else int)
+        return kind.from_db(None, [kind._meta.pk.attname], [pk])
+    raise PreparationError(f"a prepared parameter is a model class, uuid.UUID, int or str, not {kind!r}")
+
+
+def _forms(value: Any) -> list[tuple[Any, Callable[[Any], Any]]]:
+    """How a parameter's value can appear among the compiled SQL's parameters, each with the conversion that
+    turns a call's value into that form."""
+    if isinstance(value, models.Model):
+        return [(form, _of_pk(convert)) for form, convert in _forms(value.pk)]
+    if isinstance(value, uuid.UUID):
+        return [
+            (value, _as_uuid),
+            (value.hex, lambda v: _as_uuid(v).hex),
+            (str(value), lambda v: str(_as_uuid(v))),
+        ]
+    if isinstance(value, int):
+        return [(value, int)]
+    return [(value, str)]
+
+
+def _of_pk(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda instance: convert(instance.pk)
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    qmark_sql: str | None  # SQLite's: placeholders already `?` (what its cursor wrapper converts on every call)
+    params: tuple[Any, ...]
+    slots: tuple[tuple[int, str, Callable[[Any], Any]], ...]  # (position, parameter, conversion)
+    converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+    col_count: int
+    shape: str  # "model", "tuple", "flat" or "dict"
+    names: tuple[str, ...] = ()  # of dict rows
+    model: type[models.Model] | None = None  # of model rows: what ModelIterable would build
+    init_list: tuple[str, ...] = ()
+    model_slice: tuple[int, int] = (0, 0)
+    annotations: tuple[tuple[str, int], ...] = ()
+    known: tuple[tuple[Any, str, Callable[[Any], Any]], ...] = ()  # (field, parameter, row's related id getter)
+
+
+def _fetch_raw(connection: Any, plan: _Plan, params: list[Any]) -> list[Any]:
+    """What `connection.cursor()` + `execute` do, without the wrappers that only log: the same checks, the driver's
+    own cursor (the backend's `create_cursor`, with its time zone set up), errors translated to Django's; on SQLite,
+    the SQL already in the driver's `?` style."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        cursor = connection.create_cursor()
+        try:
+            if plan.qmark_sql is not None:
+                sqlite3.Cursor.execute(cursor, plan.qmark_sql, params)
+            else:
+                cursor.execute(plan.sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+class PreparedQuery:
+    """A queryset of fixed shape, compiled once per database alias: `rows(**values)`, `first(**values)`."""
+
+    def __init__(self, build: Callable[..., models.QuerySet], **kinds: Kind) -> None:
+        self.build = build
+        self.kinds = kinds
+        self.name = getattr(build, "__qualname__", repr(build))
+        self.lists = tuple(name for name, kind in kinds.items() if isinstance(kind, list))
+        self._plans: dict[tuple[str, str, tuple[int, ...]], _Plan] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<PreparedQuery {self.name}>"
+
+    # -- running ------------------------------------------------------------------------------------------------
+
+    def rows(self, *, using: str = "default", **values: Any) -> list[Any]:
+        if values.keys() != self.kinds.keys():
+            raise TypeError(f"{self.name} takes {sorted(self.kinds)}, got {sorted(values)}")
+        connection = connections[using]
+        lengths = tuple(len(values[name]) for name in self.lists)
+        if 0 in lengths:
+            return []  # `__in` an empty list: no row, and no query (the ORM's EmptyResultSet)
+        plan = self._plans.get((using, connection.vendor, lengths)) or self._prepare(using, lengths)
+        params = list(plan.params)
+        for position, name, convert in plan.slots:
+            params[position] = convert(self._value(values, name))
+        if connection.queries_logged or connection.execute_wrappers:
+            with connection.cursor() as cursor:  # Django's wrapped cursor: logged, counted, wrapped
+                cursor.execute(plan.sql, params)
+                rows = cursor.fetchall()
+        else:
+            rows = _fetch_raw(connection, plan, params)
+        if plan.converters:
+            rows = [self._convert(row, plan, connection) for row in rows]
+        return self._shape(rows, plan, using, values)
+
+    def first(self, *, using: str = "default", **values: Any) -> Any:
+        rows = self.rows(using=using, **values)
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _value(values: dict[str, Any], name: str) -> Any:
+        """A parameter's value; `name[3]` is the fourth item of a list parameter."""
+        if name in values:
+            return values[name]
+        name, _, index = name.rpartition("[")
+        return values[name][int(index[:-1])]
+
+    @staticmethod
+    def _convert(row: Any, plan: _Plan, connection: Any) -> list[Any]:
+        row = list(row)
+        for position, converters, expression in plan.converters:
+            value = row[position]
+            for converter in converters:
+                value = converter(value, expression, connection)
+            row[position] = value
+        return row
+
+    @staticmethod
+    def _shape(rows: list[Any], plan: _Plan, using: str, values: dict[str, Any]) -> list[Any]:
+        count = plan.col_count
+        if plan.shape == "tuple":
+            return [tuple(row[:count]) for row in rows]
+        if plan.shape == "flat":
+            return [row[0] for row in rows]
+        if plan.shape == "dict":
+            return [dict(zip(plan.names, row, strict=True)) for row in rows]
+        assert plan.model is not None
+        start, end = plan.model_slice
+        from_db, init_list = plan.model.from_db, list(plan.init_list)
+        out = []
+        for row in rows:
+            obj = from_db(using, init_list, row[start:end])
+            for attr, position in plan.annotations:
+                setattr(obj, attr, row[position])
+            for field, name, getter in plan.known:
+                related = values[name]
+                if getter(obj) == related.pk:
+                    setattr(obj, field.name, related)
+            out.append(obj)
+        return out
+
+    # -- preparing ----------------------------------------------------------------------------------------------
+
+    def _prepare(self, using: str, lengths: tuple[int, ...]) -> _Plan:
+        with self._lock:
+            key = (using, connections[using].vendor, lengths)
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._compile(using, dict(zip(self.lists, lengths, strict=True)))
+                if not lengths or len(self._plans) < MAX_LIST_PLANS:
+                    self._plans[key] = plan
+            return plan
+
+    def _sentinels(self, lengths: dict[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The build's arguments, and the same flattened (`ids[0]`, `ids[1]`, ... for a list)."""
+        arguments: dict[str, Any] = {}
+        flat: dict[str, Any] = {}
+        for name, kind in self.kinds.items():
+            if isinstance(kind, list):
+                if len(kind) != 1:
+                    raise PreparationError(f"{self.name}: a list parameter is declared as [its items' kind]")
+                items = arguments[name] = [_sentinel(kind[0]) for _ in range(lengths[name])]
+                flat.update({f"{name}[{index}]": item for index, item in enumerate(items)})
+            else:
+                arguments[name] = flat[name] = _sentinel(kind)
+        return arguments, flat
+
+    def _compile(self, using: str, lengths: dict[str, int]) -> _Plan:
+        arguments, first = self._sentinels(lengths)
+        arguments_again, second = self._sentinels(lengths)
+        token = _system_scope.set(None)  # the scope is checked as written, whatever the caller's context
+        try:
+            qs, compiler, sql, params = self._build(arguments, using)
+            _, _, sql_again, params_again = self._build(arguments_again, using)
+        finally:
+            _system_scope.reset(token)
+        if sql != sql_again or len(params) != len(params_again):
+            raise PreparationError(f"{self.name}: its SQL depends on the values; it cannot be prepared")
+        slots = []
+        for position, (value, other) in enumerate(zip(params, params_again, strict=True)):
+            slot = self._slot(position, value, other, first, second)
+            if slot is not None:
+                slots.append(slot)
+            elif value != other:
+                raise PreparationError(f"{self.name}: parameter {position} of its SQL comes from no parameter")
+        bound = {name for _, name, _ in slots}
+        if isinstance(qs, OrgQuerySet) and qs._scope_reason == "organisation":
+            scope_ids = {pk for pk in (qs._scope_org_ids or ())}
+            if not any(isinstance(first[name], models.Model) and first[name].pk in scope_ids for name in bound):
+                raise PreparationError(f"{self.name}: for_org() must take its organisation from a parameter")
+        return self._plan(qs, compiler, sql, params, tuple(slots), first)
+
+    def _build(self, arguments: dict[str, Any], using: str) -> tuple[Any, Any, str, tuple[Any, ...]]:
+        qs: Any = self.build(**arguments)
+        if not isinstance(qs, models.QuerySet):
+            raise PreparationError(f"{self.name} must return a queryset")
+        if getattr(qs, "_prefetch_related_lookups", ()) or qs.query.select_related or qs.query.select_for_update:
+            raise PreparationError(f"{self.name}: select_related, prefetch_related and select_for_update are not kept")
+        if qs.db != using:
+            qs = qs.using(using)
+        if isinstance(qs, OrgQuerySet):
+            qs._check_scoped()
+        compiler = qs.query.get_compiler(using=using)
+        sql, params = compiler.as_sql()
+        return qs, compiler, sql, tuple(params)
+
+    @staticmethod
+    def _slot(
+        position: int, value: Any, other: Any, first: dict[str, Any], second: dict[str, Any]
+    ) -> tuple[int, str, Callable[[Any], Any]] | None:
+        for name, sentinel in first.items():
+            for (form, convert), (form_again, _) in zip(_forms(sentinel), _forms(second[name]), strict=True):
+                if type(value) is type(form) and value == form:
+                    if other != form_again:
+                        raise PreparationError(f"parameter {name!r} does not land in one place of the SQL")
+                    return position, name, convert
+        for name, sentinel in first.items():
+            text = str(sentinel.pk if isinstance(sentinel, models.Model) else sentinel)
+            if isinstance(value, str) and (text in value or text.replace("-", "") in value):
+                raise PreparationError(f"parameter {name!r} is used inside a pattern (LIKE?): not prepared")
+        return None
+
+    def _plan(
+        self, qs: Any, compiler: Any, sql: str, params: tuple[Any, ...], slots: tuple[Any, ...], first: dict[str, Any]
+    ) -> _Plan:
+        select = compiler.select
+        fields = [s[0] for s in select[: compiler.col_count]]
+        if compiler.has_composite_fields(fields):
+            raise PreparationError(f"{self.name}: composite fields are not kept")
+        converters = tuple(
+            (position, tuple(convs), expression)
+            for position, (convs, expression) in compiler.get_converters(fields).items()
+        )
+        iterable = qs._iterable_class
+        qmark_sql = None
+        if compiler.connection.vendor == "sqlite":  # as SQLiteCursorWrapper.convert_query does on every call
+            from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+
+            qmark_sql = FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+        common: dict[str, Any] = {
+            "sql": sql,
+            "qmark_sql": qmark_sql,
+            "params": params,
+            "slots": slots,
+            "converters": converters,
+            "col_count": compiler.col_count,
+        }
+        if iterable is ValuesListIterable:
+            return _Plan(**common, shape="tuple")
+        if iterable is FlatValuesListIterable:
+            return _Plan(**common, shape="flat")
+        if iterable is ValuesIterable:
+            query = qs.query
+            if query.selected:
+                names = tuple(query.selected)
+            else:
+                names = (*query.extra_select, *query.values_select, *query.annotation_select)
+            return _Plan(**common, shape="dict", names=names)
+        if iterable is not ModelIterable:
+            raise PreparationError(f"{self.name}: rows of {iterable.__name__} are not kept")
+        klass_info = compiler.klass_info
+        select_fields = klass_info["select_fields"]
+        start, end = select_fields[0], select_fields[-1] + 1
+        known = []
+        for field, related in qs._known_related_objects.items():
+            owners = [name for name, value in first.items() if any(value is obj for obj in related.values())]
+            if len(owners) != 1 or len(field.from_fields) != 1:
+                raise PreparationError(f"{self.name}: a known related object must be one parameter")
+            from_field = field.from_fields[0]
+            attname = field.attname if from_field == "self" else qs.model._meta.get_field(from_field).attname
+            known.append((field, owners[0], operator.attrgetter(attname)))
+        return _Plan(
+            **common,
+            shape="model",
+            model=klass_info["model"],
+            init_list=tuple(f[0].target.attname for f in select[start:end]),
+            model_slice=(start, end),
+            annotations=tuple(compiler.annotation_col_map.items()),
+            known=tuple(known),
+        )

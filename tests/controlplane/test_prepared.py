@@ -1,0 +1,193 @@
+"""Prepared querysets (controlplane/prepared.py) give what the queryset gives, on the same scoping rules."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.db.models import Max
+from django.test.utils import CaptureQueriesContext
+
+from controlplane.actors import Actor
+from controlplane.models import Organisation
+from controlplane.prepared import PreparationError, PreparedQuery
+from controlplane.scoping import UnscopedQueryError, system_scope
+from tunnels.models import Connection, Tunnel
+from tunnels.services import tunnel_config_update, tunnel_create
+
+pytestmark = pytest.mark.django_db
+
+BY_ID = PreparedQuery(
+    lambda organisation, tunnel_id: Tunnel.objects.for_org(organisation)
+    .filter(pk=tunnel_id, deleted_at__isnull=True)
+    .order_by()[:1],
+    organisation=Organisation,
+    tunnel_id=uuid.UUID,
+)
+
+
+def model_state(row):
+    return {field.attname: getattr(row, field.attname) for field in row._meta.concrete_fields}
+
+
+@pytest.fixture
+def tunnels(org_a, org_b):
+    mine = tunnel_create(organisation=org_a, name="mine", actor=Actor.cli())
+    tunnel_config_update(
+        tunnel=mine,
+        config={"ingress": [{"service": "http_status:404"}], "warp-routing": {"enabled": False}},
+        actor=Actor.cli(),
+    )
+    theirs = tunnel_create(organisation=org_b, name="theirs", actor=Actor.cli())
+    return mine, theirs
+
+
+def test_a_model_row_equals_the_querysets_with_every_field_converted(org_a, tunnels):
+    mine, _ = tunnels
+    expected = Tunnel.objects.for_org(org_a).get(pk=mine.pk)
+    with CaptureQueriesContext(connection) as queries:
+        got = BY_ID.first(organisation=org_a, tunnel_id=mine.pk)
+        assert got.organisation is org_a  # the caller's organisation, as for_org gives it: no query
+    assert len(queries) == 1
+    assert model_state(got) == model_state(expected)
+    assert isinstance(got.pk, uuid.UUID) and got.created_at.tzinfo is not None
+    assert got.config["ingress"] == [{"service": "http_status:404"}]  # JSON decoded
+    assert got._state.adding is False and got._state.db == "default"
+    got.name = "renamed"
+    got.save(update_fields=["name"])  # a usable model instance
+    assert Tunnel.objects.for_org(org_a).get(pk=mine.pk).name == "renamed"
+
+
+def test_the_scope_holds_for_another_tenants_row_and_a_missing_one(org_a, org_b, tunnels):
+    mine, theirs = tunnels
+    assert BY_ID.first(organisation=org_a, tunnel_id=theirs.pk) is None
+    assert BY_ID.first(organisation=org_b, tunnel_id=mine.pk) is None
+    assert BY_ID.first(organisation=org_a, tunnel_id=uuid.uuid4()) is None
+    assert BY_ID.first(organisation=org_b, tunnel_id=str(theirs.pk)).pk == theirs.pk  # a UUID's text is taken too
+    with pytest.raises(ValueError):
+        BY_ID.first(organisation=org_a, tunnel_id="not-a-uuid")
+
+
+def test_values_rows_equal_the_querysets(org_a, tunnels):
+    mine, _ = tunnels
+
+    def build(organisation, tunnel_id):
+        return Tunnel.objects.for_org(organisation).filter(pk=tunnel_id)
+
+    shapes = {
+        "tuples": lambda qs: qs.values_list("id", "name", "created_at", "config"),
+        "flat": lambda qs: qs.values_list("created_at", flat=True),
+        "dicts": lambda qs: qs.values("id", "name").annotate(latest=Max("created_at")),
+    }
+    for shape in shapes.values():
+        prepared = PreparedQuery(
+            lambda organisation, tunnel_id, shape=shape: shape(build(organisation, tunnel_id)),
+            organisation=Organisation,
+            tunnel_id=uuid.UUID,
+        )
+        assert prepared.rows(organisation=org_a, tunnel_id=mine.pk) == list(shape(build(org_a, mine.pk)))
+
+
+def test_rows_of_a_child_table_with_a_join(org_a, tunnels):
+    prepared = PreparedQuery(
+        lambda organisation, tunnel_id: Connection.objects.for_org(organisation)
+        .filter(tunnel_id=tunnel_id, closed_at__isnull=True)
+        .values_list("id", "connector__connector_id", "connector__features"),
+        organisation=Organisation,
+        tunnel_id=uuid.UUID,
+    )
+    assert prepared.rows(organisation=org_a, tunnel_id=tunnels[0].pk) == []
+
+
+def test_an_unscoped_read_of_an_organisation_owned_table_is_refused_even_inside_a_system_scope(org_a):
+    prepared = PreparedQuery(lambda tunnel_id: Tunnel.objects.filter(pk=tunnel_id), tunnel_id=uuid.UUID)
+    with system_scope("a caller's own reason"), pytest.raises(UnscopedQueryError):
+        prepared.rows(tunnel_id=uuid.uuid4())
+    named = PreparedQuery(lambda tunnel_id: Tunnel.objects.unscoped("test").filter(pk=tunnel_id), tunnel_id=uuid.UUID)
+    assert named.rows(tunnel_id=uuid.uuid4()) == []
+
+
+def test_the_organisation_must_come_from_a_parameter(org_a):
+    prepared = PreparedQuery(lambda tunnel_id: Tunnel.objects.for_org(org_a).filter(pk=tunnel_id), tunnel_id=uuid.UUID)
+    with pytest.raises(PreparationError, match="organisation from a parameter"):
+        prepared.rows(tunnel_id=uuid.uuid4())
+
+
+def test_sql_that_depends_on_the_values_is_refused(org_a):
+    pattern = PreparedQuery(
+        lambda organisation, name: Tunnel.objects.for_org(organisation).filter(name__contains=name),
+        organisation=Organisation,
+        name=str,
+    )
+    with pytest.raises(PreparationError):
+        pattern.rows(organisation=org_a, name="x")
+    shape = PreparedQuery(
+        lambda organisation, n: Tunnel.objects.for_org(organisation).filter(conns_active_at__isnull=n % 2 == 0),
+        organisation=Organisation,
+        n=int,
+    )
+    with pytest.raises(PreparationError):
+        shape.rows(organisation=org_a, n=1)
+    constant = PreparedQuery(
+        lambda organisation, name: Tunnel.objects.for_org(organisation).filter(name=f"{name}-suffix"),
+        organisation=Organisation,
+        name=str,
+    )
+    with pytest.raises(PreparationError):
+        constant.rows(organisation=org_a, name="x")
+
+
+def test_parameters_are_named_as_declared(org_a):
+    with pytest.raises(TypeError):
+        BY_ID.rows(organisation=org_a)
+    with pytest.raises(PreparationError):
+        PreparedQuery(lambda organisation: Tunnel.objects.for_org(organisation), organisation=float).rows(
+            organisation=1.0
+        )
+
+
+def test_a_list_parameter_has_a_plan_per_length_and_an_empty_list_reads_nothing(org_a, org_b, tunnels):
+    mine, theirs = tunnels
+    other = tunnel_create(organisation=org_a, name="other", actor=Actor.cli())
+    prepared = PreparedQuery(
+        lambda organisation, ids: Tunnel.objects.for_org(organisation).filter(pk__in=ids).order_by("name"),
+        organisation=Organisation,
+        ids=[uuid.UUID],
+    )
+    for ids in ([mine.pk], [other.pk, mine.pk, theirs.pk], [theirs.pk]):
+        expected = list(Tunnel.objects.for_org(org_a).filter(pk__in=ids).order_by("name"))
+        got = prepared.rows(organisation=org_a, ids=ids)
+        assert [model_state(t) for t in got] == [model_state(t) for t in expected]
+    assert [t.name for t in prepared.rows(organisation=org_a, ids=[mine.pk, other.pk])] == ["mine", "other"]
+    with CaptureQueriesContext(connection) as queries:
+        assert prepared.rows(organisation=org_a, ids=[]) == []
+    assert len(queries) == 0
+    assert {key[2] for key in prepared._plans} == {(1,), (2,), (3,)}
+
+
+def test_the_drivers_own_cursor_and_djangos_logged_cursor_read_the_same(org_a, tunnels):
+    mine, _ = tunnels
+    assert not connection.queries_logged  # the path a server takes: the driver's cursor, SQL converted once
+    fast = BY_ID.first(organisation=org_a, tunnel_id=mine.pk)
+    with CaptureQueriesContext(connection) as queries:
+        logged = BY_ID.first(organisation=org_a, tunnel_id=mine.pk)
+    assert len(queries) == 1
+    assert model_state(fast) == model_state(logged)
+
+
+def test_a_database_error_is_djangos_and_a_broken_transaction_is_refused(org_a, tunnels):
+    from django.db import DatabaseError, transaction
+    from django.db.transaction import TransactionManagementError
+
+    with transaction.atomic():
+        with pytest.raises(DatabaseError):
+            with transaction.atomic():  # a savepoint keeps the outer block usable on PostgreSQL
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT * FROM no_such_table")
+        assert BY_ID.first(organisation=org_a, tunnel_id=tunnels[0].pk) is not None
+    with transaction.atomic():
+        connection.needs_rollback = True
+        with pytest.raises(TransactionManagementError):
+            BY_ID.first(organisation=org_a, tunnel_id=tunnels[0].pk)
+        connection.needs_rollback = False
