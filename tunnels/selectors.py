@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,10 +11,10 @@ from django.db.models import Max, QuerySet
 
 from controlplane.errors import NotFound
 from controlplane.models import Organisation
-from controlplane.prepared import PreparedQuery
+from controlplane.prepared import BoundQuery, PreparedQuery
 from tunnels.choices import TunnelStatus
 from tunnels.logic.status import ConnectionView, ConnectorHealth, ConnectorView, TunnelHealth, compute_health
-from tunnels.models import Connection, Connector, OriginError, Tunnel
+from tunnels.models import Connection, Connector, OriginError, Tunnel, TunnelConfiguration
 
 
 def tunnel_list(*, organisation: Organisation, is_deleted: bool | None = False) -> QuerySet[Tunnel]:
@@ -23,6 +24,39 @@ def tunnel_list(*, organisation: Organisation, is_deleted: bool | None = False) 
     elif is_deleted is False:
         qs = qs.filter(deleted_at__isnull=True)
     return qs.order_by("-created_at")
+
+
+# What a listed tunnel shows (tunnels/api/serializers.py, tunnel_data, and its health): not its configuration (a
+# JSON document to decode per row) nor its encrypted secret.
+LISTED_FIELDS = (
+    "id",
+    "organisation",
+    "name",
+    "config_src",
+    "config_version",
+    "created_at",
+    "deleted_at",
+    "conns_active_at",
+    "conns_inactive_at",
+)
+
+# tunnel_list without further filters, compiled once per process (controlplane/prepared.py), by `is_deleted`.
+_TUNNEL_LISTS = {
+    is_deleted: PreparedQuery(
+        lambda organisation, is_deleted=is_deleted: tunnel_list(organisation=organisation, is_deleted=is_deleted).only(
+            *LISTED_FIELDS
+        ),
+        organisation=Organisation,
+    )
+    for is_deleted in (False, True, None)
+}
+
+
+def tunnel_list_pages(*, organisation: Organisation, is_deleted: bool | None = False) -> BoundQuery:
+    """What `tunnel_list` reads, for a paginator: `count()` and one page by a slice, without building the queries
+    again on every request (the API's unfiltered list). The rows hold LISTED_FIELDS only (another field read on
+    them costs a query)."""
+    return _TUNNEL_LISTS[is_deleted].bind(organisation=organisation)
 
 
 # The API's hottest reads, compiled once per process (controlplane/prepared.py): one row by its key, no ORDER BY.
@@ -49,6 +83,25 @@ def tunnel_get(*, organisation: Organisation, tunnel_id: object, include_deleted
     if tunnel is None:
         raise NotFound("Tunnel not found.")
     return tunnel
+
+
+_CONFIGURATION_DATE = PreparedQuery(
+    lambda organisation, tunnel, version: (
+        TunnelConfiguration.objects.for_org(organisation)
+        .filter(tunnel=tunnel, version=version)
+        .order_by()
+        .values_list("created_at", flat=True)[:1]
+    ),
+    organisation=Organisation,
+    tunnel=Tunnel,
+    version=int,
+)
+
+
+def tunnel_configuration_date(*, tunnel: Tunnel) -> datetime.datetime:
+    """When the tunnel's current configuration version was saved (the tunnel's creation before any was)."""
+    found = _CONFIGURATION_DATE.first(organisation=tunnel.organisation, tunnel=tunnel, version=tunnel.config_version)
+    return found or tunnel.created_at
 
 
 def _connector_view(connector: Connector) -> ConnectorView:

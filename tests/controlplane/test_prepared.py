@@ -191,3 +191,32 @@ def test_a_database_error_is_djangos_and_a_broken_transaction_is_refused(org_a, 
         with pytest.raises(TransactionManagementError):
             BY_ID.first(organisation=org_a, tunnel_id=tunnels[0].pk)
         connection.needs_rollback = False
+
+
+def test_a_bound_query_counts_and_reads_pages_as_the_queryset_does(org_a, org_b, tunnels):
+    for n in range(7):
+        tunnel_create(organisation=org_a, name=f"t{n}", actor=Actor.cli())
+    listed = PreparedQuery(
+        lambda organisation: Tunnel.objects.for_org(organisation)
+        .filter(deleted_at__isnull=True)
+        .order_by("-created_at", "-pk"),
+        organisation=Organisation,
+    )
+    queryset = Tunnel.objects.for_org(org_a).filter(deleted_at__isnull=True).order_by("-created_at", "-pk")
+    bound = listed.bind(organisation=org_a)
+    assert bound.count() == queryset.count() == 8
+    assert listed.bind(organisation=org_b).count() == 1
+    for start, stop in ((0, 3), (3, 6), (6, 9), (8, 20), (2, 2)):
+        assert [t.pk for t in bound[start:stop]] == [t.pk for t in queryset[start:stop]]
+    assert [t.pk for t in bound] == [t.pk for t in queryset]
+    assert all(t.organisation is org_a for t in bound[0:3])
+    with CaptureQueriesContext(connection) as queries:
+        bound.count()
+        bound[0:2]
+    assert len(queries) == 2 and "COUNT" in queries[0]["sql"].upper() and "LIMIT" in queries[1]["sql"].upper()
+    for bad in (slice(None, None), slice(-1, 2), slice(0, 4, 2)):
+        with pytest.raises(TypeError):
+            bound[bad]
+    sliced = PreparedQuery(lambda organisation: Tunnel.objects.for_org(organisation)[:5], organisation=Organisation)
+    with pytest.raises(PreparationError):
+        sliced.bind(organisation=org_a).count()

@@ -33,7 +33,6 @@ from tunnels.api.serializers import (
     tunnel_data,
 )
 from tunnels.live import origin_error_json
-from tunnels.models import TunnelConfiguration
 
 
 def _bool(value: str | None, name: str) -> bool | None:
@@ -64,6 +63,12 @@ class TunnelListView(TunnelBase):
     @extend_schema(parameters=[TunnelListQuery], responses=TunnelOutput(many=True), summary="List tunnels")
     def get(self, request: Request, account_id: str) -> Response:
         params = validated_query(TunnelListQuery, request)
+        paginator = V4Pagination()
+        if not params.keys() - {"is_deleted", "page", "per_page"}:  # the common list: its queries compiled once
+            pages = selectors.tunnel_list_pages(organisation=self.organisation, is_deleted=params["is_deleted"])
+            page = paginator.paginate_queryset(pages, request, view=self)
+            health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=page)
+            return paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page])
         qs = selectors.tunnel_list(organisation=self.organisation, is_deleted=params["is_deleted"])
         if "name" in params:
             qs = qs.filter(name=params["name"])
@@ -79,7 +84,6 @@ class TunnelListView(TunnelBase):
             qs = qs.filter(conns_active_at__lte=params["was_active_at"])
         if "was_inactive_at" in params:
             qs = qs.filter(conns_inactive_at__lte=params["was_inactive_at"])
-        paginator = V4Pagination()
         if "status" in params:  # health is computed, not stored: filter every tunnel, then take the page
             tunnels = list(qs)
             health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=tunnels)
@@ -167,18 +171,10 @@ class TunnelRotateView(TunnelBase):
 
 
 class TunnelConfigurationView(TunnelBase):
-    def _data(self, tunnel) -> dict[str, Any]:
-        latest = (
-            TunnelConfiguration.objects.for_org(self.organisation)
-            .filter(tunnel=tunnel, version=tunnel.config_version)
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        return configuration_data(tunnel, latest or tunnel.created_at)
-
     @extend_schema(responses=ConfigurationOutput, summary="Get the remote-managed configuration")
     def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
-        return Response(self._data(self.tunnel(tunnel_id)))
+        tunnel = self.tunnel(tunnel_id)
+        return Response(configuration_data(tunnel, selectors.tunnel_configuration_date(tunnel=tunnel)))
 
     @extend_schema(
         request=ConfigurationInput,
