@@ -251,7 +251,7 @@ class PreparedQuery:
         if plan.shape == "flat":
             return [row[0] for row in rows]
         if plan.shape == "dict":
-            return [dict(zip(plan.names, row, strict=True)) for row in rows]
+            return [dict(zip(plan.names, row[:count], strict=True)) for row in rows]
         assert plan.model is not None
         start, end = plan.model_slice
         model, init_list = plan.model, list(plan.init_list)

@@ -62,8 +62,10 @@ MIDDLEWARE = [
 ]
 
 # Threads per server process running Django's (sync) HTTP requests (controlplane/serving.py). Python runs one
-# thread at a time; more than a few only help requests waiting on the database.
-DJANGO_HTTP_THREADS = env_int("DJANGO_HTTP_THREADS", 8)
+# thread at a time: more threads only help requests that wait (on a remote database), and cost CPU in switching
+# between them. bench/api at c=20 on 2 cores: CPU per request of a page of tunnels 3,000–3,600 µs with 1–2 threads,
+# 5,100 with 4, 6,700 with 8 (issue 13). Two keep one thread free while the other waits on the database.
+DJANGO_HTTP_THREADS = env_int("DJANGO_HTTP_THREADS", 2)
 
 ROOT_URLCONF = "controlplane.urls"
 WSGI_APPLICATION = "controlplane.wsgi.application"
