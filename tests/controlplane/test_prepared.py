@@ -19,9 +19,9 @@ from tunnels.services import tunnel_config_update, tunnel_create
 pytestmark = pytest.mark.django_db
 
 BY_ID = PreparedQuery(
-    lambda organisation, tunnel_id: Tunnel.objects.for_org(organisation)
-    .filter(pk=tunnel_id, deleted_at__isnull=True)
-    .order_by()[:1],
+    lambda organisation, tunnel_id: (
+        Tunnel.objects.for_org(organisation).filter(pk=tunnel_id, deleted_at__isnull=True).order_by()[:1]
+    ),
     organisation=Organisation,
     tunnel_id=uuid.UUID,
 )
@@ -91,9 +91,11 @@ def test_values_rows_equal_the_querysets(org_a, tunnels):
 
 def test_rows_of_a_child_table_with_a_join(org_a, tunnels):
     prepared = PreparedQuery(
-        lambda organisation, tunnel_id: Connection.objects.for_org(organisation)
-        .filter(tunnel_id=tunnel_id, closed_at__isnull=True)
-        .values_list("id", "connector__connector_id", "connector__features"),
+        lambda organisation, tunnel_id: (
+            Connection.objects.for_org(organisation)
+            .filter(tunnel_id=tunnel_id, closed_at__isnull=True)
+            .values_list("id", "connector__connector_id", "connector__features")
+        ),
         organisation=Organisation,
         tunnel_id=uuid.UUID,
     )
@@ -197,9 +199,9 @@ def test_a_bound_query_counts_and_reads_pages_as_the_queryset_does(org_a, org_b,
     for n in range(7):
         tunnel_create(organisation=org_a, name=f"t{n}", actor=Actor.cli())
     listed = PreparedQuery(
-        lambda organisation: Tunnel.objects.for_org(organisation)
-        .filter(deleted_at__isnull=True)
-        .order_by("-created_at", "-pk"),
+        lambda organisation: (
+            Tunnel.objects.for_org(organisation).filter(deleted_at__isnull=True).order_by("-created_at", "-pk")
+        ),
         organisation=Organisation,
     )
     queryset = Tunnel.objects.for_org(org_a).filter(deleted_at__isnull=True).order_by("-created_at", "-pk")

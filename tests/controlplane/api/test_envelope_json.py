@@ -31,7 +31,7 @@ PAYLOAD = {
     "network": ipaddress.ip_network("10.0.0.0/8"),
     "lazy": gettext_lazy("Not found."),
     "status": TunnelStatus.HEALTHY,
-    "text": "café \u2028 \u2029 \"quoted\" \\ \n",
+    "text": 'café \u2028 \u2029 "quoted" \\ \n',
     "numbers": [1, 2.5, -0.0, True, False, None],
     "nested": [{"when": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), "ids": [uuid.uuid4(), uuid.uuid4()]}],
     "empty": {},
