@@ -25,6 +25,7 @@ the ORM does. Prepared querysets have no `select_related`, `prefetch_related` or
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import operator
 import sqlite3
@@ -35,12 +36,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
 from django.db.models.query_utils import DeferredAttribute
+from django.utils.dateparse import parse_datetime
 
 from controlplane.scoping import OrgQuerySet, _system_scope
 
@@ -125,22 +128,67 @@ def _qmark(connection: Any, sql: str) -> str | None:
 
 def _fetch_raw(connection: Any, plan: _Plan, params: list[Any]) -> list[Any]:
     """What `connection.cursor()` + `execute` do, without the wrappers that only log: the same checks, the driver's
-    own cursor (the backend's `create_cursor`, with its time zone set up), errors translated to Django's; on SQLite,
-    the SQL already in the driver's `?` style."""
+    own cursor (the backend's `create_cursor`, with its time zone set up; one kept per open connection), errors
+    translated to Django's; on SQLite, the SQL already in the driver's `?` style."""
     connection.close_if_health_check_failed()
-    connection.ensure_connection()
+    if connection.connection is None:
+        connection.ensure_connection()
     connection.validate_thread_sharing()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
-        cursor = connection.create_cursor()
-        try:
-            if plan.qmark_sql is not None:
-                sqlite3.Cursor.execute(cursor, plan.qmark_sql, params)
-            else:
-                cursor.execute(plan.sql, params)
-            return cursor.fetchall()
-        finally:
-            cursor.close()
+        # Kept per open connection and time zone (a cursor holds the zone its datetimes are read in, on PostgreSQL).
+        kept, zone = getattr(connection, "_prepared_cursor", None), connection.timezone
+        if kept is None or kept[0] is not connection.connection or kept[1] != zone:
+            kept = connection._prepared_cursor = (connection.connection, zone, connection.create_cursor())
+        cursor = kept[2]
+        if plan.qmark_sql is not None:
+            sqlite3.Cursor.execute(cursor, plan.qmark_sql, params)
+        else:
+            cursor.execute(plan.sql, params)
+        return cursor.fetchall()
+
+
+def _value_converter(converters: tuple[Callable[..., Any], ...], expression: Any, connection: Any) -> Any:
+    """One column's converters as a function of the value. SQLite's UUID and datetime converters (Django 5.2's
+    `DatabaseOperations.convert_uuidfield_value` / `convert_datetimefield_value`) are replaced by the same steps
+    with `settings.USE_TZ` and the connection's time zone read once per query instead of once per value."""
+    if len(converters) == 1 and connection.vendor == "sqlite":
+        from django.db.backends.sqlite3.operations import DatabaseOperations  # loaded: the connection is SQLite's
+
+        func = getattr(converters[0], "__func__", None)
+        if func is DatabaseOperations.convert_uuidfield_value:
+            return _uuid_or_none
+        if func is DatabaseOperations.convert_datetimefield_value:
+            if not settings.USE_TZ:
+                return _naive_datetime
+            return partial(_aware_datetime, connection.timezone)
+
+    def convert(value: Any) -> Any:
+        for converter in converters:
+            value = converter(value, expression, connection)
+        return value
+
+    return convert
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(value)
+
+
+def _naive_datetime(value: Any) -> datetime.datetime | None:
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    return parse_datetime(value)
+
+
+def _aware_datetime(zone: Any, value: Any) -> datetime.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime.datetime):
+        value = parse_datetime(value)
+    if value.utcoffset() is None:  # timezone.make_aware(value, zone), which checks the same
+        value = value.replace(tzinfo=zone)
+    return value
 
 
 def _plain_init(model: type[models.Model], attnames: tuple[str, ...]) -> bool:
@@ -222,7 +270,7 @@ class PreparedQuery:
         if variant == "count":
             return int(rows[0][0]) if rows else 0
         if plan.converters:
-            rows = [self._convert(row, plan, connection) for row in rows]
+            rows = self._convert_all(rows, plan, connection)
         return self._shape(rows, plan, using, values)
 
     @staticmethod
@@ -234,14 +282,18 @@ class PreparedQuery:
         return values[name][int(index[:-1])]
 
     @staticmethod
-    def _convert(row: Any, plan: _Plan, connection: Any) -> list[Any]:
-        row = list(row)
-        for position, converters, expression in plan.converters:
-            value = row[position]
-            for converter in converters:
-                value = converter(value, expression, connection)
-            row[position] = value
-        return row
+    def _convert_all(rows: list[Any], plan: _Plan, connection: Any) -> list[Any]:
+        """Every row through the compiler's converters; SQLite's UUID and datetime converters, the common ones, are
+        run as one function each of the value alone (the same steps, with the settings they read taken once)."""
+        steps = [(position, _value_converter(converters, expression, connection)) for position, converters, expression
+                 in plan.converters]  # fmt: skip
+        out = []
+        for row in rows:
+            row = list(row)
+            for position, step in steps:
+                row[position] = step(row[position])
+            out.append(row)
+        return out
 
     @staticmethod
     def _shape(rows: list[Any], plan: _Plan, using: str, values: dict[str, Any]) -> list[Any]:

@@ -222,3 +222,15 @@ def test_a_bound_query_counts_and_reads_pages_as_the_queryset_does(org_a, org_b,
     sliced = PreparedQuery(lambda organisation: Tunnel.objects.for_org(organisation)[:5], organisation=Organisation)
     with pytest.raises(PreparationError):
         sliced.bind(organisation=org_a).count()
+
+
+def test_converted_values_equal_the_orms_with_and_without_time_zones(org_a, tunnels, settings):
+    mine, _ = tunnels
+    Tunnel.objects.for_org(org_a).filter(pk=mine.pk).update(conns_active_at=mine.created_at)
+    for use_tz in (True, False):
+        settings.USE_TZ = use_tz
+        expected = Tunnel.objects.for_org(org_a).get(pk=mine.pk)
+        got = BY_ID.first(organisation=org_a, tunnel_id=mine.pk)
+        assert model_state(got) == model_state(expected)
+        assert (got.conns_active_at.tzinfo is not None) is use_tz
+        assert got.conns_inactive_at is None and isinstance(got.id, uuid.UUID)
