@@ -96,3 +96,9 @@ bench-certificates: dev-deps
 bench-api: dev-deps
 	@command -v wrk >/dev/null || { echo "bench-api needs wrk: run 'sudo apt-get install -y wrk' (Debian), then again"; exit 2; }
 	$(BIN)/python -m bench.api $(BENCH_ARGS)
+
+# The same endpoints in process, with instructions per request counted by valgrind (steady on a busy machine).
+.PHONY: bench-api-step
+bench-api-step: dev-deps
+	@command -v valgrind >/dev/null || { echo "bench-api-step needs valgrind: run 'sudo apt-get install -y valgrind' (Debian), then again"; exit 2; }
+	$(BIN)/python -m bench.api.step --callgrind $(BENCH_ARGS)

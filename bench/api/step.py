@@ -1,0 +1,189 @@
+"""The API's request path in process: what one request of each bench/api endpoint costs inside Django (the same
+handler, middleware, views and settings as the server, without the HTTP server or the network), next to the trivial
+view, so that a change can be judged on a shared, noisy machine.
+
+    python -m bench.api.step [--only tunnel --only list-100 ...] [--iterations 300] [--callgrind]
+
+Each endpoint runs in a child process that imports the server's application (`controlplane.asgi`), answers 20
+requests to warm up, then measures: CPU µs per request (`time.thread_time`, median of 7 batches interleaved with
+batches of the trivial view, and the median of the per-batch ratios), and with `--callgrind` the instructions per
+request counted by valgrind around a loop of that endpoint's requests only (`callgrind_control -i on`, then `-d`, one
+child per endpoint and one for the trivial view): the same figure on a busy machine, the one to decide with.
+Writes (PUT configuration, create + delete) change the seeded data as they
+run, as they do in bench/api. A throwaway data dir is migrated and seeded by bench/api/seed.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, server_env
+
+
+def _scope(seeded: dict[str, Any], row: dict[str, Any], method: str, path: str, body: bytes) -> dict[str, Any]:
+    headers = [(b"host", b"127.0.0.1"), (b"accept", b"*/*"), (b"user-agent", b"bench-api-step")]
+    if row["auth"] == "session":
+        headers.append((b"cookie", seeded["cookie"].encode()))
+    elif row["auth"]:
+        headers.append((b"authorization", f"Bearer {seeded['orgs'][row['auth']]['token']}".encode()))
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 40000),
+    }
+
+
+def child(data_dir: Path, name: str, iterations: int, callgrind: bool) -> None:
+    import controlplane.asgi as asgi
+    from bench.api.seed import endpoints
+
+    seeded = json.loads((data_dir / "seeded.json").read_text())
+    rows = {row["name"]: row for row in endpoints(seeded)}
+    handler = asgi.django_asgi_app
+    created = [0]
+
+    def call(row: dict[str, Any], method: str, path: str, body: bytes = b"") -> bytes:
+        response, content = handler._get_response_sync(_scope(seeded, row, method, path, body), io.BytesIO(body))
+        if response.status_code != 200:
+            raise RuntimeError(f"{row['name']}: {method} {path} answered {response.status_code}: {content[:200]!r}")
+        return content
+
+    def one(row: dict[str, Any]) -> None:
+        if row["method"] == "POST+DELETE":
+            created[0] += 1
+            body = json.dumps({"name": f"step-{os.getpid()}-{created[0]}"}).encode()
+            tunnel = json.loads(call(row, "POST", row["path"], body))["result"]["id"]
+            call(row, "DELETE", f"{row['path']}/{tunnel}")
+            return
+        body = json.dumps(row["body"]).encode() if row.get("body") else b""
+        call(row, row["method"], row["path"], body)
+
+    if callgrind:
+        # Under valgrind a request takes ~50x longer: the token cache's one-second expiry would re-read the token
+        # every few requests instead of once a second of the real server's thousands.
+        from controlplane.services import tokens
+
+        tokens.TOKEN_CACHE_SECONDS = 3600.0
+    trivial, row = rows["trivial"], rows[name]
+    for _ in range(20):
+        one(trivial)
+        one(row)
+    if callgrind:  # only this endpoint's requests, counted
+        pid = str(os.getpid())
+        subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+        for _ in range(iterations):
+            one(row)
+        subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)  # dumped: the loop alone
+        print(json.dumps({"requests": iterations}))
+        return
+    per_request: dict[str, list[float]] = {"trivial": [], name: []}
+    ratios = []
+    for _ in range(7):
+        for each in (trivial, row):
+            started = time.thread_time()
+            for _ in range(iterations):
+                one(each)
+            per_request[each["name"]].append((time.thread_time() - started) / iterations)
+        ratios.append(per_request[name][-1] / per_request["trivial"][-1])
+    print(
+        json.dumps(
+            {
+                "us": statistics.median(per_request[name]) * 1e6,
+                "trivial_us": statistics.median(per_request["trivial"]) * 1e6,
+                "ratio": statistics.median(ratios),
+            }
+        )
+    )
+
+
+def instructions(out_file: str) -> int:
+    """Instructions counted in a callgrind output file (its `summary:` or `totals:` line)."""
+    for line in Path(out_file).read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out_file}")
+
+
+def counted(data_dir: Path, name: str, requests: int, env: dict[str, str]) -> float:
+    """Instructions per request of `name`, counted by callgrind around its measured loop only."""
+    prefix = data_dir / f"callgrind-{name.replace('+', '-')}"
+    for old in glob.glob(f"{prefix}.*"):
+        os.unlink(old)
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={prefix}.%p"]
+    cmd += [sys.executable, "-m", "bench.api.step", "--child", str(data_dir), name, str(requests), "--callgrind"]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return sum(instructions(f) for f in glob.glob(f"{prefix}.*")) / requests
+
+
+def measure(data_dir: Path, name: str, iterations: int, env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.api.step", "--child", str(data_dir), name, str(iterations)]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.api.step", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", default=[], help="measure only these endpoints")
+    parser.add_argument("--iterations", type=int, default=300, help="requests per batch (300; 7 batches)")
+    parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind")
+    parser.add_argument("--requests", type=int, default=100, help="requests counted under valgrind (100)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        import django
+
+        django.setup()
+        child(Path(args.child[0]), args.child[1], int(args.child[2]), args.callgrind)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="bench-api-step-"))
+    data_dir = work / "data"
+    data_dir.mkdir()
+    env = server_env(data_dir, 80)
+    env["BENCH_ENDPOINTS"] = "1"
+    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.api.seed", "--others=20"], cwd=ROOT, env=env, check=True, capture_output=True
+    ).stdout.decode()
+    (data_dir / "seeded.json").write_text(out.strip().splitlines()[-1])
+    from bench.api.seed import endpoints
+
+    names = [row["name"] for row in endpoints(json.loads((data_dir / "seeded.json").read_text()))]
+    names = [n for n in names if n != "trivial" and (not args.only or n in args.only)]
+    head = f"{'endpoint':<14} {'µs/req':>8} {'trivial µs':>10} {'ratio':>6}"
+    print(head + ("  instructions/req  trivial's  ratio" if args.callgrind else ""))
+    trivial_count = counted(data_dir, "trivial", args.requests, env) if args.callgrind else 0.0
+    for name in names:
+        heavy = name in ("put-config", "create+delete", "ui-tunnels")
+        result = measure(data_dir, name, max(10, args.iterations // 10) if heavy else args.iterations, env)
+        line = f"{name:<14} {result['us']:>8.0f} {result['trivial_us']:>10.0f} {result['ratio']:>6.2f}"
+        if args.callgrind:
+            count = counted(data_dir, name, max(5, args.requests // 10) if heavy else args.requests, env)
+            line += f"  {count:>16,.0f}  {trivial_count:>9,.0f}  {count / trivial_count:>5.2f}"
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
