@@ -18,10 +18,14 @@ _lock = threading.Lock()
 
 class MemoContentNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> tuple[Any, str]:
+        # Without a query string there is no format override to read (and no QueryDict to build for it).
+        override = (
+            request.query_params.get(self.settings.URL_FORMAT_OVERRIDE) if request.META.get("QUERY_STRING") else None
+        )
         key = (
             tuple(type(renderer) for renderer in renderers),
             format_suffix,
-            request.query_params.get(self.settings.URL_FORMAT_OVERRIDE),
+            override,
             request.META.get("HTTP_ACCEPT", "*/*"),
         )
         known = _memo.get(key)
