@@ -171,8 +171,21 @@ def _value_converter(converters: tuple[Callable[..., Any], ...], expression: Any
     return convert
 
 
+_new_uuid = uuid.UUID.__new__
+_set = object.__setattr__
+
+
 def _uuid_or_none(value: Any) -> uuid.UUID | None:
-    return None if value is None else uuid.UUID(value)
+    """uuid.UUID(value) for the 32 hex digits SQLite holds, built as UUID.__init__ ends (its string clean-up and
+    checks are for other inputs, which still go through it)."""
+    if value is None:
+        return None
+    if len(value) != 32:
+        return uuid.UUID(value)
+    made = _new_uuid(uuid.UUID)
+    _set(made, "int", int(value, 16))
+    _set(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
 
 
 def _naive_datetime(value: Any) -> datetime.datetime | None:

@@ -234,3 +234,18 @@ def test_converted_values_equal_the_orms_with_and_without_time_zones(org_a, tunn
         assert model_state(got) == model_state(expected)
         assert (got.conns_active_at.tzinfo is not None) is use_tz
         assert got.conns_inactive_at is None and isinstance(got.id, uuid.UUID)
+
+
+def test_uuids_read_from_sqlite_equal_the_orms():
+    from controlplane.prepared import _uuid_or_none
+
+    for value in (uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)):
+        made = _uuid_or_none(value.hex)
+        assert made == value and str(made) == str(value) and hash(made) == hash(value) and made.int == value.int
+        assert made.is_safe == uuid.SafeUUID.unknown and made.version == value.version
+    assert _uuid_or_none(None) is None
+    assert _uuid_or_none(str(uuid.UUID(int=5))) == uuid.UUID(int=5)  # any other spelling goes through UUID()
+    with pytest.raises(ValueError):
+        _uuid_or_none("not a uuid")
+    with pytest.raises(ValueError):
+        _uuid_or_none("z" * 32)
