@@ -99,7 +99,7 @@ def _as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: plans key per-connection caches
 class _Plan:
     sql: str
     qmark_sql: str | None  # SQLite's: placeholders already `?` (what its cursor wrapper converts on every call)
@@ -114,7 +114,7 @@ class _Plan:
     model_slice: tuple[int, int] = (0, 0)
     annotations: tuple[tuple[str, int], ...] = ()
     known: tuple[tuple[Any, str, Callable[[Any], Any]], ...] = ()  # (field, parameter, row's related id getter)
-    plain_init: bool = False  # model rows may be built by filling their attributes (_plain_init)
+    plain_build: Callable[[Any], models.Model] | None = None  # when rows may be built by filling their attributes
 
 
 def _qmark(connection: Any, sql: str) -> str | None:
@@ -298,8 +298,18 @@ class PreparedQuery:
     def _convert_all(rows: list[Any], plan: _Plan, connection: Any) -> list[Any]:
         """Every row through the compiler's converters; SQLite's UUID and datetime converters, the common ones, are
         run as one function each of the value alone (the same steps, with the settings they read taken once)."""
-        steps = [(position, _value_converter(converters, expression, connection)) for position, converters, expression
-                 in plan.converters]  # fmt: skip
+        # Built once per plan, connection, USE_TZ and zone (tests change them), kept on the connection (one per
+        # thread).
+        cache = connection.__dict__.setdefault("_prepared_steps", {})
+        key = (plan, settings.USE_TZ, connection.timezone)
+        steps = cache.get(key)
+        if steps is None:
+            if len(cache) >= MAX_LIST_PLANS * 4:
+                cache.clear()
+            steps = cache[key] = [
+                (position, _value_converter(converters, expression, connection))
+                for position, converters, expression in plan.converters
+            ]
         out = []
         for row in rows:
             row = list(row)
@@ -320,8 +330,8 @@ class PreparedQuery:
         assert plan.model is not None
         start, end = plan.model_slice
         model, init_list = plan.model, list(plan.init_list)
-        if plan.plain_init and not (signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model)):
-            build = _plain_builder(model, plan.init_list)
+        if plan.plain_build and not (signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model)):
+            build = plan.plain_build
         else:
             build = partial(model.from_db, using, init_list)
         out = []
@@ -489,7 +499,9 @@ class PreparedQuery:
             shape="model",
             model=klass_info["model"],
             init_list=(init_list := tuple(f[0].target.attname for f in select[start:end])),
-            plain_init=_plain_init(klass_info["model"], init_list),
+            plain_build=_plain_builder(klass_info["model"], init_list)
+            if _plain_init(klass_info["model"], init_list)
+            else None,
             model_slice=(start, end),
             annotations=tuple(compiler.annotation_col_map.items()),
             known=tuple(known),
