@@ -20,7 +20,12 @@ queryset.
 Parameters are declared with their kind: a model class (an instance is passed; its primary key is bound), `uuid.UUID`,
 `int` or `str`, or a list of one of these written `[uuid.UUID]` (for `__in`): the SQL differs with the list's length,
 so one plan is kept per length (a bounded number: `MAX_LIST_PLANS` per query), and an empty list reads nothing, as
-the ORM does. Prepared querysets have no `select_related`, `prefetch_related` or `select_for_update`.
+the ORM does. Prepared querysets have no `select_related` or `prefetch_related`.
+
+A locked read (`select_for_update()`, the re-read of a row a write transaction is about to change) keeps its
+`FOR UPDATE` where the database has one (PostgreSQL; SQLite's IMMEDIATE transactions lock the whole database at
+BEGIN and the ORM writes no clause), and is refused outside a transaction on every call, on every database (the ORM
+refuses it on PostgreSQL only: refusing it on SQLite too lets the SQLite tests catch a lock taken in autocommit).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
 from django.db.models.query_utils import DeferredAttribute
+from django.db.transaction import TransactionManagementError
 
 from controlplane.scoping import OrgQuerySet, _system_scope
 
@@ -112,6 +118,7 @@ class _Plan:
     annotations: tuple[tuple[str, int], ...] = ()
     known: tuple[tuple[Any, str, Callable[[Any], Any]], ...] = ()  # (field, parameter, row's related id getter)
     plain_init: bool = False  # model rows may be built by filling their attributes (_plain_init)
+    for_update: bool = False  # a locked read: only inside a transaction (the ORM's check, on every call)
 
 
 def _qmark(connection: Any, sql: str) -> str | None:
@@ -208,6 +215,8 @@ class PreparedQuery:
         if 0 in lengths:  # `__in` an empty list: no row, and no query (the ORM's EmptyResultSet)
             return 0 if variant == "count" else []
         plan = self._plans.get((using, connection.vendor, lengths, variant)) or self._prepare(using, lengths, variant)
+        if plan.for_update and connection.get_autocommit():
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         params = list(plan.params)
         for position, name, convert in plan.slots:
             params[position] = convert(self._value(values, name))
@@ -333,12 +342,14 @@ class PreparedQuery:
         qs: Any = self.build(**arguments)
         if not isinstance(qs, models.QuerySet):
             raise PreparationError(f"{self.name} must return a queryset")
-        if getattr(qs, "_prefetch_related_lookups", ()) or qs.query.select_related or qs.query.select_for_update:
-            raise PreparationError(f"{self.name}: select_related, prefetch_related and select_for_update are not kept")
+        if getattr(qs, "_prefetch_related_lookups", ()) or qs.query.select_related:
+            raise PreparationError(f"{self.name}: select_related and prefetch_related are not kept")
         if qs.db != using:
             qs = qs.using(using)
         if isinstance(qs, OrgQuerySet):
             qs._check_scoped()
+        if variant != "rows" and qs.query.select_for_update:
+            raise PreparationError(f"{self.name}: a locked read is read whole, not counted or by pages")
         if variant != "rows" and qs.query.is_sliced:
             raise PreparationError(f"{self.name}: a query read by pages or counted is not sliced")
         compiler = qs.query.get_compiler(using=using)
@@ -394,6 +405,7 @@ class PreparedQuery:
             "slots": slots,
             "converters": converters,
             "col_count": compiler.col_count,
+            "for_update": bool(qs.query.select_for_update),
         }
         if iterable is ValuesListIterable:
             return _Plan(**common, shape="tuple")

@@ -222,3 +222,40 @@ def test_a_bound_query_counts_and_reads_pages_as_the_queryset_does(org_a, org_b,
     sliced = PreparedQuery(lambda organisation: Tunnel.objects.for_org(organisation)[:5], organisation=Organisation)
     with pytest.raises(PreparationError):
         sliced.bind(organisation=org_a).count()
+
+
+LOCKED = PreparedQuery(
+    lambda organisation, tunnel_id: (
+        Tunnel.objects.for_org(organisation).select_for_update().defer("config").filter(pk=tunnel_id).order_by()[:1]
+    ),
+    organisation=Organisation,
+    tunnel_id=uuid.UUID,
+)
+
+
+def test_a_locked_read_keeps_its_lock_clause_and_reads_what_the_queryset_reads(org_a, tunnels):
+    from django.db import transaction
+
+    mine, _ = tunnels
+    with transaction.atomic():
+        expected = Tunnel.objects.for_org(org_a).select_for_update().defer("config").get(pk=mine.pk)
+        with CaptureQueriesContext(connection) as queries:
+            got = LOCKED.first(organisation=org_a, tunnel_id=mine.pk)
+        assert got.get_deferred_fields() == {"config"}
+        assert model_state(got) == model_state(expected)  # the deferred configuration read on access, as the ORM's
+    # FOR UPDATE where the database locks rows (PostgreSQL); SQLite locks the database at BEGIN IMMEDIATE instead
+    assert ("FOR UPDATE" in queries[0]["sql"]) == connection.features.has_select_for_update
+    with pytest.raises(PreparationError):
+        LOCKED.bind(organisation=org_a, tunnel_id=mine.pk).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_read_is_refused_outside_a_transaction_on_every_database(org_a):
+    from django.db import transaction
+    from django.db.transaction import TransactionManagementError
+
+    mine = tunnel_create(organisation=org_a, name="locked", actor=Actor.cli())
+    with transaction.atomic():
+        assert LOCKED.first(organisation=org_a, tunnel_id=mine.pk).pk == mine.pk
+    with pytest.raises(TransactionManagementError):
+        LOCKED.first(organisation=org_a, tunnel_id=mine.pk)
