@@ -194,6 +194,20 @@ def tunnel_routes(tunnel: Tunnel):
     return DnsRecord.objects.for_org(tunnel.organisation).filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk)
 
 
+_ROUTE_RECORDS = PreparedQuery(
+    lambda organisation, tunnel: DnsRecord.objects.for_org(organisation).filter(
+        managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel
+    ),
+    organisation=Organisation,
+    tunnel=uuid.UUID,
+)
+
+
+def tunnel_route_records(tunnel: Tunnel) -> list[DnsRecord]:
+    """`tunnel_routes` read (compiled once per process)."""
+    return _ROUTE_RECORDS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk)
+
+
 def _dns_rows(tunnel: Tunnel, names: list[str]) -> set[_DnsRow]:
     """The records a sync depends on: those with the hostnames' names and those routed to the tunnel."""
     if names:
@@ -339,9 +353,7 @@ def tunnel_config_update(
         read_version, previous = tunnel.config_version, tunnel.config
     changes = config_diff(previous, normalised)
     with transaction.atomic():
-        tunnel = _TUNNEL_LOCKED.first(organisation=tunnel.organisation, pk=tunnel.pk)
-        if tunnel is None:
-            raise Tunnel.DoesNotExist("Tunnel matching query does not exist.")
+        tunnel = locked_tunnel(tunnel)
         if tunnel.deleted_at is not None:
             raise ValidationError("This tunnel is deleted.")
         _check_version(tunnel, expected_version)
@@ -399,8 +411,14 @@ def _rules_with_catch_all(config: dict[str, Any]) -> tuple[list[dict[str, Any]],
     return rules, {"service": "http_status:404"}
 
 
-def _locked(tunnel: Tunnel) -> Tunnel:
-    return Tunnel.objects.for_org(tunnel.organisation).select_for_update().get(pk=tunnel.pk)
+def locked_tunnel(tunnel: Tunnel) -> Tunnel:
+    """The tunnel read again under lock, inside the caller's transaction (FOR UPDATE on PostgreSQL; on SQLite the
+    IMMEDIATE transaction holds the database's write lock from BEGIN), its configuration deferred (read on access).
+    Tunnel.DoesNotExist if it is gone."""
+    locked = _TUNNEL_LOCKED.first(organisation=tunnel.organisation, pk=tunnel.pk)
+    if locked is None:
+        raise Tunnel.DoesNotExist("Tunnel matching query does not exist.")
+    return locked
 
 
 def _check_version(tunnel: Tunnel, expected_version: int | None) -> None:
