@@ -68,7 +68,9 @@ def _sentinel(kind: Kind) -> Any:
     if kind is uuid.UUID:
         return uuid.uuid4()
     if kind is int:
-        return 7_340_000_000_000 + n * 7919
+        # Within a 32-bit integer column's range: PostgreSQL's backend turns a comparison with a value out of the
+        # column's range into "no row" (EmptyResultSet), which compiles to no SQL at all.
+        return 1_900_000_000 + (n * 7919) % 200_000_000
     if kind is str:
         return f"\x1fprepared-{uuid.uuid4().hex}"
     if isinstance(kind, type) and issubclass(kind, models.Model):
@@ -96,6 +98,10 @@ def _forms(value: Any) -> list[tuple[Any, Callable[[Any], Any]]]:
 
 def _of_pk(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda instance: convert(instance.pk)
+
+
+def _wrapped(wrapper: type, convert: Callable[[Any], Any], value: Any) -> Any:
+    return wrapper(convert(value))
 
 
 def _as_uuid(value: Any) -> uuid.UUID:
@@ -380,6 +386,11 @@ class PreparedQuery:
                     if other != form_again:
                         raise PreparationError(f"parameter {name!r} does not land in one place of the SQL")
                     return position, name, convert
+                if type(form) is int and isinstance(value, int) and not isinstance(value, bool) and value == form:
+                    # psycopg's sized integer (Int4, Int8: the backend's form of an integer column's value), kept
+                    if other != form_again:
+                        raise PreparationError(f"parameter {name!r} does not land in one place of the SQL")
+                    return position, name, partial(_wrapped, type(value), convert)
         for name, sentinel in first.items():
             text = str(sentinel.pk if isinstance(sentinel, models.Model) else sentinel)
             if isinstance(value, str) and (text in value or text.replace("-", "") in value):
