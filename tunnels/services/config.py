@@ -323,7 +323,8 @@ def _sync_dns_routes(tunnel: Tunnel, placed: dict[str, Zone], plan: _DnsPlan | N
         )
         summary = DeleteSummary(tunnel.id, _routes_name(tunnel, [record.name for record in stale]))
         dns_records_delete(records=stale, actor=actor, summary=summary, announce=False)
-    events.routes_changed(organisation_id=organisation.pk)
+    if plan.new or plan.adopted or plan.stale:  # the edges' route table is made of these records alone
+        events.routes_changed(organisation_id=organisation.pk)
 
 
 def tunnel_config_update(
