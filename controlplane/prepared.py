@@ -20,7 +20,12 @@ queryset.
 Parameters are declared with their kind: a model class (an instance is passed; its primary key is bound), `uuid.UUID`,
 `int` or `str`, or a list of one of these written `[uuid.UUID]` (for `__in`): the SQL differs with the list's length,
 so one plan is kept per length (a bounded number: `MAX_LIST_PLANS` per query), and an empty list reads nothing, as
-the ORM does. Prepared querysets have no `select_related`, `prefetch_related` or `select_for_update`.
+the ORM does. Prepared querysets have no `select_related` or `prefetch_related`.
+
+A locked read (`select_for_update()`, the re-read of a row a write transaction is about to change) keeps its
+`FOR UPDATE` where the database has one (PostgreSQL; SQLite's IMMEDIATE transactions lock the whole database at
+BEGIN and the ORM writes no clause), and is refused outside a transaction on every call, on every database (the ORM
+refuses it on PostgreSQL only: refusing it on SQLite too lets the SQLite tests catch a lock taken in autocommit).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
 from django.db.models.query_utils import DeferredAttribute
+from django.db.transaction import TransactionManagementError
 from django.utils.dateparse import parse_datetime
 
 from controlplane.scoping import OrgQuerySet, _system_scope
@@ -65,7 +71,9 @@ def _sentinel(kind: Kind) -> Any:
     if kind is uuid.UUID:
         return uuid.uuid4()
     if kind is int:
-        return 7_340_000_000_000 + n * 7919
+        # Within a 32-bit integer column's range: PostgreSQL's backend turns a comparison with a value out of the
+        # column's range into "no row" (EmptyResultSet), which compiles to no SQL at all.
+        return 1_900_000_000 + (n * 7919) % 200_000_000
     if kind is str:
         return f"\x1fprepared-{uuid.uuid4().hex}"
     if isinstance(kind, type) and issubclass(kind, models.Model):
@@ -95,6 +103,10 @@ def _of_pk(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda instance: convert(instance.pk)
 
 
+def _wrapped(wrapper: type, convert: Callable[[Any], Any], value: Any) -> Any:
+    return wrapper(convert(value))
+
+
 def _as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
@@ -115,6 +127,7 @@ class _Plan:
     annotations: tuple[tuple[str, int], ...] = ()
     known: tuple[tuple[Any, str, Callable[[Any], Any]], ...] = ()  # (field, parameter, row's related id getter)
     plain_build: Callable[[Any], models.Model] | None = None  # when rows may be built by filling their attributes
+    for_update: bool = False  # a locked read: only inside a transaction (the ORM's check, on every call)
 
 
 def _qmark(connection: Any, sql: str) -> str | None:
@@ -269,6 +282,8 @@ class PreparedQuery:
         if 0 in lengths:  # `__in` an empty list: no row, and no query (the ORM's EmptyResultSet)
             return 0 if variant == "count" else []
         plan = self._plans.get((using, connection.vendor, lengths, variant)) or self._prepare(using, lengths, variant)
+        if plan.for_update and connection.get_autocommit():
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         params = list(plan.params)
         for position, name, convert in plan.slots:
             params[position] = convert(self._value(values, name))
@@ -408,12 +423,14 @@ class PreparedQuery:
         qs: Any = self.build(**arguments)
         if not isinstance(qs, models.QuerySet):
             raise PreparationError(f"{self.name} must return a queryset")
-        if getattr(qs, "_prefetch_related_lookups", ()) or qs.query.select_related or qs.query.select_for_update:
-            raise PreparationError(f"{self.name}: select_related, prefetch_related and select_for_update are not kept")
+        if getattr(qs, "_prefetch_related_lookups", ()) or qs.query.select_related:
+            raise PreparationError(f"{self.name}: select_related and prefetch_related are not kept")
         if qs.db != using:
             qs = qs.using(using)
         if isinstance(qs, OrgQuerySet):
             qs._check_scoped()
+        if variant != "rows" and qs.query.select_for_update:
+            raise PreparationError(f"{self.name}: a locked read is read whole, not counted or by pages")
         if variant != "rows" and qs.query.is_sliced:
             raise PreparationError(f"{self.name}: a query read by pages or counted is not sliced")
         compiler = qs.query.get_compiler(using=using)
@@ -444,6 +461,11 @@ class PreparedQuery:
                     if other != form_again:
                         raise PreparationError(f"parameter {name!r} does not land in one place of the SQL")
                     return position, name, convert
+                if type(form) is int and isinstance(value, int) and not isinstance(value, bool) and value == form:
+                    # psycopg's sized integer (Int4, Int8: the backend's form of an integer column's value), kept
+                    if other != form_again:
+                        raise PreparationError(f"parameter {name!r} does not land in one place of the SQL")
+                    return position, name, partial(_wrapped, type(value), convert)
         for name, sentinel in first.items():
             text = str(sentinel.pk if isinstance(sentinel, models.Model) else sentinel)
             if isinstance(value, str) and (text in value or text.replace("-", "") in value):
@@ -469,6 +491,7 @@ class PreparedQuery:
             "slots": slots,
             "converters": converters,
             "col_count": compiler.col_count,
+            "for_update": bool(qs.query.select_for_update),
         }
         if iterable is ValuesListIterable:
             return _Plan(**common, shape="tuple")

@@ -247,9 +247,11 @@ def tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:
     return tunnel_health_map(organisation=tunnel.organisation, tunnels=[tunnel])[tunnel.pk]
 
 
-def new_tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:
-    """The health of a tunnel created by the current request, without a query: no connector can have connected
-    with a token that has not been answered yet (what `tunnel_health` computes from no rows)."""
+def unconnected_tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:
+    """The health of a tunnel no connector is connected to, without a query (what `tunnel_health` computes from no
+    rows): one created by the current request (no connector can have connected with a token that has not been
+    answered yet), or one it deleted without cascade (refused while a connector is connected; a deleted tunnel
+    accepts none)."""
     return compute_health(
         ever_connected=tunnel.conns_active_at is not None, config_version=tunnel.config_version, connectors=[], live=[]
     )

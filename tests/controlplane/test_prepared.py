@@ -249,3 +249,61 @@ def test_uuids_read_from_sqlite_equal_the_orms():
         _uuid_or_none("not a uuid")
     with pytest.raises(ValueError):
         _uuid_or_none("z" * 32)
+
+
+LOCKED = PreparedQuery(
+    lambda organisation, tunnel_id: (
+        Tunnel.objects.for_org(organisation).select_for_update().defer("config").filter(pk=tunnel_id).order_by()[:1]
+    ),
+    organisation=Organisation,
+    tunnel_id=uuid.UUID,
+)
+
+
+def test_a_locked_read_keeps_its_lock_clause_and_reads_what_the_queryset_reads(org_a, tunnels):
+    from django.db import transaction
+
+    mine, _ = tunnels
+    with transaction.atomic():
+        expected = Tunnel.objects.for_org(org_a).select_for_update().defer("config").get(pk=mine.pk)
+        with CaptureQueriesContext(connection) as queries:
+            got = LOCKED.first(organisation=org_a, tunnel_id=mine.pk)
+        assert got.get_deferred_fields() == {"config"}
+        assert model_state(got) == model_state(expected)  # the deferred configuration read on access, as the ORM's
+    # FOR UPDATE where the database locks rows (PostgreSQL); SQLite locks the database at BEGIN IMMEDIATE instead
+    assert ("FOR UPDATE" in queries[0]["sql"]) == connection.features.has_select_for_update
+    with pytest.raises(PreparationError):
+        LOCKED.bind(organisation=org_a, tunnel_id=mine.pk).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_read_is_refused_outside_a_transaction_on_every_database(org_a):
+    from django.db import transaction
+    from django.db.transaction import TransactionManagementError
+
+    mine = tunnel_create(organisation=org_a, name="locked", actor=Actor.cli())
+    with transaction.atomic():
+        assert LOCKED.first(organisation=org_a, tunnel_id=mine.pk).pk == mine.pk
+    with pytest.raises(TransactionManagementError):
+        LOCKED.first(organisation=org_a, tunnel_id=mine.pk)
+
+
+def test_an_integer_parameter_on_a_32_bit_column(org_a, tunnels):
+    """The stand-in values fit the column (an out-of-range one made PostgreSQL's lookup empty at preparation)."""
+    from tunnels.models import TunnelConfiguration
+
+    mine, _ = tunnels
+    by_version = PreparedQuery(
+        lambda organisation, tunnel, version: (
+            TunnelConfiguration.objects.for_org(organisation)
+            .filter(tunnel=tunnel, version=version)
+            .values_list("version", flat=True)
+        ),
+        organisation=Organisation,
+        tunnel=Tunnel,
+        version=int,
+    )
+    mine.refresh_from_db()
+    assert mine.config_version >= 1
+    assert by_version.rows(organisation=org_a, tunnel=mine, version=mine.config_version) == [mine.config_version]
+    assert by_version.rows(organisation=org_a, tunnel=mine, version=2_000_000) == []

@@ -10,6 +10,7 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from controlplane.actors import Actor
 from tests.conftest import make_token
@@ -50,9 +51,10 @@ def _queries(api, method: str, path: str, body=None) -> int:
         ("get", "{base}/{tunnel}/connections", None, 2),
         ("get", "{base}/{tunnel}/configurations", None, 2),  # the tunnel, the version's date
         ("get", "{base}", None, 3),  # count, page, live connections of the page
-        # the tunnel; DNS rows and version read before the write; BEGIN, locked tunnel, DNS rows again, UPDATE,
-        # INSERT version, INSERT audit, COMMIT: no zone query without a hostname, no re-read after
-        ("put", "{base}/{tunnel}/configurations", CONFIG, 10),
+        # the tunnel; BEGIN, locked tunnel, the tunnel's routes, UPDATE, INSERT version, INSERT audit, COMMIT: no
+        # zone query and no DNS plan before the transaction without a hostname, the diff from the tunnel the view
+        # read (no second read of its configuration), no re-read after
+        ("put", "{base}/{tunnel}/configurations", CONFIG, 8),
     ],
 )
 def test_request_queries_pinned(api, method, path, body, pinned):
@@ -70,23 +72,38 @@ def test_put_configuration_answers_the_saved_version(api):
 
 @pytest.mark.django_db
 def test_create_and_delete_queries_pinned(api):
-    api("post", "{base}", {"name": "warm"})
+    warm = api("post", "{base}", {"name": "warm"})
+    api("delete", "{base}/" + warm["id"])  # a first one of each, as the benchmark's (queries prepared)
     with CaptureQueriesContext(connection) as create:
         created = api("post", "{base}", {"name": "measured"})
     # BEGIN, name free?, SAVEPOINT, INSERT tunnel, RELEASE, INSERT audit, COMMIT: no health read of a new tunnel
     assert len(create) == 7
     with CaptureQueriesContext(connection) as delete:
         api("delete", "{base}/" + created["id"])
-    assert len(delete) == 11
+    # the tunnel; BEGIN, locked tunnel, live connections, its routes, UPDATE, INSERT audit, COMMIT: no savepoint
+    # without routes to delete, no health read after a delete without cascade (none can be connected)
+    assert len(delete) == 8
 
 
 @pytest.mark.django_db
 def test_a_new_tunnel_answers_the_health_read_back(api):
     from tunnels.models import Tunnel
-    from tunnels.selectors import new_tunnel_health, tunnel_health
+    from tunnels.selectors import tunnel_health, unconnected_tunnel_health
 
     created = api("post", "{base}", {"name": "fresh"})
     tunnel = Tunnel.objects.unscoped("test").get(pk=created["id"])
-    assert new_tunnel_health(tunnel=tunnel) == tunnel_health(tunnel=tunnel)
+    assert unconnected_tunnel_health(tunnel=tunnel) == tunnel_health(tunnel=tunnel)
     shown = api("get", "{base}/" + created["id"])
     assert {key: created[key] for key in shown} == shown
+
+
+@pytest.mark.django_db
+def test_a_deleted_tunnel_answers_the_health_read_back(api, org_a):
+    from tunnels.models import Tunnel
+
+    created = api("post", "{base}", {"name": "short-lived"})
+    Tunnel.objects.for_org(org_a).filter(pk=created["id"]).update(conns_active_at=timezone.now())  # once connected
+    deleted = api("delete", "{base}/" + created["id"])
+    assert deleted["deleted_at"] and deleted["status"] == "down"
+    shown = api("get", "{base}/" + created["id"])
+    assert deleted == shown

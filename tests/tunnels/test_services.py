@@ -281,3 +281,30 @@ def test_a_single_hostname_cannot_be_added_twice_but_can_be_saved_again_in_place
         ("a.example.com", "^/api", "http://localhost:1"),
         (None, None, "http_status:404"),
     ]
+
+
+def test_a_configuration_write_announces_a_route_change_only_when_its_routes_change(
+    org_a, zone, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The edges reload every organisation's routes on a `routes` event: a write that changes no DNS record (no
+    hostname before or after) announces none; adding and dropping a hostname each announce one."""
+    from tunnels import runtime
+    from tunnels.events import RoutesChanged
+
+    published = []
+    monkeypatch.setattr(runtime, "publish", published.append)
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
+
+    def routes_events(new_config):
+        published.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            tunnel_config_update(tunnel=tunnel, config=new_config, actor=ACTOR)
+        assert any(event.KIND == "config" for event in published)  # the connectors are told in every case
+        return [event for event in published if isinstance(event, RoutesChanged)]
+
+    assert routes_events(config()) == []
+    assert routes_events(config({"hostname": "a.example.com", "service": "http://localhost:1"})) == [
+        RoutesChanged(org_a.pk)
+    ]
+    assert routes_events(config({"hostname": "a.example.com", "service": "http://localhost:2"})) == []
+    assert routes_events(config()) == [RoutesChanged(org_a.pk)]

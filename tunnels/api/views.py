@@ -98,7 +98,7 @@ class TunnelListView(TunnelBase):
     def post(self, request: Request, account_id: str) -> Response:
         data = _valid(TunnelCreateInput, request.data)
         tunnel = services.tunnel_create(organisation=self.organisation, actor=self.actor, **data)
-        response = Response(tunnel_data(tunnel, selectors.new_tunnel_health(tunnel=tunnel)))
+        response = Response(tunnel_data(tunnel, selectors.unconnected_tunnel_health(tunnel=tunnel)))
         response.data["token"] = services.tunnel_token(tunnel)
         return response
 
@@ -143,6 +143,8 @@ class TunnelDetailView(TunnelBase):
     def delete(self, request: Request, account_id: str, tunnel_id: str) -> Response:
         cascade = bool(_bool(request.query_params.get("cascade"), "cascade"))
         tunnel = services.tunnel_delete(tunnel=self.tunnel(tunnel_id), actor=self.actor, cascade=cascade)
+        if not cascade:  # refused while a connector is connected, and a deleted tunnel accepts none: no health read
+            return Response(tunnel_data(tunnel, selectors.unconnected_tunnel_health(tunnel=tunnel)))
         return self.tunnel_response(tunnel)
 
 

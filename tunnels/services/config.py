@@ -18,6 +18,7 @@ from django.db.models import Q
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction, ZoneStatus
 from controlplane.models import AuditEvent, DnsRecord, Organisation, Zone
+from controlplane.prepared import PreparedQuery
 from controlplane.services.audit import audit_event, audit_record, audit_records, diff
 from controlplane.services.dns import DeleteSummary, dns_records_delete
 from controlplane.validators import reserved_by_installation
@@ -105,12 +106,56 @@ def _zone_for(zones_by_name: dict[str, Zone], hostname: str) -> Zone | None:
     return None
 
 
+# The reads of a configuration write, compiled once per process (controlplane/prepared.py): building and compiling
+# them was most of the write's cost (issue 13).
+_ACTIVE_ZONES = PreparedQuery(
+    lambda organisation: Zone.objects.for_org(organisation).filter(status=ZoneStatus.ACTIVE),
+    organisation=Organisation,
+)
+_LIVE_ZONES = PreparedQuery(
+    lambda organisation, ids: Zone.objects.for_org(organisation).filter(pk__in=ids, status=ZoneStatus.ACTIVE),
+    organisation=Organisation,
+    ids=[uuid.UUID],
+)
+_DNS_COLUMNS = ("pk", "name", "type", "content", "managed_by", "managed_by_id")
+_DNS_ROWS = PreparedQuery(
+    lambda organisation, tunnel, names: (
+        DnsRecord.objects.for_org(organisation)
+        .filter(Q(name__in=names) | Q(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel))
+        .order_by()
+        .values_list(*_DNS_COLUMNS)
+    ),
+    organisation=Organisation,
+    tunnel=uuid.UUID,
+    names=[str],
+)
+_ROUTE_ROWS = PreparedQuery(  # _DNS_ROWS without hostnames (a prepared list parameter may not be empty)
+    lambda organisation, tunnel: (
+        DnsRecord.objects.for_org(organisation)
+        .filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel)
+        .order_by()
+        .values_list(*_DNS_COLUMNS)
+    ),
+    organisation=Organisation,
+    tunnel=uuid.UUID,
+)
+# The tunnel re-read under lock by a configuration write, its configuration deferred (read again only when someone
+# saved meanwhile).
+_TUNNEL_LOCKED = PreparedQuery(
+    lambda organisation, pk: (
+        Tunnel.objects.for_org(organisation).select_for_update().defer("config").filter(pk=pk).order_by()[:1]
+    ),
+    organisation=Organisation,
+    pk=uuid.UUID,
+)
+
+
 def _place_hostnames(organisation: Organisation, hostnames: set[str]) -> dict[str, Zone]:
     """Each hostname's zone (one query), refusing one outside the account's active zones. Runs before the write
     transaction: it only reads, and what it read is checked again in `_sync_dns_routes`. No hostname: no query."""
     if not hostnames:
         return {}
-    zones = {z.name: z for z in Zone.objects.for_org(organisation).filter(status=ZoneStatus.ACTIVE)}
+    zones = {z.name: z for z in _ACTIVE_ZONES.rows(organisation=organisation)}
     placed: dict[str, Zone] = {}
     for hostname in sorted(hostnames):
         zone = _zone_for(zones, hostname)
@@ -149,25 +194,40 @@ def tunnel_routes(tunnel: Tunnel):
     return DnsRecord.objects.for_org(tunnel.organisation).filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk)
 
 
+_ROUTE_RECORDS = PreparedQuery(
+    lambda organisation, tunnel: DnsRecord.objects.for_org(organisation).filter(
+        managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel
+    ),
+    organisation=Organisation,
+    tunnel=uuid.UUID,
+)
+
+
+def tunnel_route_records(tunnel: Tunnel) -> list[DnsRecord]:
+    """`tunnel_routes` read (compiled once per process)."""
+    return _ROUTE_RECORDS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk)
+
+
 def _dns_rows(tunnel: Tunnel, names: list[str]) -> set[_DnsRow]:
     """The records a sync depends on: those with the hostnames' names and those routed to the tunnel."""
-    rows = (
-        DnsRecord.objects.for_org(tunnel.organisation)
-        .filter(Q(name__in=names) | Q(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk))
-        .values_list("pk", "name", "type", "content", "managed_by", "managed_by_id")
-    )
+    if names:
+        rows = _DNS_ROWS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk, names=names)
+    else:
+        rows = _ROUTE_ROWS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk)
     return {
         (pk, name, type_, content, by_id if by == MANAGED_BY_TUNNEL else None)
         for pk, name, type_, content, by, by_id in rows
     }
 
 
-def _plan_dns_routes(tunnel: Tunnel, placed: dict[str, Zone], actor: Actor) -> _DnsPlan:
+def _plan_dns_routes(
+    tunnel: Tunnel, placed: dict[str, Zone], actor: Actor, seen: set[_DnsRow] | None = None
+) -> _DnsPlan:
     """CNAMEs <hostname> → <tunnel>.<TUNNEL_DOMAIN> for exactly the `placed` hostnames, refusing a hostname that
     another record (or another tunnel's route) already uses. One query whatever the number of hostnames (one per
-    record made 2,000 hostnames take a minute, holding the write lock)."""
+    record made 2,000 hostnames take a minute, holding the write lock); none when given the rows (`seen`)."""
     organisation = tunnel.organisation
-    plan = _DnsPlan(seen=_dns_rows(tunnel, list(placed)))
+    plan = _DnsPlan(seen=_dns_rows(tunnel, list(placed)) if seen is None else seen)
     by_name: dict[str, list[_DnsRow]] = {}
     for row in plan.seen:
         by_name.setdefault(row[1], []).append(row)
@@ -235,30 +295,36 @@ def _routes_audit(tunnel: Tunnel, actor: Actor, action: str, names: list[str], c
     )
 
 
-def _sync_dns_routes(tunnel: Tunnel, placed: dict[str, Zone], plan: _DnsPlan, actor: Actor) -> None:
+def _sync_dns_routes(tunnel: Tunnel, placed: dict[str, Zone], plan: _DnsPlan | None, actor: Actor) -> None:
     """Apply `plan` (made before the write transaction), or a fresh one when the rows it was made from changed
-    meanwhile. Inside the transaction: two queries to check, then bulk writes."""
+    meanwhile or there is none (no hostname: the tunnel's routes, read here, are all there is to plan from).
+    Inside the transaction: two queries to check (one without hostnames), then bulk writes."""
     organisation = tunnel.organisation
     if placed:
-        zone_ids = {z.pk for z in placed.values()}
-        live = Zone.objects.for_org(organisation).filter(pk__in=zone_ids, status=ZoneStatus.ACTIVE).count()
+        zone_ids = sorted({z.pk for z in placed.values()})
+        live = _LIVE_ZONES.bind(organisation=organisation, ids=zone_ids).count()
         if live != len(zone_ids):
             raise ValidationError({"config.ingress": "A zone of this configuration's hostnames is no longer active."})
-    if _dns_rows(tunnel, list(placed)) != plan.seen:
-        plan = _plan_dns_routes(tunnel, placed, actor)
-    records = DnsRecord.objects.for_org(organisation)
+    seen = _dns_rows(tunnel, list(placed))
+    if plan is None or seen != plan.seen:
+        plan = _plan_dns_routes(tunnel, placed, actor, seen)
     if plan.new:
         DnsRecord.objects.bulk_create(plan.new)
     if plan.adopted:
-        records.filter(pk__in=plan.adopted).update(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk)
+        DnsRecord.objects.for_org(organisation).filter(pk__in=plan.adopted).update(
+            managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk
+        )
     if plan.audits:
         audit_records(plan.audits)
     if plan.stale:
         # The core's one way to delete records and audit it, summarised: one event naming every dropped route.
-        stale = sorted(records.filter(pk__in=plan.stale), key=lambda record: record.name)
+        stale = sorted(
+            DnsRecord.objects.for_org(organisation).filter(pk__in=plan.stale), key=lambda record: record.name
+        )
         summary = DeleteSummary(tunnel.id, _routes_name(tunnel, [record.name for record in stale]))
         dns_records_delete(records=stale, actor=actor, summary=summary, announce=False)
-    events.routes_changed(organisation_id=organisation.pk)
+    if plan.new or plan.adopted or plan.stale:  # the edges' route table is made of these records alone
+        events.routes_changed(organisation_id=organisation.pk)
 
 
 def tunnel_config_update(
@@ -270,17 +336,25 @@ def tunnel_config_update(
 
     The work that grows with the configuration (validation, placing hostnames in zones) runs before the write
     transaction, which then takes a constant number of queries: with SQLite a transaction holds the one write lock
-    for every tenant from its first statement."""
+    for every tenant from its first statement.
+
+    The diff of the audit event starts from `tunnel` as the caller read it (its configuration and version, as a view
+    has just read them: no second read); when the locked re-read finds another version (saved meanwhile, or a
+    `tunnel` read long ago), the diff is made again from the saved configuration."""
     normalised = validate_tunnel_config(config)
     hostnames = {host for host, _path in _ingress_module().public_hostnames(normalised) if host}
     placed = _place_hostnames(tunnel.organisation, hostnames)
-    plan = _plan_dns_routes(tunnel, placed, actor)
-    read_version, previous = (
-        Tunnel.objects.for_org(tunnel.organisation).values_list("config_version", "config").get(pk=tunnel.pk)
-    )
+    # Without a hostname there is nothing to plan ahead: the transaction reads the tunnel's routes (to drop) once.
+    plan = _plan_dns_routes(tunnel, placed, actor) if placed else None
+    if tunnel._state.adding or tunnel.get_deferred_fields() & {"config", "config_version"}:
+        read_version, previous = (
+            Tunnel.objects.for_org(tunnel.organisation).values_list("config_version", "config").get(pk=tunnel.pk)
+        )
+    else:
+        read_version, previous = tunnel.config_version, tunnel.config
     changes = config_diff(previous, normalised)
     with transaction.atomic():
-        tunnel = Tunnel.objects.for_org(tunnel.organisation).select_for_update().defer("config").get(pk=tunnel.pk)
+        tunnel = locked_tunnel(tunnel)
         if tunnel.deleted_at is not None:
             raise ValidationError("This tunnel is deleted.")
         _check_version(tunnel, expected_version)
@@ -338,8 +412,14 @@ def _rules_with_catch_all(config: dict[str, Any]) -> tuple[list[dict[str, Any]],
     return rules, {"service": "http_status:404"}
 
 
-def _locked(tunnel: Tunnel) -> Tunnel:
-    return Tunnel.objects.for_org(tunnel.organisation).select_for_update().get(pk=tunnel.pk)
+def locked_tunnel(tunnel: Tunnel) -> Tunnel:
+    """The tunnel read again under lock, inside the caller's transaction (FOR UPDATE on PostgreSQL; on SQLite the
+    IMMEDIATE transaction holds the database's write lock from BEGIN), its configuration deferred (read on access).
+    Tunnel.DoesNotExist if it is gone."""
+    locked = _TUNNEL_LOCKED.first(organisation=tunnel.organisation, pk=tunnel.pk)
+    if locked is None:
+        raise Tunnel.DoesNotExist("Tunnel matching query does not exist.")
+    return locked
 
 
 def _check_version(tunnel: Tunnel, expected_version: int | None) -> None:
