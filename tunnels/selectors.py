@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from django.db.models import Max, QuerySet
 
 from controlplane.errors import NotFound
-from controlplane.models import Organisation
+from controlplane.models import DnsRecord, Organisation
 from controlplane.prepared import BoundQuery, PreparedQuery
 from tunnels.choices import TunnelStatus
+from tunnels.dns import MANAGED_BY_TUNNEL
 from tunnels.logic.status import ConnectionView, ConnectorHealth, ConnectorView, TunnelHealth, compute_health
 from tunnels.models import Connection, Connector, OriginError, Tunnel, TunnelConfiguration
 
@@ -57,6 +58,31 @@ def tunnel_list_pages(*, organisation: Organisation, is_deleted: bool | None = F
     again on every request (the API's unfiltered list). The rows hold LISTED_FIELDS only (another field read on
     them costs a query)."""
     return _TUNNEL_LISTS[is_deleted].bind(organisation=organisation)
+
+
+# The public hostnames routed to each tunnel of a page (the DNS records the tunnel manages), compiled once per process
+# and page length.
+_TUNNEL_ROUTES = PreparedQuery(
+    lambda organisation, ids: (
+        DnsRecord.objects.for_org(organisation)
+        .filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id__in=ids)
+        .order_by()
+        .values_list("managed_by_id", "name")
+    ),
+    organisation=Organisation,
+    ids=[uuid.UUID],
+)
+
+
+def tunnel_routes_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) -> dict[uuid.UUID, list[str]]:
+    """The names of the DNS records routed to each of `tunnels` (sorted; a tunnel with none is absent), in one
+    query whatever the number of tunnels."""
+    routes: dict[uuid.UUID, list[str]] = {}
+    for tunnel_id, name in _TUNNEL_ROUTES.rows(organisation=organisation, ids=[t.pk for t in tunnels]):
+        routes.setdefault(tunnel_id, []).append(name)
+    for names in routes.values():
+        names.sort()
+    return routes
 
 
 # The API's hottest reads, compiled once per process (controlplane/prepared.py): one row by its key, no ORDER BY.

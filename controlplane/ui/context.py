@@ -8,16 +8,23 @@ from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
 from controlplane.choices import NOT_AVAILABLE_YET
-from controlplane.models import Membership
+from controlplane.models import Membership, Organisation, User
+from controlplane.prepared import PreparedQuery
 
-
-def _memberships(user: Any) -> list[Membership]:
-    return list(
-        Membership.objects.filter(user=user)
+# The organisation switcher's list, compiled once per process (controlplane/prepared.py): the organisations the
+# signed-in user is a member of, by name. It is drawn on every page of the shell.
+_USER_ORGANISATIONS = PreparedQuery(
+    lambda user: Organisation.objects.filter(
+        pk__in=Membership.objects.filter(user=user)
         .unscoped("the signed-in user's own memberships, for the organisation switcher")
-        .select_related("organisation")
-        .order_by("organisation__display_name", "organisation__team_name")
-    )
+        .values("organisation_id")
+    ).order_by("display_name", "team_name"),
+    user=User,
+)
+
+
+def _organisations(user: Any) -> list[Organisation]:
+    return _USER_ORGANISATIONS.rows(user=user)
 
 
 def shell(request: Any) -> dict[str, Any]:
@@ -33,5 +40,5 @@ def shell(request: Any) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         # Lazy: only pages that draw the organisation switcher pay for the query.
-        context["nav_memberships"] = SimpleLazyObject(lambda: _memberships(user))
+        context["nav_organisations"] = SimpleLazyObject(lambda: _organisations(user))
     return context

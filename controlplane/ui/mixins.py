@@ -121,7 +121,10 @@ class OrgRequiredMixin(SignedInMixin):
         self.organisation = self.access.organisation
         resource, level = self.required_scope(request)
         self.access.require(resource, level)
-        request.session[LAST_ORGANISATION_SESSION_KEY] = self.organisation.account_id
+        # Written only when it changes: a write marks the session modified, and Django then saves it (a transaction
+        # and an UPDATE) and sends its cookie again on every page (issue 13).
+        if request.session.get(LAST_ORGANISATION_SESSION_KEY) != self.organisation.account_id:
+            request.session[LAST_ORGANISATION_SESSION_KEY] = self.organisation.account_id
 
     def required_scope(self, request: HttpRequest) -> tuple[str, str]:
         return self.resource, (Level.READ if request.method in SAFE_METHODS else Level.EDIT)

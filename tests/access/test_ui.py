@@ -535,6 +535,7 @@ def test_list_pages_run_a_constant_number_of_queries(admin, org_a, world):
         return len(queries)
 
     pages = ["access", "access-policies", "access-groups", "access-lists", "access-service-tokens"]
+    count(pages[0])  # the session's first page of the organisation writes it as the last one (a session save)
     before = {name: count(name) for name in pages}
     for i in range(4):
         policy = policy_save(

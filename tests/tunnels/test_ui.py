@@ -307,3 +307,43 @@ def test_the_tunnel_list_is_paged_newest_first_at_a_constant_cost(client, admin_
     with CaptureQueriesContext(connection) as more_count:
         client.get(url("tunnels", org_a))
     assert len(more_count) == len(first_count), "the page's queries grow with the number of tunnels"
+
+
+def test_the_tunnel_list_rows_and_queries(client, admin_a, org_a, zone):
+    """Each row as the page showed it when it was drawn with a `{% url %}` and a `|date` per row, and the page's
+    queries pinned (issue 13: bench/api's UI page): the session, its user and second-factor device, the membership,
+    the page's count, rows, live connections and routes, the organisation switcher; no session write."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.controlplane.ui.conftest import add_second_factor
+    from tunnels.services import public_hostname_save
+
+    sign_in(client, admin_a, device=add_second_factor(admin_a))
+    routed = tunnel_create(organisation=org_a, name="web <&>", actor=Actor.cli())
+    for sub in ("b", "a"):
+        rule = {"hostname": f"{sub}.example.com", "service": "http://x:1"}
+        public_hostname_save(tunnel=routed, actor=Actor.cli(), rule=rule)
+    bare = tunnel_create(organisation=org_a, name="bare", actor=Actor.cli())
+    client.get(url("tunnels", org_a))  # the session's first page of the organisation records it as the last one
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url("tunnels", org_a)).content.decode()
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) == 9, sql
+    assert not any("django_session" in q and not q.startswith("SELECT") for q in sql), sql
+    rows = re.findall(r"<tr data-tunnel-row=.*?</tr>", page, re.S)
+    assert len(rows) == 2 and f'data-tunnel-row="{bare.id}"' in rows[0]  # newest first
+    day = routed.created_at.strftime("%-d %b %Y")
+    # Compared word by word: a line break below stands for a space in the page.
+    assert " ".join(rows[1].split()) == " ".join(
+        f"""<tr data-tunnel-row="{routed.id}">
+        <td><a class="strong" href="{url("tunnel", org_a, routed.id.hex)}">web &lt;&amp;&gt;</a><div
+          class="muted small mono">{routed.id}</div></td>
+        <td><span data-tunnel-status="{routed.id}"></span><div class="muted small"
+          data-tunnel-explanation="{routed.id}"></div></td>
+        <td data-tunnel-connector-count="{routed.id}"></td>
+        <td><div><code>a.example.com</code></div><div><code>b.example.com</code></div></td>
+        <td class="nowrap">{day}</td>
+      </tr>""".split()
+    )
+    assert '<td><span class="muted">none</span></td>' in rows[0]

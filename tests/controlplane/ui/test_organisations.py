@@ -49,6 +49,11 @@ def test_overview_shows_team_domain_counts_and_the_switcher(admin_client, org_a,
     html = admin_client.get(f"/o/{org_a.account_id}/").content.decode()
     assert "alpha.access.localhost" in html and "Super Administrator" in html
     assert f'href="/o/{org_b.account_id}/"' in html and "Bravo" in html  # the switcher
+    switcher = re.findall(r'<a class="menu-item( current)?" href="/o/(\w+)/">\s*<span>([^<]*)</span>', html)
+    assert [(current, account, name) for current, account, name in switcher] == [
+        (" current", org_a.account_id, str(org_a)),  # by name, the page's own organisation marked
+        ("", org_b.account_id, str(org_b)),
+    ]
     for link in ["tunnels", "access", "certificates", "zones", "members", "tokens", "audit", "settings"]:
         assert f'href="/o/{org_a.account_id}/{link}/"' in html
 
