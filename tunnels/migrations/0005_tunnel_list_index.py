@@ -15,6 +15,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='tunnel',
-            index=models.Index(fields=['organisation', 'deleted_at', '-created_at'], name='tunnels_tunnel_org_newest'),
+            index=models.Index(fields=['organisation', '-created_at', 'deleted_at'], name='tunnels_tunnel_org_newest'),
         ),
     ]
