@@ -19,8 +19,9 @@ queryset.
 
 Parameters are declared with their kind: a model class (an instance is passed; its primary key is bound), `uuid.UUID`,
 `int` or `str`, or a list of one of these written `[uuid.UUID]` (for `__in`): the SQL differs with the list's length,
-so one plan is kept per length (a bounded number: `MAX_LIST_PLANS` per query), and an empty list reads nothing, as
-the ORM does. Prepared querysets have no `select_related` or `prefetch_related`.
+so one plan is kept per length (a bounded number: `MAX_LIST_PLANS` per query). An empty list is compiled as the ORM
+compiles it: a branch of an OR that can match nothing is dropped, and a query that can match nothing runs no SQL.
+Prepared querysets have no `select_related` or `prefetch_related`.
 
 A locked read (`select_for_update()`, the re-read of a row a write transaction is about to change) keeps its
 `FOR UPDATE` where the database has one (PostgreSQL; SQLite's IMMEDIATE transactions lock the whole database at
@@ -42,6 +43,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, models
 from django.db.models import signals
 from django.db.models.base import ModelState
@@ -119,7 +121,7 @@ class _Plan:
     slots: tuple[tuple[int, str, Callable[[Any], Any]], ...]  # (position, parameter, conversion)
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
     col_count: int
-    shape: str  # "model", "tuple", "flat", "dict" or "count"
+    shape: str  # "model", "tuple", "flat", "dict", "count", or "empty" (no query: matches nothing)
     names: tuple[str, ...] = ()  # of dict rows
     model: type[models.Model] | None = None  # of model rows: what ModelIterable would build
     init_list: tuple[str, ...] = ()
@@ -279,9 +281,9 @@ class PreparedQuery:
         self._check_names(values)
         connection = connections[using]
         lengths = tuple(len(values[name]) for name in self.lists)
-        if 0 in lengths:  # `__in` an empty list: no row, and no query (the ORM's EmptyResultSet)
-            return 0 if variant == "count" else []
         plan = self._plans.get((using, connection.vendor, lengths, variant)) or self._prepare(using, lengths, variant)
+        if plan.shape == "empty":  # the ORM's EmptyResultSet (`__in` an empty list, not under OR): no query
+            return 0 if variant == "count" else []
         if plan.for_update and connection.get_autocommit():
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         params = list(plan.params)
@@ -400,6 +402,8 @@ class PreparedQuery:
             _system_scope.reset(token)
         if sql != sql_again or len(params) != len(params_again):
             raise PreparationError(f"{self.name}: its SQL depends on the values; it cannot be prepared")
+        if not sql:  # matches nothing whatever the values, as the ORM decided: nothing to run
+            return _Plan(sql="", qmark_sql=None, params=(), slots=(), converters=(), col_count=0, shape="empty")
         slots = []
         for position, (value, other) in enumerate(zip(params, params_again, strict=True)):
             slot = self._slot(position, value, other, first, second)
@@ -445,10 +449,15 @@ class PreparedQuery:
 
             with compiler.connection.execute_wrapper(catch):
                 qs.count()
+            if not caught:  # the ORM counted without a query (EmptyResultSet)
+                return qs, compiler, "", ()
             if len(caught) != 1:
                 raise PreparationError(f"{self.name}: counting it ran {len(caught)} queries")
             return qs, compiler, *caught[0]
-        sql, params = compiler.as_sql()
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:  # e.g. `pk__in=[]`: the ORM runs no query and reads no row
+            return qs, compiler, "", ()
         return qs, compiler, sql, tuple(params)
 
     @staticmethod

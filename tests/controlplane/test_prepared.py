@@ -165,7 +165,7 @@ def test_a_list_parameter_has_a_plan_per_length_and_an_empty_list_reads_nothing(
     with CaptureQueriesContext(connection) as queries:
         assert prepared.rows(organisation=org_a, ids=[]) == []
     assert len(queries) == 0
-    assert {key[2] for key in prepared._plans} == {(1,), (2,), (3,)}
+    assert {key[2] for key in prepared._plans} == {(0,), (1,), (2,), (3,)}  # the empty one: a plan of no query
 
 
 def test_the_drivers_own_cursor_and_djangos_logged_cursor_read_the_same(org_a, tunnels):
@@ -307,3 +307,22 @@ def test_an_integer_parameter_on_a_32_bit_column(org_a, tunnels):
     assert mine.config_version >= 1
     assert by_version.rows(organisation=org_a, tunnel=mine, version=mine.config_version) == [mine.config_version]
     assert by_version.rows(organisation=org_a, tunnel=mine, version=2_000_000) == []
+
+
+def test_an_empty_list_under_or_drops_its_branch_as_the_orm_does(org_a, tunnels):
+    from django.db.models import Q
+
+    mine, _ = tunnels
+    either = PreparedQuery(
+        lambda organisation, ids, name: (
+            Tunnel.objects.for_org(organisation).filter(Q(pk__in=ids) | Q(name=name)).values_list("name", flat=True)
+        ),
+        organisation=Organisation,
+        ids=[uuid.UUID],
+        name=str,
+    )
+    expected = list(Tunnel.objects.for_org(org_a).filter(Q(pk__in=[]) | Q(name="mine")).values_list("name", flat=True))
+    assert expected == ["mine"]
+    assert either.rows(organisation=org_a, ids=[], name="mine") == expected
+    assert either.bind(organisation=org_a, ids=[], name="mine").count() == 1
+    assert either.rows(organisation=org_a, ids=[mine.pk], name="nobody") == ["mine"]

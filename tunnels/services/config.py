@@ -129,16 +129,6 @@ _DNS_ROWS = PreparedQuery(
     tunnel=uuid.UUID,
     names=[str],
 )
-_ROUTE_ROWS = PreparedQuery(  # _DNS_ROWS without hostnames (a prepared list parameter may not be empty)
-    lambda organisation, tunnel: (
-        DnsRecord.objects.for_org(organisation)
-        .filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel)
-        .order_by()
-        .values_list(*_DNS_COLUMNS)
-    ),
-    organisation=Organisation,
-    tunnel=uuid.UUID,
-)
 # The tunnel re-read under lock by a configuration write, its configuration deferred (read again only when someone
 # saved meanwhile).
 _TUNNEL_LOCKED = PreparedQuery(
@@ -189,11 +179,6 @@ class _DnsPlan:
 _DnsRow = tuple[uuid.UUID, str, str, str, "uuid.UUID | None"]
 
 
-def tunnel_routes(tunnel: Tunnel):
-    """The DNS records this tunnel manages (the CNAMEs of its public hostnames)."""
-    return DnsRecord.objects.for_org(tunnel.organisation).filter(managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel.pk)
-
-
 _ROUTE_RECORDS = PreparedQuery(
     lambda organisation, tunnel: DnsRecord.objects.for_org(organisation).filter(
         managed_by=MANAGED_BY_TUNNEL, managed_by_id=tunnel
@@ -203,17 +188,15 @@ _ROUTE_RECORDS = PreparedQuery(
 )
 
 
-def tunnel_route_records(tunnel: Tunnel) -> list[DnsRecord]:
-    """`tunnel_routes` read (compiled once per process)."""
+def tunnel_routes(tunnel: Tunnel) -> list[DnsRecord]:
+    """The DNS records this tunnel manages (the CNAMEs of its public hostnames), read by a query compiled once per
+    process."""
     return _ROUTE_RECORDS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk)
 
 
 def _dns_rows(tunnel: Tunnel, names: list[str]) -> set[_DnsRow]:
     """The records a sync depends on: those with the hostnames' names and those routed to the tunnel."""
-    if names:
-        rows = _DNS_ROWS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk, names=names)
-    else:
-        rows = _ROUTE_ROWS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk)
+    rows = _DNS_ROWS.rows(organisation=tunnel.organisation, tunnel=tunnel.pk, names=names)
     return {
         (pk, name, type_, content, by_id if by == MANAGED_BY_TUNNEL else None)
         for pk, name, type_, content, by, by_id in rows

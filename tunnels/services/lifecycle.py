@@ -20,7 +20,7 @@ from controlplane.services.dns import dns_records_delete
 from tunnels import events
 from tunnels.models import Connection, Tunnel
 from tunnels.secrets import build_token, decrypt_secret, encrypt_secret, new_secret, parse_user_secret
-from tunnels.services.config import locked_tunnel, tunnel_route_records
+from tunnels.services.config import locked_tunnel, tunnel_routes
 
 # Application close codes shared with the connector (connector/protocol.py mirrors them).
 CLOSE_TOKEN_ROTATED = 4003
@@ -193,7 +193,7 @@ def tunnel_delete(*, tunnel: Tunnel, actor: Actor, cascade: bool = False) -> Tun
             f"Tunnel “{tunnel.name}” has {live} active connection{'s' if live != 1 else ''}. Stop its connectors "
             "first, or delete with cascade=true to disconnect them."
         )
-    dns_records_delete(records=tunnel_route_records(tunnel), actor=actor)
+    dns_records_delete(records=tunnel_routes(tunnel), actor=actor)
     tunnel.deleted_at = timezone.now()
     tunnel.save(update_fields=["deleted_at", "updated_at"])
     events.routes_changed(organisation_id=tunnel.organisation_id)
