@@ -68,7 +68,7 @@ class TunnelListView(TunnelBase):
             pages = selectors.tunnel_list_pages(organisation=self.organisation, is_deleted=params["is_deleted"])
             page = paginator.paginate_queryset(pages, request, view=self)
             health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=page)
-            return paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page])
+            return paginator.get_paginated_response([tunnel_data(t, health[t.id]) for t in page])
         qs = selectors.tunnel_list(organisation=self.organisation, is_deleted=params["is_deleted"])
         if "name" in params:
             qs = qs.filter(name=params["name"])
