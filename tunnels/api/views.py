@@ -55,7 +55,7 @@ class TunnelBase(OrgScopedAPIView):
         )
 
     def tunnel_response(self, tunnel) -> Response:
-        return Response(tunnel_data(tunnel, selectors.tunnel_health(tunnel=tunnel)))
+        return float_free(Response(tunnel_data(tunnel, selectors.tunnel_health(tunnel=tunnel))))
 
 
 class TunnelListView(TunnelBase):
@@ -199,7 +199,7 @@ class TunnelConnectionsView(TunnelBase):
     def get(self, request: Request, account_id: str, tunnel_id: str) -> Response:
         tunnel = self.tunnel(tunnel_id, include_deleted=True)
         health = selectors.tunnel_health(tunnel=tunnel)
-        return Response([connector_data(h, tunnel.config_version) for h in health.connectors])
+        return float_free(Response([connector_data(h, tunnel.config_version) for h in health.connectors]))
 
     @extend_schema(
         parameters=[OpenApiParameter("client_id", str, description="Only this connector's connections.")],
@@ -219,7 +219,7 @@ class TunnelConnectorView(TunnelBase):
     def get(self, request: Request, account_id: str, tunnel_id: str, connector_id: str) -> Response:
         tunnel = self.tunnel(tunnel_id, include_deleted=True)
         health = selectors.connector_health(tunnel=tunnel, connector_id=connector_id)
-        return Response(connector_data(health, tunnel.config_version))
+        return float_free(Response(connector_data(health, tunnel.config_version)))
 
 
 class TunnelOriginErrorsView(TunnelBase):
