@@ -387,3 +387,24 @@ def test_an_empty_list_under_or_drops_its_branch_as_the_orm_does(org_a, tunnels)
     assert either.rows(organisation=org_a, ids=[], name="mine") == expected
     assert either.bind(organisation=org_a, ids=[], name="mine").count() == 1
     assert either.rows(organisation=org_a, ids=[mine.pk], name="nobody") == ["mine"]
+
+
+ALL_OF_ORG = PreparedQuery(
+    lambda organisation: Tunnel.objects.for_org(organisation).order_by("created_at", "id"),
+    organisation=Organisation,
+)
+
+
+def test_a_long_read_shares_converted_values_between_rows_and_equals_the_orms(org_a, org_b, settings):
+    from controlplane.prepared import MEMO_ROWS
+
+    for i in range(MEMO_ROWS + 4):
+        tunnel_create(organisation=org_a, name=f"many-{i}", actor=Actor.cli())
+    tunnel_create(organisation=org_b, name="many-other", actor=Actor.cli())
+    for use_tz in (True, False):  # both of SQLite's datetime steps
+        settings.USE_TZ = use_tz
+        got = ALL_OF_ORG.rows(organisation=org_a)
+        expected = list(Tunnel.objects.for_org(org_a).order_by("created_at", "id"))
+        assert len(got) == MEMO_ROWS + 4
+        assert [model_state(row) for row in got] == [model_state(row) for row in expected]
+        assert len({row.pk for row in got}) == len(got)  # distinct values stay distinct
