@@ -388,8 +388,9 @@ REQUEST_ID_MAX = 64
 
 
 def clean_request_id(value: object) -> str:
-    """A request id as a person pastes it (surrounding spaces, a "Request ID" label copied along), bounded."""
-    text = str(value or "").strip()
+    """A request id as a person pastes it (surrounding spaces, a "Request ID" label copied along, NUL and other
+    control characters, which no request id holds), bounded."""
+    text = "".join(ch for ch in str(value or "") if ch >= " " and ch != "\x7f").strip()
     if text.lower().startswith("request id"):
         text = text[len("request id") :].strip(" :")
     return text[:REQUEST_ID_MAX]

@@ -161,6 +161,11 @@ def test_the_api_lists_a_tunnels_origin_errors_newest_first_by_page(client, org_
     found = api(client, org_a, lab.id, reader, request_id=" Request ID 0000000000000001").json()["result"]
     assert [e["request_id"] for e in found] == ["0000000000000001-edge1"]
     assert api(client, org_a, lab.id, reader, request_id="ffff").json()["result"] == []  # another tunnel's
+    # NUL and control characters pasted along (the schema allows any text here) are dropped, not a 400.
+    pasted = api(client, org_a, lab.id, reader, request_id="\x000000000000000001\t")
+    assert pasted.status_code == 200 and [e["request_id"] for e in pasted.json()["result"]] == [
+        "0000000000000001-edge1"
+    ]
     bad = api(client, org_a, lab.id, reader, per_page=0)
     assert bad.status_code == 400 and "per_page" in bad.content.decode()
     assert api(client, org_a, lab.id, reader, request_id="").status_code == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from controlplane.api.pagination import V4Pagination
@@ -234,8 +235,17 @@ def hostnames_data(tunnel: Tunnel) -> list[dict[str, Any]]:
     ]
 
 
+class _PastedText(serializers.CharField):
+    """Text a person pastes to search with: NUL is not refused (DRF's CharField refuses it) but dropped by the
+    selector's clean-up (`clean_request_id`), as the schema allows any string here."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
 class OriginErrorQuery(serializers.Serializer):
-    request_id = serializers.CharField(
+    request_id = _PastedText(
         required=False, max_length=64, help_text="Only errors whose request ID (cf-ray) starts with this."
     )
     page = serializers.FloatField(required=False, min_value=1)
