@@ -125,7 +125,7 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "controlplane.staticfiles.StaticFilesStorage"},  # Django's, URLs worked out once
 }
 WHITENOISE_USE_FINDERS = True
 
