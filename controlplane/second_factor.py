@@ -1,17 +1,16 @@
 """Who is signed in, and whether this session passed the second factor: one resolution for HTTP and websockets.
 
-HTTP requests get their user from `AuthenticationMiddleware` (Django's, reading the user through `get_user` below)
-and then `OTPMiddleware` below; browser
-websockets (the live status feed) get theirs from `SessionUserMiddleware`, which runs the same two steps on the
-websocket's session. Both end in `attach_second_factor`, a mirror of django-otp's own OTPMiddleware (django_otp/
-middleware.py): the device whose persistent id the session holds counts only if it is confirmed and belongs to the
-user, and `user.is_verified()` says so. `controlplane.access.resolve_org_access` then applies the organisation's
-"require 2FA" rule to either kind of caller alike.
+HTTP requests get their user from `AuthenticationMiddleware` (Django's, the user read through `get_user` below) and
+then `OTPMiddleware` below; browser websockets (the live status feed) get theirs from `SessionUserMiddleware`, which
+runs the same two steps on the websocket's session. Both end in `attach_second_factor`, a mirror of django-otp's own
+OTPMiddleware (django_otp/middleware.py): the device whose persistent id the session holds counts only if it is
+confirmed and belongs to the user, and `user.is_verified()` says so. `controlplane.access.resolve_org_access` then
+applies the organisation's "require 2FA" rule to either kind of caller alike.
 
 The user and the device are read on every signed-in request: through prepared queries (controlplane/prepared.py,
 compiled once per process; issue 13), with what Django and django-otp decide around those reads unchanged (`get_user`
 mirrors `django.contrib.auth.get_user` of Django 5.2, `device_from_persistent_id` django-otp's
-`Device.from_persistent_id`; tests/controlplane/test_second_factor.py holds them to the same answers).
+`Device.from_persistent_id`; tests/controlplane/ui/test_signed_in_reads.py holds them to the same answers).
 """
 
 from __future__ import annotations
