@@ -8,8 +8,13 @@ builds it twice with two sets of distinct stand-in values (sentinels), checks th
 times (its shape must not depend on the values: no `IN` list of varying length, no `None` turning `=` into
 `IS NULL`), and finds where each parameter's value lands in the SQL's parameters. Every later call only puts its
 values in those places, runs the SQL through the connection's ordinary cursor (query counting, the debug log and
-transactions see it as any other query), and turns the rows into models, tuples or dicts with the compiler's own
-converters, exactly as the queryset's iterable would (tests/controlplane/test_prepared.py holds them equal).
+transactions see it as any other query), and turns the rows into models, tuples, named tuples or dicts with the
+compiler's own converters, exactly as the queryset's iterable would (tests/controlplane/test_prepared.py holds them
+equal).
+
+A `values_list` query's rows can be built as a named tuple of the caller's (`row_class=`, a `typing.NamedTuple`
+whose fields are the values_list's names, in order): a small read model for a hot list, cheaper to build than a
+model instance and read by attribute as one (`values_list(named=True)` gives Django's own `Row` class).
 
 Scoping (controlplane/scoping.py) holds as for any queryset: the queryset is checked at preparation, outside any
 `system_scope`, so a prepared read of an organisation-owned table is refused unless it is tied to organisations
@@ -48,8 +53,15 @@ from django.db import connections, models
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
-from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
+from django.db.models.query import (
+    FlatValuesListIterable,
+    ModelIterable,
+    NamedValuesListIterable,
+    ValuesIterable,
+    ValuesListIterable,
+)
 from django.db.models.query_utils import DeferredAttribute
+from django.db.models.utils import create_namedtuple_class
 from django.db.transaction import TransactionManagementError
 from django.utils.dateparse import parse_datetime
 
@@ -121,8 +133,9 @@ class _Plan:
     slots: tuple[tuple[int, str, Callable[[Any], Any]], ...]  # (position, parameter, conversion)
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
     col_count: int
-    shape: str  # "model", "tuple", "flat", "dict", "count", or "empty" (no query: matches nothing)
+    shape: str  # "model", "tuple", "named", "flat", "dict", "count", or "empty" (no query: matches nothing)
     names: tuple[str, ...] = ()  # of dict rows
+    row_class: type[tuple] | None = None  # of named rows
     model: type[models.Model] | None = None  # of model rows: what ModelIterable would build
     init_list: tuple[str, ...] = ()
     model_slice: tuple[int, int] = (0, 0)
@@ -152,12 +165,19 @@ def _fetch_raw(connection: Any, plan: _Plan, params: list[Any]) -> list[Any]:
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
         # Kept per open connection and time zone (a cursor holds the zone its datetimes are read in, on PostgreSQL).
+        # On PostgreSQL, where the backend offers it (controlplane/backends/postgresql), a cursor that binds on the
+        # server and prepares each plan's statement once per connection.
         kept, zone = getattr(connection, "_prepared_cursor", None), connection.timezone
         if kept is None or kept[0] is not connection.connection or kept[1] != zone:
-            kept = connection._prepared_cursor = (connection.connection, zone, connection.create_cursor())
+            server = getattr(connection, "prepared_cursor", None)
+            cursor = server() if server is not None else None
+            kept = (connection.connection, zone, cursor or connection.create_cursor(), cursor is not None)
+            connection._prepared_cursor = kept
         cursor = kept[2]
         if plan.qmark_sql is not None:
             sqlite3.Cursor.execute(cursor, plan.qmark_sql, params)
+        elif kept[3]:
+            cursor.execute(plan.sql, params, prepare=True)
         else:
             cursor.execute(plan.sql, params)
         return cursor.fetchall()
@@ -247,8 +267,11 @@ def _plain_builder(model: type[models.Model], attnames: tuple[str, ...]) -> Call
 class PreparedQuery:
     """A queryset of fixed shape, compiled once per database alias: `rows(**values)`, `first(**values)`."""
 
-    def __init__(self, build: Callable[..., models.QuerySet], **kinds: Kind) -> None:
+    def __init__(
+        self, build: Callable[..., models.QuerySet], *, row_class: type[tuple] | None = None, **kinds: Kind
+    ) -> None:
         self.build = build
+        self.row_class = row_class
         self.kinds = kinds
         self.name = getattr(build, "__qualname__", repr(build))
         self.lists = tuple(name for name, kind in kinds.items() if isinstance(kind, list))
@@ -340,6 +363,11 @@ class PreparedQuery:
         count = plan.col_count
         if plan.shape == "tuple":
             return [tuple(row[:count]) for row in rows]
+        if plan.shape == "named":  # as NamedValuesListIterable builds them
+            new, row_class = tuple.__new__, plan.row_class
+            if rows and len(rows[0]) == count:  # no column beyond the values (most queries): no slice
+                return [new(row_class, row) for row in rows]
+            return [new(row_class, row[:count]) for row in rows]
         if plan.shape == "flat":
             return [row[0] for row in rows]
         if plan.shape == "dict":
@@ -481,6 +509,18 @@ class PreparedQuery:
                 raise PreparationError(f"parameter {name!r} is used inside a pattern (LIKE?): not prepared")
         return None
 
+    @staticmethod
+    def _names(qs: Any, *, named: bool = False) -> tuple[str, ...]:
+        """The names of a values() query's columns as ValuesIterable names them, or (`named`) a values_list()'s as
+        NamedValuesListIterable does."""
+        query = qs.query
+        if named:
+            if qs._fields:
+                return tuple(qs._fields)
+        elif query.selected:
+            return tuple(query.selected)
+        return (*query.extra_select, *query.values_select, *query.annotation_select)
+
     def _plan(
         self, qs: Any, compiler: Any, sql: str, params: tuple[Any, ...], slots: tuple[Any, ...], first: dict[str, Any]
     ) -> _Plan:
@@ -502,17 +542,20 @@ class PreparedQuery:
             "col_count": compiler.col_count,
             "for_update": bool(qs.query.select_for_update),
         }
+        if self.row_class is not None or iterable is NamedValuesListIterable:
+            if iterable not in (ValuesListIterable, NamedValuesListIterable):
+                raise PreparationError(f"{self.name}: a row class builds the rows of a values_list() query")
+            names = self._names(qs, named=True)
+            row_class = self.row_class or create_namedtuple_class(*names)
+            if tuple(getattr(row_class, "_fields", ())) != names or not issubclass(row_class, tuple):
+                raise PreparationError(f"{self.name}: its row class's fields are not the query's columns {names}")
+            return _Plan(**common, shape="named", names=names, row_class=row_class)
         if iterable is ValuesListIterable:
             return _Plan(**common, shape="tuple")
         if iterable is FlatValuesListIterable:
             return _Plan(**common, shape="flat")
         if iterable is ValuesIterable:
-            query = qs.query
-            if query.selected:
-                names = tuple(query.selected)
-            else:
-                names = (*query.extra_select, *query.values_select, *query.annotation_select)
-            return _Plan(**common, shape="dict", names=names)
+            return _Plan(**common, shape="dict", names=self._names(qs))
         if iterable is not ModelIterable:
             raise PreparationError(f"{self.name}: rows of {iterable.__name__} are not kept")
         klass_info = compiler.klass_info

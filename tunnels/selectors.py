@@ -6,6 +6,7 @@ import datetime
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from django.db.models import Max, QuerySet
 
@@ -14,7 +15,14 @@ from controlplane.models import DnsRecord, Organisation
 from controlplane.prepared import BoundQuery, PreparedQuery
 from tunnels.choices import TunnelStatus
 from tunnels.dns import MANAGED_BY_TUNNEL
-from tunnels.logic.status import ConnectionView, ConnectorHealth, ConnectorView, TunnelHealth, compute_health
+from tunnels.logic.status import (
+    ConnectionView,
+    ConnectorHealth,
+    ConnectorView,
+    TunnelHealth,
+    compute_health,
+    unconnected_health,
+)
 from tunnels.models import Connection, Connector, OriginError, Tunnel, TunnelConfiguration
 
 
@@ -27,26 +35,35 @@ def tunnel_list(*, organisation: Organisation, is_deleted: bool | None = False) 
     return qs.order_by("-created_at")
 
 
-# What a listed tunnel shows (tunnels/api/serializers.py, tunnel_data, and its health): not its configuration (a
-# JSON document to decode per row) nor its encrypted secret.
-LISTED_FIELDS = (
-    "id",
-    "organisation",
-    "name",
-    "config_src",
-    "config_version",
-    "created_at",
-    "deleted_at",
-    "conns_active_at",
-    "conns_inactive_at",
-)
+class ListedTunnel(NamedTuple):
+    """A tunnel as the lists show it (tunnels/api/serializers.py, tunnel_data, its health, the UI's list), read as a
+    tuple: not its configuration (a JSON document to decode per row) nor its encrypted secret. Read by the same
+    attribute names as a model instance, and cheaper to build (~28,000 instructions a row less, issue 13)."""
+
+    id: uuid.UUID
+    organisation_id: uuid.UUID
+    name: str
+    config_src: str
+    config_version: int
+    created_at: datetime.datetime
+    deleted_at: datetime.datetime | None
+    conns_active_at: datetime.datetime | None
+    conns_inactive_at: datetime.datetime | None
+
+    @property
+    def pk(self) -> uuid.UUID:
+        return self.id
+
+
+LISTED_FIELDS = ListedTunnel._fields
 
 # tunnel_list without further filters, compiled once per process (controlplane/prepared.py), by `is_deleted`.
 _TUNNEL_LISTS = {
     is_deleted: PreparedQuery(
-        lambda organisation, is_deleted=is_deleted: tunnel_list(organisation=organisation, is_deleted=is_deleted).only(
-            *LISTED_FIELDS
-        ),
+        lambda organisation, is_deleted=is_deleted: tunnel_list(
+            organisation=organisation, is_deleted=is_deleted
+        ).values_list(*LISTED_FIELDS),
+        row_class=ListedTunnel,
         organisation=Organisation,
     )
     for is_deleted in (False, True, None)
@@ -54,9 +71,8 @@ _TUNNEL_LISTS = {
 
 
 def tunnel_list_pages(*, organisation: Organisation, is_deleted: bool | None = False) -> BoundQuery:
-    """What `tunnel_list` reads, for a paginator: `count()` and one page by a slice, without building the queries
-    again on every request (the API's unfiltered list). The rows hold LISTED_FIELDS only (another field read on
-    them costs a query)."""
+    """What `tunnel_list` reads, for a paginator: `count()` and one page by a slice (of ListedTunnel rows), without
+    building the queries again on every request (the API's unfiltered list, the UI's list)."""
     return _TUNNEL_LISTS[is_deleted].bind(organisation=organisation)
 
 
@@ -74,11 +90,13 @@ _TUNNEL_ROUTES = PreparedQuery(
 )
 
 
-def tunnel_routes_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) -> dict[uuid.UUID, list[str]]:
+def tunnel_routes_map(
+    *, organisation: Organisation, tunnels: Sequence[Tunnel | ListedTunnel]
+) -> dict[uuid.UUID, list[str]]:
     """The names of the DNS records routed to each of `tunnels` (sorted; a tunnel with none is absent), in one
     query whatever the number of tunnels."""
     routes: dict[uuid.UUID, list[str]] = {}
-    for tunnel_id, name in _TUNNEL_ROUTES.rows(organisation=organisation, ids=[t.pk for t in tunnels]):
+    for tunnel_id, name in _TUNNEL_ROUTES.rows(organisation=organisation, ids=[t.id for t in tunnels]):
         routes.setdefault(tunnel_id, []).append(name)
     for names in routes.values():
         names.sort()
@@ -185,10 +203,22 @@ _LIVE_CONNECTIONS = PreparedQuery(
 )
 
 
-def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) -> dict[uuid.UUID, TunnelHealth]:
-    """Health of each tunnel, in three queries whatever the number of tunnels. Rows are read as tuples: the
-    connector's columns come with its connections (one join), and each connector's view is built once."""
-    live = _LIVE_CONNECTIONS.rows(organisation=organisation, ids=[t.pk for t in tunnels])
+class HealthOf(Protocol):
+    """What the health of a tunnel is worked out from: a Tunnel or a ListedTunnel."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def config_version(self) -> int: ...
+    @property
+    def conns_active_at(self) -> datetime.datetime | None: ...
+
+
+def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[HealthOf]) -> dict[uuid.UUID, TunnelHealth]:
+    """Health of each tunnel (a Tunnel or a ListedTunnel), in three queries whatever the number of tunnels. Rows
+    are read as tuples: the connector's columns come with its connections (one join), and each connector's view is
+    built once. A tunnel without a live connection gets one of two shared answers (`unconnected_health`)."""
+    live = _LIVE_CONNECTIONS.rows(organisation=organisation, ids=[t.id for t in tunnels])
     connectors: dict[int, ConnectorView] = {}  # by connector pk
     connector_tunnel: dict[int, uuid.UUID] = {}
     live_by_tunnel: dict[uuid.UUID, list[ConnectionView]] = {}
@@ -257,16 +287,21 @@ def tunnel_health_map(*, organisation: Organisation, tunnels: Sequence[Tunnel]) 
     connectors_by_tunnel: dict[uuid.UUID, list[ConnectorView]] = {}
     for connector_pk, view in connectors.items():
         connectors_by_tunnel.setdefault(connector_tunnel[connector_pk], []).append(view)
-    return {
-        tunnel.pk: compute_health(
+    healths = {}
+    for tunnel in tunnels:
+        tunnel_id = tunnel.id
+        tunnel_live = live_by_tunnel.get(tunnel_id)
+        if tunnel_live is None:  # what compute_health says of no live connection, without its work
+            healths[tunnel_id] = unconnected_health(ever_connected=tunnel.conns_active_at is not None)
+            continue
+        healths[tunnel_id] = compute_health(
             ever_connected=tunnel.conns_active_at is not None,
             config_version=tunnel.config_version,
-            connectors=connectors_by_tunnel.get(tunnel.pk, []),
-            live=live_by_tunnel.get(tunnel.pk, []),
-            last_closed=closed_by_tunnel.get(tunnel.pk, []),
+            connectors=connectors_by_tunnel.get(tunnel_id, []),
+            live=tunnel_live,
+            last_closed=closed_by_tunnel.get(tunnel_id, []),
         )
-        for tunnel in tunnels
-    }
+    return healths
 
 
 def tunnel_health(*, tunnel: Tunnel) -> TunnelHealth:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
+from typing import NamedTuple
 
 import pytest
 from django.db import connection
@@ -87,6 +89,65 @@ def test_values_rows_equal_the_querysets(org_a, tunnels):
             tunnel_id=uuid.UUID,
         )
         assert prepared.rows(organisation=org_a, tunnel_id=mine.pk) == list(shape(build(org_a, mine.pk)))
+
+
+class TunnelLine(NamedTuple):
+    id: uuid.UUID
+    name: str
+    created_at: datetime.datetime
+    deleted_at: datetime.datetime | None
+
+
+def test_named_rows_equal_the_querysets_and_take_the_callers_row_class(org_a, org_b, tunnels):
+    for n in range(4):
+        tunnel_create(organisation=org_a, name=f"t{n}", actor=Actor.cli())
+
+    def build(organisation):
+        return Tunnel.objects.for_org(organisation).order_by("-created_at", "-pk")
+
+    named = PreparedQuery(
+        lambda organisation: build(organisation).values_list("id", "name", "created_at", named=True),
+        organisation=Organisation,
+    )
+    expected = list(build(org_a).values_list("id", "name", "created_at", named=True))
+    got = named.rows(organisation=org_a)
+    assert got == expected and len(got) == 5
+    assert [type(row) for row in got] == [type(row) for row in expected]  # Django's own Row class
+    assert [row.name for row in got] == [row.name for row in expected]
+
+    lines = PreparedQuery(
+        lambda organisation: build(organisation).values_list(*TunnelLine._fields),
+        row_class=TunnelLine,
+        organisation=Organisation,
+    )
+    expected = [TunnelLine(*row) for row in build(org_a).values_list(*TunnelLine._fields)]
+    got = lines.rows(organisation=org_a)
+    assert got == expected and all(type(row) is TunnelLine for row in got)
+    assert isinstance(got[0].id, uuid.UUID) and got[0].created_at.tzinfo is not None and got[0].deleted_at is None
+    bound = lines.bind(organisation=org_a)
+    assert bound.count() == 5 and bound[1:3] == expected[1:3] and all(type(row) is TunnelLine for row in bound[1:3])
+    assert [row.name for row in lines.rows(organisation=org_b)] == ["theirs"]  # scoped as any prepared read
+
+
+def test_a_row_class_must_fit_a_values_list_query(org_a):
+    class Wrong(NamedTuple):
+        id: uuid.UUID
+        title: str
+
+    cases = [
+        (lambda organisation: Tunnel.objects.for_org(organisation).values_list("id", "name"), Wrong),  # names
+        (
+            lambda organisation: Tunnel.objects.for_org(organisation).values_list(
+                "name", "id", "created_at", "deleted_at"
+            ),
+            TunnelLine,
+        ),  # order
+        (lambda organisation: Tunnel.objects.for_org(organisation), TunnelLine),  # model rows
+        (lambda organisation: Tunnel.objects.for_org(organisation).values("id", "name"), Wrong),  # dicts
+    ]
+    for build, row_class in cases:
+        with pytest.raises(PreparationError):
+            PreparedQuery(build, row_class=row_class, organisation=Organisation).rows(organisation=org_a)
 
 
 def test_rows_of_a_child_table_with_a_join(org_a, tunnels):

@@ -16,8 +16,9 @@ from controlplane.actors import Actor
 from tunnels import ledger
 from tunnels.choices import TunnelStatus
 from tunnels.fanout import status_snapshots
+from tunnels.logic.status import compute_health
 from tunnels.models import Tunnel
-from tunnels.selectors import tunnel_health_map
+from tunnels.selectors import ListedTunnel, tunnel_health_map, tunnel_list_pages
 from tunnels.services import tunnel_create
 
 pytestmark = [pytest.mark.django_db(transaction=True)]  # the ledger's flush closes old connections, as in the hub
@@ -122,3 +123,25 @@ def test_the_status_snapshot_lists_every_live_connection(org_a, tunnel_a):
     assert listed["id"] == str(connector) and listed["expected_connections"] == 4
     assert [c["id"] for c in listed["connections"]] == [str(r.connection_id) for r in rows]
     assert listed["connections"][0]["opened_at"] == rows[0].opened_at.isoformat()
+
+
+def test_listed_rows_get_the_health_models_get_and_an_unconnected_tunnel_the_shared_answer(org_a, admin_a, tunnel_a):
+    gone = tunnel_create(organisation=org_a, name="was-up", actor=Actor(user=admin_a))
+    never = tunnel_create(organisation=org_a, name="never-up", actor=Actor(user=admin_a))
+    up, was = opens(tunnel_a, uuid.uuid4(), 2, expected=3), opens(gone, uuid.uuid4(), 1)
+    ledger.flush(ledger.Batch(opens=[*up, *was]), "s-1")
+    ledger.flush(ledger.Batch(closes=[close(was[0], "stopped")]), "s-1")
+
+    rows = list(tunnel_list_pages(organisation=org_a))
+    assert {type(row) for row in rows} == {ListedTunnel}
+    models = [Tunnel.objects.for_org(org_a).get(pk=row.id) for row in rows]
+    from_rows = tunnel_health_map(organisation=org_a, tunnels=rows)
+    assert from_rows == tunnel_health_map(organisation=org_a, tunnels=models)
+    assert from_rows[tunnel_a.pk].status == TunnelStatus.DEGRADED
+    assert (from_rows[gone.pk].status, from_rows[never.pk].status) == (TunnelStatus.DOWN, TunnelStatus.INACTIVE)
+    # What compute_health says of no live connection: the same object every time.
+    for tunnel in (fresh(gone), fresh(never)):
+        alone = compute_health(
+            ever_connected=tunnel.conns_active_at is not None, config_version=0, connectors=[], live=[]
+        )
+        assert from_rows[tunnel.pk] is alone and alone.connectors == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rest_framework import serializers
 
@@ -10,6 +10,9 @@ from controlplane.api.pagination import V4Pagination
 from controlplane.api.serializers.common import StrictCharField, documented
 from tunnels.logic.status import ConnectionView, ConnectorHealth, TunnelHealth
 from tunnels.models import Tunnel
+
+if TYPE_CHECKING:
+    from tunnels.selectors import ListedTunnel
 
 # Standard base64 of at least 32 bytes (tunnels.secrets.parse_user_secret): ten groups of 4 characters (30 bytes),
 # then one of 3 + "=" (32 bytes), or more full groups with any padding.
@@ -141,8 +144,13 @@ class TunnelOutput(serializers.Serializer):
     connections = ConnectionOutput(many=True)
 
 
-def tunnel_data(tunnel: Tunnel, health: TunnelHealth) -> dict[str, Any]:
-    connections = [connection_data(conn, h.connector.version) for h in health.connectors for conn in h.connections]
+def tunnel_data(tunnel: Tunnel | ListedTunnel, health: TunnelHealth) -> dict[str, Any]:
+    """A tunnel as the API shows it: a model instance, or a row of a list (tunnels.selectors.ListedTunnel)."""
+    connections = (
+        [connection_data(conn, h.connector.version) for h in health.connectors for conn in h.connections]
+        if health.connectors
+        else []
+    )
     return {
         "id": tunnel.id,
         "account_tag": tunnel.organisation_id.hex,

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.base import OrgScopedAPIView
+from controlplane.api.envelope import float_free
 from controlplane.api.pagination import V4Pagination
 from controlplane.api.serializers.common import validated_query
 from controlplane.choices import Level, Resource
@@ -68,7 +69,8 @@ class TunnelListView(TunnelBase):
             pages = selectors.tunnel_list_pages(organisation=self.organisation, is_deleted=params["is_deleted"])
             page = paginator.paginate_queryset(pages, request, view=self)
             health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=page)
-            return paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page])
+            # tunnel_data holds no float: its JSON is orjson's (controlplane/api/envelope.py)
+            return float_free(paginator.get_paginated_response([tunnel_data(t, health[t.id]) for t in page]))
         qs = selectors.tunnel_list(organisation=self.organisation, is_deleted=params["is_deleted"])
         if "name" in params:
             qs = qs.filter(name=params["name"])
@@ -92,7 +94,7 @@ class TunnelListView(TunnelBase):
         else:  # the page alone is read and its health computed: the cost does not grow with the list
             page = paginator.paginate_queryset(qs, request, view=self)
             health = selectors.tunnel_health_map(organisation=self.organisation, tunnels=page)
-        return paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page])
+        return float_free(paginator.get_paginated_response([tunnel_data(t, health[t.pk]) for t in page]))
 
     @extend_schema(request=TunnelCreateInput, responses=TunnelOutput, summary="Create a tunnel")
     def post(self, request: Request, account_id: str) -> Response:

@@ -54,11 +54,22 @@ class ConnectorHealth:
         return not self.missing
 
 
-@dataclass
+@dataclass(frozen=True)
 class TunnelHealth:
     status: str
     explanation: str
-    connectors: list[ConnectorHealth]
+    connectors: list[ConnectorHealth]  # never changed once made (the unconnected healths are shared)
+
+
+# The health of a tunnel without a live connection: one of two answers, made once (most tunnels of a list have no
+# connector; their health costs a check, issue 13).
+_DOWN = TunnelHealth(TunnelStatus.DOWN, "No connector is connected; it was connected before.", [])
+_INACTIVE = TunnelHealth(TunnelStatus.INACTIVE, "No connector has ever connected.", [])
+
+
+def unconnected_health(*, ever_connected: bool) -> TunnelHealth:
+    """What `compute_health` says of a tunnel with no live connection (shared: not to be changed)."""
+    return _DOWN if ever_connected else _INACTIVE
 
 
 def compute_health(
@@ -103,9 +114,7 @@ def compute_health(
             )
         )
     if not healths:
-        if ever_connected:
-            return TunnelHealth(TunnelStatus.DOWN, "No connector is connected; it was connected before.", [])
-        return TunnelHealth(TunnelStatus.INACTIVE, "No connector has ever connected.", [])
+        return unconnected_health(ever_connected=ever_connected)
     degraded = [h for h in healths if not h.healthy]
     if degraded:
         parts = []
