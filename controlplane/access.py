@@ -11,7 +11,8 @@ from django.core.exceptions import PermissionDenied
 
 from controlplane.choices import ROLE_SCOPES, Level, Resource, scope
 from controlplane.errors import NotFound
-from controlplane.models import ApiToken, Membership, Organisation
+from controlplane.models import ApiToken, Membership, Organisation, User
+from controlplane.prepared import PreparedQuery
 
 
 class NotSignedIn(Exception):
@@ -63,7 +64,7 @@ def resolve_org_access(*, user: Any, token: ApiToken | None, account_id: Any) ->
         return OrgAccess(organisation=token.organisation, scopes=token.scopes, token=token)
     if user is None or not user.is_authenticated:
         raise NotSignedIn()
-    membership = Membership.objects.filter(organisation_id=org_id, user=user).select_related("organisation").first()
+    membership = membership_with_organisation(organisation_id=org_id, user=user)
     if membership is None:
         raise NotFound("No such account.")
     if membership.organisation.require_2fa and not user_is_verified(user):
@@ -71,6 +72,37 @@ def resolve_org_access(*, user: Any, token: ApiToken | None, account_id: Any) ->
             "This organisation requires two-factor authentication: sign in with your second factor."
         )
     return OrgAccess(organisation=membership.organisation, scopes=ROLE_SCOPES[membership.role], membership=membership)
+
+
+_MEMBERSHIP_FIELDS = tuple(f.attname for f in Membership._meta.concrete_fields)
+_ORGANISATION_FIELDS = tuple(f.attname for f in Organisation._meta.concrete_fields)
+# A user's membership of one organisation with the organisation (the `select_related` read), compiled once per process
+# (controlplane/prepared.py; issue 13): the membership's columns, then the organisation's. At most one row (one
+# membership per organisation and user); scoped by the organisation's id, a parameter.
+_MEMBERSHIP = PreparedQuery(
+    lambda organisation_id, user: Membership.objects.filter(organisation_id=organisation_id, user=user).values_list(
+        *_MEMBERSHIP_FIELDS, *(f"organisation__{name}" for name in _ORGANISATION_FIELDS)
+    ),
+    organisation_id=uuid.UUID,
+    user=User,
+)
+
+
+def membership_with_organisation(*, organisation_id: uuid.UUID, user: Any) -> Membership | None:
+    """`Membership.objects.filter(organisation_id=…, user=user).select_related("organisation").first()`, prepared:
+    the same models (built by `from_db`), the organisation cached on the membership as select_related caches it."""
+    if not isinstance(user, User):  # e.g. a lazy user: the ORM's own read
+        return (
+            Membership.objects.filter(organisation_id=organisation_id, user=user).select_related("organisation").first()
+        )
+    row = _MEMBERSHIP.first(organisation_id=organisation_id, user=user)
+    if row is None:
+        return None
+    split = len(_MEMBERSHIP_FIELDS)
+    membership = Membership.from_db("default", _MEMBERSHIP_FIELDS, row[:split])
+    organisation = Organisation.from_db("default", _ORGANISATION_FIELDS, row[split:])
+    Membership._meta.get_field("organisation").set_cached_value(membership, organisation)
+    return membership
 
 
 def accessible_organisations(*, user: Any, token: ApiToken | None) -> list[Organisation]:

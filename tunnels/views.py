@@ -4,7 +4,11 @@ browser from the same JSON the status websocket pushes (tunnels/live.py), so pag
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
+from functools import lru_cache
 from html import escape
+from operator import itemgetter
+from string import Formatter
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,8 +18,10 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.defaultfilters import date as date_filter
+from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 from django.utils.timezone import get_current_timezone
+from django.utils.translation import get_language
 from django.views.generic import TemplateView
 
 from controlplane.choices import Level, Resource, ZoneStatus
@@ -77,6 +83,27 @@ _ROUTE = "<div><code>{}</code></div>"
 _NO_ROUTE = '<span class="muted">none</span>'
 
 
+def _positional(template: str) -> tuple[str, Callable[[dict[str, str]], tuple[str, ...]]]:
+    """`template` (plain `{name}` fields) as a `%s` string and the function that picks a dict's values in its order:
+    `percent % pick(values) == template.format(**values)`, ~3x faster than `format` with keywords."""
+    parsed = list(Formatter().parse(template))
+    if any(spec or conversion for _, _, spec, conversion in parsed):
+        raise ValueError("only plain {name} fields")
+    percent = "".join(literal.replace("%", "%%") + ("%s" if name is not None else "") for literal, name, _, _ in parsed)
+    return percent, itemgetter(*(name for _, name, _, _ in parsed if name is not None))
+
+
+_ROW_PERCENT, _ROW_VALUES = _positional(_ROW)
+
+
+@lru_cache(maxsize=8)
+def _empty_name_field(language: str | None) -> SafeString:
+    """The create form's name field as ui/includes/field.html draws it for a new, unbound form: the same markup on
+    every page (no value, no error), rendered once per process and language rather than through the widget's
+    templates on every page (~8 % of the list's CPU; issue 13)."""
+    return SafeString(render_to_string("ui/includes/field.html", {"field": TunnelCreateForm()["name"]}))
+
+
 class TunnelListView(TunnelPage):
     template_name = "tunnels/ui/list.html"
 
@@ -95,7 +122,9 @@ class TunnelListView(TunnelPage):
         context["tunnels"] = tunnels
         context["tunnel_rows"] = self.rows(tunnels, routes)
         context["live_tunnels"] = [tunnel_status_json(t, health[t.pk]) for t in tunnels]
-        context.setdefault("form", TunnelCreateForm())
+        if "form" not in context:  # a new form (a refused one, with its values and errors, is drawn by the template)
+            context["form"] = TunnelCreateForm()
+            context["empty_name_field"] = _empty_name_field(get_language())
         return context
 
     def rows(self, tunnels: list[Tunnel], routes: dict[Any, list[str]]) -> SafeString:
@@ -104,6 +133,7 @@ class TunnelListView(TunnelPage):
         completed with each tunnel's id (the URL `{% url 'ui:tunnel' … %}` gives); a day is formatted once, by the
         `date` filter; every value is escaped as the template escapes it (`html.escape`, quotes included)."""
         head, _, tail = self.org_url("ui:tunnel", _ID_STAND_IN).partition(_ID_STAND_IN)
+        head, tail = escape(head), escape(tail)  # a UUID's hex between them needs no escaping
         here = get_current_timezone()  # as the template's localtime, once
         days: dict[datetime.date, str] = {}
         out = []
@@ -113,15 +143,14 @@ class TunnelListView(TunnelPage):
             if day is None:
                 day = days[created.date()] = escape(date_filter(created, "j M Y"))
             names = routes.get(t.pk)
-            out.append(
-                _ROW.format(
-                    id=str(t.id),
-                    url=escape(f"{head}{t.id.hex}{tail}"),
-                    name=escape(t.name),
-                    routes="".join(_ROUTE.format(escape(n)) for n in names) if names else _NO_ROUTE,
-                    created=day,
-                )
-            )
+            values = {
+                "id": str(t.id),
+                "url": f"{head}{t.id.hex}{tail}",
+                "name": escape(t.name),
+                "routes": "".join([_ROUTE.format(escape(n)) for n in names]) if names else _NO_ROUTE,
+                "created": day,
+            }
+            out.append(_ROW_PERCENT % _ROW_VALUES(values))
         return SafeString("".join(out))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -53,7 +53,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "controlplane.second_factor.AuthenticationMiddleware",  # Django's, the user read prepared
     "controlplane.second_factor.OTPMiddleware",  # django-otp's, shared with websockets
     "controlplane.middleware.RequestContextMiddleware",
     "controlplane.middleware.DependencyFailureMiddleware",
@@ -104,6 +104,8 @@ LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60)
 LOGIN_IP_MAX_FAILURES = env_int("LOGIN_IP_MAX_FAILURES", 50)
 
+# Django's database sessions, read through a prepared query (controlplane/sessions.py).
+SESSION_ENGINE = "controlplane.sessions"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12)
@@ -123,7 +125,7 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "controlplane.staticfiles.StaticFilesStorage"},  # Django's, URLs worked out once
 }
 WHITENOISE_USE_FINDERS = True
 

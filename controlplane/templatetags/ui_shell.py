@@ -1,6 +1,7 @@
 """The links of the UI shell (ui/layouts/app.html), drawn on every page: reversed once per process rather than by a
 `{% url %}` each on every page (16 of them, ~10 % of a page's CPU; issue 13). The URLs are the ones `{% url %}`
-gives: reversed by Django with the request's URL prefix and URLconf (each its own cached set)."""
+gives: reversed by Django with the request's URL prefix and URLconf (each its own cached set). `organisation_url`
+does the same for any page of an organisation (the switcher's links, a list's buttons)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,12 @@ def _reversed(prefix: str, urlconf: Any) -> tuple[dict[str, str], dict[str, tupl
     return shell, organisation  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=256)
+def _one_reversed(prefix: str, urlconf: Any, name: str) -> tuple[str, str]:
+    # The URLs named in templates are a fixed set: the cache is bounded anyway.
+    return reverse(name, args=[_STAND_IN]).partition(_STAND_IN)[::2]  # type: ignore[return-value]
+
+
 @register.simple_tag
 def shell_urls() -> dict[str, str]:
     """`{% shell_urls as urls %}`: `urls.home`, `urls.two_factor`, … (dashes as underscores)."""
@@ -51,3 +58,11 @@ def organisation_urls(organisation: Any) -> dict[str, str]:
     parts = _reversed(get_script_prefix(), get_urlconf())[1]
     account_id = organisation.account_id
     return {name: f"{head}{account_id}{tail}" for name, (head, tail) in parts.items()}
+
+
+@register.filter
+def organisation_url(organisation: Any, name: str) -> str:
+    """`organisation|organisation_url:"ui:connectors"`: what `{% url "ui:connectors" organisation.account_id %}`
+    gives (a page whose one argument is the organisation's account id), the URL reversed once per process."""
+    head, tail = _one_reversed(get_script_prefix(), get_urlconf(), name)
+    return f"{head}{organisation.account_id}{tail}"

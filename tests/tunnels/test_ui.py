@@ -347,3 +347,17 @@ def test_the_tunnel_list_rows_and_queries(client, admin_a, org_a, zone):
       </tr>""".split()
     )
     assert '<td><span class="muted">none</span></td>' in rows[0]
+
+
+def test_the_new_create_form_field_is_the_one_the_template_draws(db):
+    """The list's create form, when new, shows its name field as rendered once per process (tunnels/views.py):
+    the markup ui/includes/field.html draws for a new form."""
+    from django.template import engines
+    from django.utils.translation import get_language
+
+    from tunnels.forms import TunnelCreateForm
+    from tunnels.views import _empty_name_field
+
+    template = engines["django"].from_string('{% include "ui/includes/field.html" with field=form.name %}')
+    assert _empty_name_field(get_language()) == template.render({"form": TunnelCreateForm()})
+    assert 'name="name"' in _empty_name_field(get_language())

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse, set_script_prefix
 
-from controlplane.templatetags.ui_shell import ORGANISATION_PAGES, SHELL_PAGES, organisation_urls, shell_urls
+from controlplane.templatetags.ui_shell import (
+    ORGANISATION_PAGES,
+    SHELL_PAGES,
+    organisation_url,
+    organisation_urls,
+    shell_urls,
+)
 
 
 @pytest.mark.parametrize("prefix", ["/", "/cp/"])
@@ -17,6 +23,8 @@ def test_shell_links_are_the_reversed_urls(org_a, org_b, prefix):
             links = organisation_urls(org)
             assert links == {name: reverse(f"ui:{name}", args=[org.account_id]) for name in ORGANISATION_PAGES}
             assert links["tunnels"] == f"{prefix}o/{org.account_id}/tunnels/"
+            for name in ("ui:overview", "ui:connectors", "ui:tunnel-notifications"):
+                assert organisation_url(org, name) == reverse(name, args=[org.account_id])
         assert shell_urls() == {name.replace("-", "_"): reverse(f"ui:{name}") for name in SHELL_PAGES}
         assert shell_urls()["logout"].startswith(prefix)
     finally:
