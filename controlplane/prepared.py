@@ -53,7 +53,7 @@ from django.db.models.query_utils import DeferredAttribute
 from django.db.transaction import TransactionManagementError
 from django.utils.dateparse import parse_datetime
 
-from controlplane.scoping import OrgQuerySet, _system_scope
+from controlplane.scoping import OrgQuerySet, _system_scope, check_row_organisation
 
 Kind = Any  # a model class, uuid.UUID, int or str, or [one of these]
 
@@ -650,25 +650,33 @@ def _columns(params: tuple[Any, ...], slots: dict[_Slot, Any], name: str) -> tup
     return tuple(sorted(columns, key=lambda column: column[0]))
 
 
+# Types of plain values (most of a row's): no expression, no model instance, without asking.
+_PLAIN_VALUES = frozenset({str, int, bool, float, type(None), uuid.UUID, datetime.datetime, datetime.date, dict, list})
+
+
 def _value(field: Any, value: Any, connection: Any) -> Any:
     """`field.get_db_prep_save(value)`, for a value (an expression or a model instance would change the SQL)."""
-    if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
+    if type(value) not in _PLAIN_VALUES and (
+        hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save")
+    ):
         raise TypeError(f"a prepared write takes values, not {type(value).__name__} ({field.name})")
     return field.get_db_prep_save(value, connection=connection)
 
 
-def _check_organisation(model: type[models.Model], obj: models.Model, organisation: Any) -> None:
-    """As `OrgQuerySet.create` checks a row (controlplane/scoping.py): an organisation-owned row has an organisation,
-    and with `organisation`, that one."""
+def _org_owned(model: type[models.Model]) -> bool:
     manager = getattr(model, "objects", None)
-    queryset = manager.all() if manager is not None else None
-    if not isinstance(queryset, OrgQuerySet):
+    return isinstance(manager, models.Manager) and issubclass(manager._queryset_class, OrgQuerySet)
+
+
+def _check_organisation(model: type[models.Model], org_owned: bool, obj: models.Model, organisation: Any) -> None:
+    """As `OrgQuerySet.create` checks a row (controlplane/scoping.py): an organisation-owned row has an organisation,
+    and with `organisation`, that one (as written through `for_org(organisation)`)."""
+    if not org_owned:
         if organisation is not None:
             raise TypeError(f"{model.__name__} is not organisation-owned")
         return
-    if organisation is not None:
-        queryset = queryset.for_org(organisation)
-    queryset._check_row(obj)
+    scope = None if organisation is None else frozenset((organisation.pk,))
+    check_row_organisation(model, getattr(obj, "organisation_id", None), scope)
 
 
 class PreparedInsert:
@@ -681,6 +689,7 @@ class PreparedInsert:
     def __init__(self, model: type[models.Model], *, own_save: str | None = None) -> None:
         _check_plain_model(model, own_save)
         self.model = model
+        self.org_owned = _org_owned(model)
         self.name = f"PreparedInsert({model.__name__})"
         self._plans: dict[tuple[str, str, bool], _WritePlan] = {}
         self._lock = threading.Lock()
@@ -695,7 +704,7 @@ class PreparedInsert:
         if not obj._state.adding:
             raise TypeError(f"{self.name} inserts new rows; this one was read or saved already")
         obj._prepare_related_fields_for_save(operation_name="save")
-        _check_organisation(model, obj, organisation)
+        _check_organisation(model, self.org_owned, obj, organisation)
         using = using or router.db_for_write(model, instance=obj)
         connection = connections[using]
         if not obj._is_pk_set(meta):
