@@ -152,12 +152,19 @@ def _fetch_raw(connection: Any, plan: _Plan, params: list[Any]) -> list[Any]:
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
         # Kept per open connection and time zone (a cursor holds the zone its datetimes are read in, on PostgreSQL).
+        # On PostgreSQL, where the backend offers it (controlplane/backends/postgresql), a cursor that binds on the
+        # server and prepares each plan's statement once per connection.
         kept, zone = getattr(connection, "_prepared_cursor", None), connection.timezone
         if kept is None or kept[0] is not connection.connection or kept[1] != zone:
-            kept = connection._prepared_cursor = (connection.connection, zone, connection.create_cursor())
+            server = getattr(connection, "prepared_cursor", None)
+            cursor = server() if server is not None else None
+            kept = (connection.connection, zone, cursor or connection.create_cursor(), cursor is not None)
+            connection._prepared_cursor = kept
         cursor = kept[2]
         if plan.qmark_sql is not None:
             sqlite3.Cursor.execute(cursor, plan.qmark_sql, params)
+        elif kept[3]:
+            cursor.execute(plan.sql, params, prepare=True)
         else:
             cursor.execute(plan.sql, params)
         return cursor.fetchall()

@@ -3,12 +3,16 @@ handler, middleware, views and settings as the server, without the HTTP server o
 view, so that a change can be judged on a shared, noisy machine.
 
     python -m bench.api.step [--only tunnel --only list-100 ...] [--iterations 300] [--callgrind]
+                             [--database postgres]
 
 Each endpoint runs in a child process that imports the server's application (`controlplane.asgi`), answers 20
 requests to warm up, then measures: CPU µs per request (`time.thread_time`, median of 7 batches interleaved with
 batches of the trivial view, and the median of the per-batch ratios), and with `--callgrind` the instructions per
 request counted by valgrind around a loop of that endpoint's requests only (`callgrind_control -i on`, then `-d`, one
 child per endpoint and one for the trivial view): the same figure on a busy machine, the one to decide with.
+`--database postgres` runs on a throwaway PostgreSQL database on loopback: CPU µs and instructions then count this
+process only, so the wall-clock µs per request (median of the batches) and the CPU µs of the PostgreSQL server's
+backend process per request (from /proc; the server runs on this machine) are printed too.
 Writes (PUT configuration, create + delete) change the seeded data as they
 run, as they do in bench/api. A throwaway data dir is migrated and seeded by bench/api/seed.py.
 """
@@ -29,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, server_env
+
+# --database postgres: a throwaway database (loopback, trust authentication), created for the run and dropped after.
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DATABASE = "bench_api_step"
 
 
 def _scope(seeded: dict[str, Any], row: dict[str, Any], method: str, path: str, body: bytes) -> dict[str, Any]:
@@ -104,13 +112,19 @@ def child(data_dir: Path, name: str, iterations: int, callgrind: bool) -> None:
         print(json.dumps({"requests": iterations}))
         return
     per_request: dict[str, list[float]] = {"trivial": [], name: []}
+    wall: list[float] = []
+    database: list[float] = []
+    backend = _backend_pid()
     ratios = []
     for _ in range(7):
         for each in (trivial, row):
-            started = time.thread_time()
+            started, started_wall, started_db = time.thread_time(), time.perf_counter(), _cpu_seconds(backend)
             for _ in range(iterations):
                 one(each)
             per_request[each["name"]].append((time.thread_time() - started) / iterations)
+            if each is row:
+                wall.append((time.perf_counter() - started_wall) / iterations)
+                database.append((_cpu_seconds(backend) - started_db) / iterations)
         ratios.append(per_request[name][-1] / per_request["trivial"][-1])
     print(
         json.dumps(
@@ -118,9 +132,31 @@ def child(data_dir: Path, name: str, iterations: int, callgrind: bool) -> None:
                 "us": statistics.median(per_request[name]) * 1e6,
                 "trivial_us": statistics.median(per_request["trivial"]) * 1e6,
                 "ratio": statistics.median(ratios),
+                "wall_us": statistics.median(wall) * 1e6,
+                "db_us": statistics.median(database) * 1e6 if backend else None,
             }
         )
     )
+
+
+def _backend_pid() -> int | None:
+    """The PostgreSQL server process serving this process's requests (the handler runs on this thread, with
+    persistent connections: one backend for the whole run), or None on SQLite."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process on this machine (the database server's backend), from /proc."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def instructions(out_file: str) -> int:
@@ -154,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=300, help="requests per batch (300; 7 batches)")
     parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind")
     parser.add_argument("--requests", type=int, default=100, help="requests counted under valgrind (100)")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help=f"sqlite (embedded, default) or postgres: a throwaway database {PG_DATABASE} on loopback, dropped after",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -167,6 +209,26 @@ def main(argv: list[str] | None = None) -> int:
     data_dir.mkdir()
     env = server_env(data_dir, 80)
     env["BENCH_ENDPOINTS"] = "1"
+    if args.database == "postgres":
+        _postgres(create=True)
+        env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    try:
+        return _run(args, data_dir, env)
+    finally:
+        if args.database == "postgres":
+            _postgres(create=False)
+
+
+def _postgres(create: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, connect_timeout=3, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+
+
+def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str]) -> int:
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
     out = subprocess.run(
         [sys.executable, "-m", "bench.api.seed", "--others=20"], cwd=ROOT, env=env, check=True, capture_output=True
@@ -176,13 +238,18 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [row["name"] for row in endpoints(json.loads((data_dir / "seeded.json").read_text()))]
     names = [n for n in names if n != "trivial" and (not args.only or n in args.only)]
-    head = f"{'endpoint':<14} {'µs/req':>8} {'trivial µs':>10} {'ratio':>6}"
+    head = f"{'endpoint':<14} {'µs/req':>8} {'trivial µs':>10} {'ratio':>6} {'wall µs':>8}"
+    if args.database == "postgres":
+        head += f" {'db µs':>6}"
     print(head + ("  instructions/req  trivial's  ratio" if args.callgrind else ""))
     trivial_count = counted(data_dir, "trivial", args.requests, env) if args.callgrind else 0.0
     for name in names:
         heavy = name in ("put-config", "create+delete", "ui-tunnels")
         result = measure(data_dir, name, max(10, args.iterations // 10) if heavy else args.iterations, env)
         line = f"{name:<14} {result['us']:>8.0f} {result['trivial_us']:>10.0f} {result['ratio']:>6.2f}"
+        line += f" {result['wall_us']:>8.0f}"
+        if result["db_us"] is not None:
+            line += f" {result['db_us']:>6.0f}"
         if args.callgrind:
             count = counted(data_dir, name, max(5, args.requests // 10) if heavy else args.requests, env)
             line += f"  {count:>16,.0f}  {trivial_count:>9,.0f}  {count / trivial_count:>5.2f}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import data_dir, env_int, env_str
+from .env import data_dir, env_bool, env_int, env_str
 
 _url = env_str("DATABASE_URL") or f"sqlite:///{data_dir() / 'controlplane.sqlite3'}"
 # Persistent connections: each thread of the HTTP pool (controlplane/serving.py) keeps its connection between
@@ -30,7 +30,13 @@ if _default["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file (not :memory:) so that servers started by the tests in subprocesses see the test database.
     _default["TEST"] = {"NAME": env_str("TEST_DB_NAME") or str(data_dir() / "test.sqlite3")}
-elif env_str("TEST_DB_NAME"):
-    _default["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
+else:
+    if _default["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, with the health check answered without a round trip and server-side prepared
+        # statements for the prepared queries (controlplane/backends/postgresql/base.py; docs/architecture.md).
+        _default["ENGINE"] = "controlplane.backends.postgresql"
+        _default["PREPARED_STATEMENTS"] = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+    if env_str("TEST_DB_NAME"):
+        _default["TEST"] = {"NAME": env_str("TEST_DB_NAME")}
 
 DATABASES = {"default": _default}
