@@ -141,10 +141,10 @@ def _qmark(connection: Any, sql: str) -> str | None:
     return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
 
 
-def _fetch_raw(connection: Any, plan: _Plan, params: list[Any]) -> list[Any]:
+def _raw_execute(connection: Any, sql: str, qmark_sql: str | None, params: list[Any]) -> Any:
     """What `connection.cursor()` + `execute` do, without the wrappers that only log: the same checks, the driver's
     own cursor (the backend's `create_cursor`, with its time zone set up; one kept per open connection), errors
-    translated to Django's; on SQLite, the SQL already in the driver's `?` style."""
+    translated to Django's; on SQLite, the SQL already in the driver's `?` style. Returns the cursor, executed."""
     connection.close_if_health_check_failed()
     if connection.connection is None:
         connection.ensure_connection()
@@ -161,12 +161,19 @@ def _fetch_raw(connection: Any, plan: _Plan, params: list[Any]) -> list[Any]:
             kept = (connection.connection, zone, cursor or connection.create_cursor(), cursor is not None)
             connection._prepared_cursor = kept
         cursor = kept[2]
-        if plan.qmark_sql is not None:
-            sqlite3.Cursor.execute(cursor, plan.qmark_sql, params)
+        if qmark_sql is not None:
+            sqlite3.Cursor.execute(cursor, qmark_sql, params)
         elif kept[3]:
-            cursor.execute(plan.sql, params, prepare=True)
+            cursor.execute(sql, params, prepare=True)
         else:
-            cursor.execute(plan.sql, params)
+            cursor.execute(sql, params)
+        return cursor
+
+
+def _fetch_raw(connection: Any, plan: _Plan, params: list[Any]) -> list[Any]:
+    """The rows of a plan, read through the driver's own cursor (`_raw_execute`)."""
+    cursor = _raw_execute(connection, plan.sql, plan.qmark_sql, params)
+    with connection.wrap_database_errors:
         return cursor.fetchall()
 
 
@@ -612,25 +619,13 @@ class _WritePlan:
 
 def _execute_write(connection: Any, plan: _WritePlan, params: list[Any]) -> tuple[int, Any]:
     """(rows changed, the row RETURNING gave or None): through Django's cursor when something watches the queries
-    (logged, counted, wrapped), else the driver's own cursor as `_fetch_raw` does."""
+    (logged, counted, wrapped), else the driver's own cursor as a prepared read's (`_raw_execute`)."""
     if connection.queries_logged or connection.execute_wrappers:
         with connection.cursor() as cursor:
             cursor.execute(plan.sql, params)
             return cursor.rowcount, cursor.fetchone() if plan.returning else None
-    connection.close_if_health_check_failed()
-    if connection.connection is None:
-        connection.ensure_connection()
-    connection.validate_thread_sharing()
-    connection.validate_no_broken_transaction()
+    cursor = _raw_execute(connection, plan.sql, plan.qmark_sql, params)
     with connection.wrap_database_errors:
-        kept, zone = getattr(connection, "_prepared_cursor", None), connection.timezone
-        if kept is None or kept[0] is not connection.connection or kept[1] != zone:
-            kept = connection._prepared_cursor = (connection.connection, zone, connection.create_cursor())
-        cursor = kept[2]
-        if plan.qmark_sql is not None:
-            sqlite3.Cursor.execute(cursor, plan.qmark_sql, params)
-        else:
-            cursor.execute(plan.sql, params)
         return cursor.rowcount, cursor.fetchone() if plan.returning else None
 
 
