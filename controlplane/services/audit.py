@@ -141,12 +141,17 @@ def save_audited(
     resource_name: str,
     changes: dict[str, Any] | None,
     insert: PreparedInsert | None = None,
+    savepoint: bool = True,
 ) -> None:
     """Save `instance` in a savepoint and audit it. A uniqueness race lost between the service's own check and
     the insert (IntegrityError) becomes the same ValidationError the check gives (`conflict`), never a 500, and
-    leaves the surrounding transaction usable. A new row is inserted by `insert` when given (compiled once)."""
+    leaves the surrounding transaction usable. A new row is inserted by `insert` when given (compiled once).
+
+    `savepoint=False` for a caller whose own atomic block holds nothing else to keep: the error leaves that block,
+    which is rolled back whole (and is itself a savepoint when nested), so the caller's caller's transaction stays
+    usable without a savepoint of its own here (two statements less)."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             if insert is not None:
                 insert.save(instance, organisation=organisation)
             else:

@@ -107,6 +107,7 @@ def tunnel_create(
         resource_name=name,
         changes={"name": [None, name], "config_src": [None, tunnel.config_src]},
         insert=_INSERT_TUNNEL,
+        savepoint=False,  # a lost race ends this whole atomic create: nothing before the insert is kept anyway
     )
     events.tunnel_changed(organisation_id=organisation.pk, tunnel_id=tunnel.pk)
     _notify_lifecycle(tunnel, "created")
