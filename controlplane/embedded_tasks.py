@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,11 @@ from django.db import connections
 logger = logging.getLogger(__name__)
 
 EXIT_GRACE_SECONDS = 30.0
+# A worker keeps its database connections from one job to the next, as a request thread or a Celery worker does (each
+# closed after a job when unusable or older than CONN_MAX_AGE), and hands them back once idle this long. Opening a
+# connection for every job cost more than the job: a tunnel created and deleted queued two notification jobs whose
+# fresh SQLite connections (schema read, PRAGMAs) were a third of the pair's instructions (issue 13).
+IDLE_CLOSE_SECONDS = 2.0
 
 
 class Task(CeleryTask):
@@ -77,6 +83,8 @@ class EmbeddedRunner:
         self._sequence = itertools.count()
         self._busy = 0
         self._started = False
+        self._holding: set[int] = set()  # workers that keep database connections open between jobs
+        _runners.add(self)
 
     def submit(self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], *, attempt: int = 0) -> bool:
         """Queue a run now; False (and an error logged) when the queue is full, as a broker that refuses would."""
@@ -102,6 +110,18 @@ class EmbeddedRunner:
                     return True
             time.sleep(0.02)
         return False
+
+    def wait_connections_closed(self, timeout: float) -> bool:
+        """Tests: True once every worker has handed its database connections back (idle for IDLE_CLOSE_SECONDS), so
+        that the test databases can be dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not self._holding:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def discard_pending(self) -> None:
         """Tests: forget queued jobs and scheduled retries (jobs already running finish)."""
@@ -137,7 +157,13 @@ class EmbeddedRunner:
 
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=IDLE_CLOSE_SECONDS)
+            except queue.Empty:
+                connections.close_all()  # this thread's own connections: idle, handed back
+                with self._lock:
+                    self._holding.discard(threading.get_ident())
+                job = self._jobs.get()
             with self._lock:
                 self._busy += 1
             try:
@@ -159,7 +185,15 @@ class EmbeddedRunner:
             else:
                 logger.warning("task %s failed after %d tries: %r", task.name, job.attempt + 1, exc)
         finally:
-            connections.close_all()  # this thread's own connections; the next job opens fresh ones
+            # This thread's own connections, kept for the next job unless broken, left in a transaction or too old
+            # (what Django does after each request).
+            kept = False
+            for connection in connections.all(initialized_only=True):
+                connection.close_if_unusable_or_obsolete()
+                kept = kept or connection.connection is not None
+            if kept:
+                with self._lock:
+                    self._holding.add(threading.get_ident())
 
     def _retry_later(self, job: _Job, exc: BaseException) -> None:
         task = job.task
@@ -193,6 +227,16 @@ class EmbeddedRunner:
 
 
 _runner: EmbeddedRunner | None = None
+_runners: weakref.WeakSet[EmbeddedRunner] = weakref.WeakSet()
+
+
+def wait_connections_closed(timeout: float) -> bool:
+    """Tests: True once the workers of every runner have handed their database connections back (idle for
+    IDLE_CLOSE_SECONDS), so that the test databases can be dropped."""
+    deadline = time.monotonic() + timeout
+    return all(r.wait_connections_closed(max(0.0, deadline - time.monotonic())) for r in list(_runners))
+
+
 _runner_lock = threading.Lock()
 
 

@@ -75,6 +75,19 @@ def _where_filters_organisation(where: Any, column: str, alias: str | None) -> b
     return False
 
 
+def check_row_organisation(model: type[models.Model], org_id: Any, scope_org_ids: frozenset[Any] | None) -> None:
+    """A row written into an organisation-owned table: it has an organisation (unless the model declares
+    installation-level rows and the write is not scoped), one of `scope_org_ids` when the write is scoped."""
+    if org_id is None:
+        if getattr(model, "installation_level_rows", "") and scope_org_ids is None:
+            return
+        raise OrganisationMismatch(f"A {model.__name__} row needs an organisation.")
+    if scope_org_ids is not None and org_id not in scope_org_ids:
+        raise OrganisationMismatch(
+            f"A {model.__name__} row of organisation {org_id} written through a queryset scoped to other organisations."
+        )
+
+
 class OrgQuerySet(models.QuerySet):
     _scope_reason: str | None = None
     _scope_org_ids: frozenset[Any] | None = None  # set by for_orgs(): the organisations writes must stay in
@@ -135,15 +148,7 @@ class OrgQuerySet(models.QuerySet):
         self._check_organisation_id(getattr(obj, "organisation_id", None))
 
     def _check_organisation_id(self, org_id: Any) -> None:
-        if org_id is None:
-            if getattr(self.model, "installation_level_rows", "") and self._scope_org_ids is None:
-                return
-            raise OrganisationMismatch(f"A {self.model.__name__} row needs an organisation.")
-        if self._scope_org_ids is not None and org_id not in self._scope_org_ids:
-            raise OrganisationMismatch(
-                f"A {self.model.__name__} row of organisation {org_id} written through a queryset scoped to "
-                "other organisations."
-            )
+        check_row_organisation(self.model, org_id, self._scope_org_ids)
 
     def bulk_create(self, objs: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
         objs = list(objs)

@@ -14,6 +14,16 @@ from tests.factories import MembershipFactory, OrganisationFactory, UserFactory
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """The test databases, dropped only once the embedded task workers have handed back the connections they keep
+    between jobs (controlplane/embedded_tasks.py; PostgreSQL refuses to drop a database in use)."""
+    yield
+    from controlplane import embedded_tasks
+
+    embedded_tasks.wait_connections_closed(embedded_tasks.IDLE_CLOSE_SECONDS + 30)
+
+
 @pytest.fixture
 def org_a(db):
     return OrganisationFactory(team_name="alpha", display_name="Alpha")

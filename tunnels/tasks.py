@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from celery import shared_task
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.mail import build_message
+from controlplane.prepared import PreparedQuery
 from tunnels.models import NotificationDestination, Tunnel, TunnelAlertState
 from tunnels.notifications import alert_payload, destinations_for, post_webhook
 from tunnels.secrets import decrypt_secret
@@ -22,10 +24,33 @@ def _tunnel(organisation_id: str, tunnel_id: str) -> Tunnel | None:
     return Tunnel.objects.filter(organisation_id=organisation_id, pk=tunnel_id).select_related("organisation").first()
 
 
-def _deliver(tunnel: Tunnel, alert_type: str, status: str, text: str) -> None:
+# A lifecycle notification's reads, compiled once per process (controlplane/prepared.py): an organisation's enabled
+# destinations, then (only when one takes tunnel_update_event) the tunnel. Every tunnel created or deleted queues one
+# (issue 13: the two ORM queries were a third of a create + delete's instructions); both are scoped by the
+# organisation's own column.
+_ENABLED_DESTINATIONS = PreparedQuery(
+    lambda organisation_id: NotificationDestination.objects.filter(organisation_id=organisation_id, enabled=True),
+    organisation_id=uuid.UUID,
+)
+_TUNNEL = PreparedQuery(
+    lambda organisation_id, pk: Tunnel.objects.filter(organisation_id=organisation_id, pk=pk).order_by()[:1],
+    organisation_id=uuid.UUID,
+    pk=uuid.UUID,
+)
+
+
+def _deliver(
+    tunnel: Tunnel,
+    alert_type: str,
+    status: str,
+    text: str,
+    destinations: list[NotificationDestination] | None = None,
+) -> None:
     payload = alert_payload(tunnel=tunnel, alert_type=alert_type, status=status, text=text)
     organisation_id = str(tunnel.organisation_id)
-    for destination in destinations_for(tunnel, alert_type):
+    if destinations is None:
+        destinations = destinations_for(tunnel, alert_type)
+    for destination in destinations:
         transaction.on_commit(
             lambda d=str(destination.pk): deliver_alert.delay(
                 organisation_id=organisation_id, destination_id=d, payload=payload
@@ -35,14 +60,23 @@ def _deliver(tunnel: Tunnel, alert_type: str, status: str, text: str) -> None:
 
 @shared_task
 def notify_tunnel_event(*, organisation_id: str, tunnel_id: str, event: str) -> None:
-    tunnel = _tunnel(organisation_id, tunnel_id)
+    """Tell the organisation's destinations that take tunnel_update_event. Most organisations have none: their
+    destinations are read first, and the tunnel only when someone is to be told (the same deliveries either way)."""
+    alert_type = NotificationDestination.ALERT_UPDATE
+    destinations = [
+        d for d in _ENABLED_DESTINATIONS.rows(organisation_id=organisation_id) if alert_type in (d.alert_types or [])
+    ]
+    if not destinations:
+        return
+    tunnel = _TUNNEL.first(organisation_id=organisation_id, pk=tunnel_id)
     if tunnel is None:
         return
     _deliver(
         tunnel,
-        NotificationDestination.ALERT_UPDATE,
+        alert_type,
         "deleted" if event == "deleted" else "inactive",
         f"Tunnel {tunnel.name} was {event}.",
+        destinations,
     )
 
 

@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from controlplane.actors import Actor
 from controlplane.models import Organisation
-from controlplane.prepared import PreparationError, PreparedQuery
+from controlplane.prepared import PreparationError, PreparedInsert, PreparedQuery, PreparedUpdate
 from controlplane.scoping import UnscopedQueryError, system_scope
-from tunnels.models import Connection, Tunnel
+from tunnels.models import Connection, Tunnel, TunnelConfiguration
 from tunnels.services import tunnel_config_update, tunnel_create
 
 pytestmark = pytest.mark.django_db
@@ -408,3 +408,231 @@ def test_a_long_read_shares_converted_values_between_rows_and_equals_the_orms(or
         assert len(got) == MEMO_ROWS + 4
         assert [model_state(row) for row in got] == [model_state(row) for row in expected]
         assert len({row.pk for row in got}) == len(got)  # distinct values stay distinct
+
+
+# -- prepared writes ------------------------------------------------------------------------------------------------
+
+INSERT_VERSION = PreparedInsert(TunnelConfiguration)
+SAVE_CONFIG = PreparedUpdate(
+    lambda organisation, pk: Tunnel.objects.for_org(organisation).filter(pk=pk),
+    fields=("config_version", "config", "updated_at"),
+    organisation=Organisation,
+    pk=uuid.UUID,
+)
+SAVE_DELETED = PreparedUpdate(
+    lambda organisation, pk: Tunnel.objects.for_org(organisation).filter(pk=pk),
+    fields=("deleted_at", "updated_at"),
+    organisation=Organisation,
+    pk=uuid.UUID,
+)
+
+
+def _version(tunnel, version, **extra):
+    return TunnelConfiguration(
+        organisation=tunnel.organisation,
+        tunnel=tunnel,
+        version=version,
+        config={"ingress": [{"service": "http_status:404"}], "é": [1, None, True]},
+        **extra,
+    )
+
+
+def _without(state, *names):
+    return {name: value for name, value in state.items() if name not in names}
+
+
+class Statements:
+    """The SQL and parameters run while it is on (Django's cursor, as a logged or counted query)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, execute, sql, params, many, context):
+        self.seen.append((sql, list(params or ())))
+        return execute(sql, params, many, context)
+
+
+@pytest.mark.parametrize("watched", [False, True])
+def test_an_insert_writes_the_row_the_orms_insert_writes_in_the_same_sql(org_a, tunnels, watched):
+    mine, _ = tunnels
+    orm_statements, statements = Statements(), Statements()
+    with connection.execute_wrapper(orm_statements):
+        by_orm = TunnelConfiguration.objects.for_org(org_a).create(
+            organisation=org_a, tunnel=mine, version=10, config=_version(mine, 0).config, created_by_email="a@b.c"
+        )
+    ours = _version(mine, 11, created_by_email="a@b.c")
+    assert ours.created_at is None and ours.pk is None
+    if watched:
+        with connection.execute_wrapper(statements):
+            INSERT_VERSION.save(ours, organisation=org_a)
+        # The ORM's own SQL, one statement, and its parameters (but the version and the time of the insert).
+        [(sql, params)], [(orm_sql, orm_params)] = statements.seen, orm_statements.seen
+        assert sql == orm_sql
+        assert [type(p) for p in params] == [type(p) for p in orm_params]
+        assert '("organisation_id", "tunnel_id", "version", "config", "created_at", "created_by_email")' in sql
+        assert [repr(p) for i, p in enumerate(params) if i not in (2, 4)] == [
+            repr(p) for i, p in enumerate(orm_params) if i not in (2, 4)
+        ]  # (by their repr: PostgreSQL's JSON adapter has no equality)
+    else:
+        INSERT_VERSION.save(ours)  # the driver's cursor
+    # As Model.save leaves it: the key the database gave, auto_now_add set, no longer adding, on its database.
+    assert isinstance(ours.pk, int) and ours.pk > by_orm.pk
+    assert ours.created_at is not None and ours._state.adding is False and ours._state.db == "default"
+    stored = TunnelConfiguration.objects.for_org(org_a).get(pk=ours.pk)
+    assert model_state(stored) == model_state(ours)
+    expected = TunnelConfiguration.objects.for_org(org_a).get(pk=by_orm.pk)
+    assert _without(model_state(stored), "id", "version", "created_at") == _without(
+        model_state(expected), "id", "version", "created_at"
+    )
+
+
+def test_an_insert_of_a_row_with_its_own_key_and_a_uuid_key(org_a, tunnels):
+    mine, _ = tunnels
+    ours = _version(mine, 12, id=987654)
+    INSERT_VERSION.save(ours)
+    assert TunnelConfiguration.objects.for_org(org_a).get(pk=987654).version == 12
+    from tunnels.services.lifecycle import _INSERT_TUNNEL
+
+    tunnel = Tunnel(organisation=org_a, name="prepared", secret_ciphertext="x", config={"a": None})
+    _INSERT_TUNNEL.save(tunnel, organisation=org_a)
+    assert model_state(Tunnel.objects.for_org(org_a).get(pk=tunnel.pk)) == model_state(tunnel)
+
+
+def test_an_insert_keeps_the_scoping_rules(org_a, org_b, tunnels):
+    from controlplane.scoping import OrganisationMismatch
+
+    mine, _ = tunnels
+    with pytest.raises(OrganisationMismatch):
+        INSERT_VERSION.save(_version(mine, 13), organisation=org_b)  # a row of org_a written as org_b's
+    orphan = _version(mine, 14)
+    orphan.organisation = None
+    with pytest.raises(OrganisationMismatch):
+        INSERT_VERSION.save(orphan)
+    saved = _version(mine, 15)
+    INSERT_VERSION.save(saved)
+    with pytest.raises(TypeError, match="new rows"):
+        INSERT_VERSION.save(saved)  # not a second time
+    with pytest.raises(TypeError, match="saves TunnelConfiguration"):
+        INSERT_VERSION.save(Tunnel(organisation=org_a, name="x"))
+    from django.db.models import F
+
+    with pytest.raises(TypeError, match="values, not"):
+        INSERT_VERSION.save(_version(mine, F("version")))
+    assert not TunnelConfiguration.objects.for_org(org_a).filter(version__in=[13, 14]).exists()
+
+
+def test_a_model_with_its_own_save_says_why_it_may_be_inserted_without_it():
+    from controlplane.models import AuditEvent
+
+    with pytest.raises(PreparationError, match="own save"):
+        PreparedInsert(AuditEvent)
+    PreparedInsert(AuditEvent, own_save="a test")
+
+
+def test_a_failed_insert_is_djangos_error_and_marks_the_transaction_for_rollback(org_a, tunnels):
+    from django.db import IntegrityError, transaction
+
+    mine, _ = tunnels
+    INSERT_VERSION.save(_version(mine, 20))
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            INSERT_VERSION.save(_version(mine, 20))  # (tunnel, version) is unique
+        assert connection.needs_rollback  # as Model.save marks it: the block is rolled back as it ends
+    assert TunnelConfiguration.objects.for_org(org_a).filter(version=20).count() == 1
+
+
+def test_an_update_writes_what_save_with_update_fields_writes(org_a, tunnels):
+    mine, _ = tunnels
+    by_orm = Tunnel.objects.for_org(org_a).get(pk=mine.pk)
+    ours = Tunnel.objects.for_org(org_a).get(pk=mine.pk)
+    for tunnel in (by_orm, ours):
+        tunnel.config_version += 1
+        tunnel.config = {"ingress": [{"service": "http_status:503"}], "ü": None}
+        tunnel.name = "not written"  # not among the fields
+    by_orm.save(update_fields=["config_version", "config", "updated_at"])
+    after_orm = model_state(Tunnel.objects.for_org(org_a).get(pk=mine.pk))
+    before = ours.updated_at
+    with CaptureQueriesContext(connection) as queries:
+        SAVE_CONFIG.save(ours, organisation=org_a, pk=ours.pk)
+    assert len(queries) == 1 and queries[0]["sql"].startswith('UPDATE "tunnels_tunnel" SET "config_version" = ')
+    assert ours.updated_at > before  # auto_now, as save() sets it
+    stored = model_state(Tunnel.objects.for_org(org_a).get(pk=mine.pk))
+    assert stored["name"] == "mine" and stored["config_version"] == after_orm["config_version"]
+    assert _without(stored, "updated_at") == _without(after_orm, "updated_at")
+    assert stored["updated_at"] == ours.updated_at
+
+
+def test_an_update_writes_null_as_the_orm_does_and_finds_rows_through_the_scope(org_a, org_b, tunnels):
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    mine, theirs = tunnels
+    mine.deleted_at = timezone.now()
+    SAVE_DELETED.save(mine, organisation=org_a, pk=mine.pk)
+    assert Tunnel.objects.for_org(org_a).get(pk=mine.pk).deleted_at == mine.deleted_at
+    mine.deleted_at = None
+    with CaptureQueriesContext(connection) as queries:
+        SAVE_DELETED.save(mine, organisation=org_a, pk=mine.pk)
+    assert '"deleted_at" = NULL' in queries[0]["sql"]  # the ORM's SQL for None: a plan of its own
+    assert Tunnel.objects.for_org(org_a).get(pk=mine.pk).deleted_at is None
+    theirs.deleted_at = timezone.now()
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        SAVE_DELETED.save(theirs, organisation=org_a, pk=theirs.pk)  # another organisation's row: not found
+    assert Tunnel.objects.for_org(org_b).get(pk=theirs.pk).deleted_at is None
+
+
+def test_an_update_is_prepared_on_the_scoping_rules(org_a, tunnels):
+    mine, _ = tunnels
+    unscoped = PreparedUpdate(lambda pk: Tunnel.objects.filter(pk=pk), fields=("name",), pk=uuid.UUID)
+    with pytest.raises(UnscopedQueryError):
+        unscoped.save(mine, pk=mine.pk)
+    with system_scope("a test"):
+        with pytest.raises(UnscopedQueryError):  # checked as written, whatever the caller's context
+            unscoped.save(mine, pk=mine.pk)
+    constant = PreparedUpdate(lambda pk: Tunnel.objects.for_org(org_a).filter(pk=pk), fields=("name",), pk=uuid.UUID)
+    with pytest.raises(PreparationError, match="from a parameter"):
+        constant.save(mine, pk=mine.pk)
+    for fields in (("id",), ("no_such_field",), ()):
+        bad = PreparedUpdate(
+            lambda organisation, pk: Tunnel.objects.for_org(organisation).filter(pk=pk),
+            fields=fields,
+            organisation=Organisation,
+            pk=uuid.UUID,
+        )
+        with pytest.raises(PreparationError, match="cannot be updated"):
+            bad.save(mine, organisation=org_a, pk=mine.pk)
+    with pytest.raises(TypeError, match="takes"):
+        SAVE_DELETED.save(mine, pk=mine.pk)
+
+
+def test_prepared_writes_send_the_save_signals_as_save_does(org_a, tunnels):
+    from django.db.models.signals import post_save, pre_save
+
+    mine, _ = tunnels
+    heard = []
+
+    def listen(signal, sender, **kwargs):
+        kwargs.pop("instance")
+        heard.append((signal, sender, kwargs))
+
+    orm, ours = [], []
+    for target, save in (
+        (
+            orm,
+            lambda: (_version(mine, 30).save(force_insert=True), mine.save(update_fields=["deleted_at", "updated_at"])),
+        ),
+        (
+            ours,
+            lambda: (INSERT_VERSION.save(_version(mine, 31)), SAVE_DELETED.save(mine, organisation=org_a, pk=mine.pk)),
+        ),
+    ):
+        heard.clear()
+        for signal in (pre_save, post_save):
+            signal.connect(listen, dispatch_uid=f"test-{id(signal)}")
+        try:
+            save()
+        finally:
+            for signal in (pre_save, post_save):
+                signal.disconnect(dispatch_uid=f"test-{id(signal)}")
+        target.extend(heard)
+    assert ours == orm and len(ours) == 4

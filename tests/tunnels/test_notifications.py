@@ -124,3 +124,42 @@ def test_destinations_are_validated(org_a):
         notification_destination_create(
             organisation=org_a, actor=Actor.cli(), name="x", kind="email", emails=["a@b.org"], alert_types=["x"]
         )
+
+
+@pytest.mark.django_db
+def test_a_lifecycle_event_reaches_only_its_organisations_enabled_destinations_that_take_it(
+    org_a, org_b, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tunnels.models import NotificationDestination
+    from tunnels.tasks import notify_tunnel_event
+
+    def destination(organisation, name, alert_types, enabled=True):
+        made = notification_destination_create(
+            organisation=organisation,
+            actor=Actor.cli(),
+            name=name,
+            kind="email",
+            emails=[f"{name}@example.org"],
+            alert_types=alert_types,
+        )
+        NotificationDestination.objects.for_org(organisation).filter(pk=made.pk).update(enabled=enabled)
+        return made
+
+    destination(org_a, "health-only", ["tunnel_health_event"])
+    destination(org_a, "off", ["tunnel_update_event"], enabled=False)
+    theirs = destination(org_b, "theirs", ["tunnel_update_event"])
+    tunnel = tunnel_create(organisation=org_a, name="lab", actor=Actor.cli())
+    tunnel_b = tunnel_create(organisation=org_b, name="lab", actor=Actor.cli())
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as delivered:
+        notify_tunnel_event(organisation_id=str(org_a.pk), tunnel_id=str(tunnel.pk), event="created")
+    assert delivered == [] and len(queries) == 1  # nobody to tell: the tunnel is not even read
+    with django_capture_on_commit_callbacks() as delivered:  # another organisation's tunnel id: nothing
+        notify_tunnel_event(organisation_id=str(org_b.pk), tunnel_id=str(tunnel.pk), event="created")
+    assert delivered == []
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as delivered:
+        notify_tunnel_event(organisation_id=str(org_b.pk), tunnel_id=str(tunnel_b.pk), event="deleted")
+    assert len(queries) == 2 and len(delivered) == 1
+    assert delivered[0].__defaults__ == (str(theirs.pk),)  # the one destination, by its id

@@ -30,6 +30,23 @@ def config(*rules):
     return {"ingress": [*rules, {"service": "http_status:404"}]}
 
 
+def test_a_create_that_lost_the_name_race_keeps_nothing_and_leaves_the_callers_transaction_usable(org_a, monkeypatch):
+    """Both creates passed the "is the name free" check; the second insert loses in the database (the unique live
+    name): the same error as the check's, no row and no audit event of it, the caller's transaction still usable."""
+    from django.db import transaction
+
+    from tunnels.services import lifecycle
+
+    tunnel_create(organisation=org_a, name="raced", actor=ACTOR)
+    monkeypatch.setattr(lifecycle, "_check_name_free", lambda *args, **kwargs: None)
+    with transaction.atomic():
+        with pytest.raises(ValidationError, match="already exists"):
+            tunnel_create(organisation=org_a, name="raced", actor=ACTOR)
+        assert Tunnel.objects.for_org(org_a).filter(name="raced").count() == 1  # the block still answers
+    created = AuditEvent.objects.for_org(org_a).filter(resource_type="tunnel", action="create")
+    assert list(created.values_list("resource_name", flat=True)) == ["raced"]
+
+
 def test_names_are_unique_among_live_tunnels_and_not_uuids(org_a, org_b):
     tunnel_create(organisation=org_a, name="lab", actor=ACTOR)
     with pytest.raises(ValidationError, match="already exists"):

@@ -18,7 +18,7 @@ from django.db.models import Q
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction, ZoneStatus
 from controlplane.models import AuditEvent, DnsRecord, Organisation, Zone
-from controlplane.prepared import PreparedQuery
+from controlplane.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
 from controlplane.services.audit import audit_event, audit_record, audit_records, diff
 from controlplane.services.dns import DeleteSummary, dns_records_delete
 from controlplane.validators import reserved_by_installation
@@ -138,6 +138,15 @@ _TUNNEL_LOCKED = PreparedQuery(
     organisation=Organisation,
     pk=uuid.UUID,
 )
+
+# Its writes: the tunnel's new version and the version's row, compiled once too.
+_SAVE_CONFIG = PreparedUpdate(
+    lambda organisation, pk: Tunnel.objects.for_org(organisation).filter(pk=pk),
+    fields=("config_version", "config", "updated_at"),
+    organisation=Organisation,
+    pk=uuid.UUID,
+)
+_INSERT_CONFIGURATION = PreparedInsert(TunnelConfiguration)
 
 
 def _place_hostnames(organisation: Organisation, hostnames: set[str]) -> dict[str, Zone]:
@@ -346,14 +355,15 @@ def tunnel_config_update(
             changes = config_diff(Tunnel.objects.for_org(tunnel.organisation).get(pk=tunnel.pk).config, normalised)
         tunnel.config_version += 1
         tunnel.config = normalised
-        tunnel.save(update_fields=["config_version", "config", "updated_at"])
-        configuration = TunnelConfiguration.objects.create(
+        _SAVE_CONFIG.save(tunnel, organisation=tunnel.organisation, pk=tunnel.pk)
+        configuration = TunnelConfiguration(
             organisation=tunnel.organisation,
             tunnel=tunnel,
             version=tunnel.config_version,
             config=normalised,
             created_by_email=actor.user.email if actor.user else actor.display,
         )
+        _INSERT_CONFIGURATION.save(configuration, organisation=tunnel.organisation)
         audit_record(
             organisation=tunnel.organisation,
             actor=actor,

@@ -14,7 +14,7 @@ from django.utils import timezone
 from controlplane.actors import Actor
 from controlplane.choices import AuditAction
 from controlplane.models import Organisation
-from controlplane.prepared import PreparedQuery
+from controlplane.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
 from controlplane.services.audit import audit_record, save_audited
 from controlplane.services.dns import dns_records_delete
 from tunnels import events
@@ -51,6 +51,17 @@ _LIVE_BY_NAME = PreparedQuery(
     ),
     organisation=Organisation,
     name=str,
+)
+
+
+# A tunnel's INSERT and its deletion's UPDATE, compiled once per process (issue 13: the ORM's save was a fifth of a
+# create's or a delete's cost). The update finds the row through the organisation's scope.
+_INSERT_TUNNEL = PreparedInsert(Tunnel)
+_SAVE_DELETED = PreparedUpdate(
+    lambda organisation, pk: Tunnel.objects.for_org(organisation).filter(pk=pk),
+    fields=("deleted_at", "updated_at"),
+    organisation=Organisation,
+    pk=uuid.UUID,
 )
 
 
@@ -95,6 +106,8 @@ def tunnel_create(
         resource_type="tunnel",
         resource_name=name,
         changes={"name": [None, name], "config_src": [None, tunnel.config_src]},
+        insert=_INSERT_TUNNEL,
+        savepoint=False,  # a lost race ends this whole atomic create: nothing before the insert is kept anyway
     )
     events.tunnel_changed(organisation_id=organisation.pk, tunnel_id=tunnel.pk)
     _notify_lifecycle(tunnel, "created")
@@ -195,7 +208,7 @@ def tunnel_delete(*, tunnel: Tunnel, actor: Actor, cascade: bool = False) -> Tun
         )
     dns_records_delete(records=tunnel_routes(tunnel), actor=actor)
     tunnel.deleted_at = timezone.now()
-    tunnel.save(update_fields=["deleted_at", "updated_at"])
+    _SAVE_DELETED.save(tunnel, organisation=tunnel.organisation, pk=tunnel.pk)
     events.routes_changed(organisation_id=tunnel.organisation_id)
     audit_record(
         organisation=tunnel.organisation,
