@@ -27,6 +27,7 @@ from django.contrib import auth
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAuthenticationMiddleware
+from django.contrib.auth.middleware import auser as django_auser
 from django.contrib.auth.models import AnonymousUser
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import SimpleLazyObject
@@ -103,8 +104,10 @@ class AuthenticationMiddleware(DjangoAuthenticationMiddleware):
     """Django's, with `request.user` from `get_user` above (the async `request.auser` stays Django's)."""
 
     def process_request(self, request: Any) -> None:
-        super().process_request(request)
+        if not hasattr(request, "session"):
+            super().process_request(request)  # Django's error: the session middleware is missing
         request.user = SimpleLazyObject(lambda: _cached_user(request))
+        request.auser = functools.partial(django_auser, request)
 
 
 def device_from_persistent_id(persistent_id: str) -> Device | None:
