@@ -56,12 +56,15 @@ class StatusWatcher:
             except (OSError, websockets.exceptions.WebSocketException):
                 await asyncio.sleep(0.2)  # the server is restarting
 
-    async def wait_for(self, status: str, since: float, timeout: float = 20.0) -> dict:
+    async def wait_for(self, status: str, since: float, timeout: float = 20.0, connections: int | None = None) -> dict:
+        """The first `status` seen since `since` (with that many connections listed, if given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for at, seen, tunnel in self.statuses:
                 if at >= since and seen == status:
-                    return tunnel
+                    listed = sum(len(c["connections"]) for c in tunnel.get("connectors", []))
+                    if connections is None or listed == connections:
+                        return tunnel
             await asyncio.sleep(0.05)
         raise AssertionError(f"status {status!r} not seen; saw {[s for _, s, _ in self.statuses]}")
 
@@ -134,7 +137,10 @@ def run_scenario(env: dict[str, str], org, user, tunnel, tmp_path) -> None:
                     watcher.url = second.ws_url + f"/ws/accounts/{org.id.hex}/tunnels/status"
                     watcher.origin = second.url
                     mark = time.monotonic()
-                    healthy = await watcher.wait_for("healthy", mark, timeout=30)
+                    # Until the new server has closed the old one's rows (its restart reconciliation), a snapshot
+                    # may list a third, stale connection beside the two new ones (seen ~1 run in 7, before and after
+                    # issue 13's fourth round; docs/open-work.md): the steady state is two.
+                    healthy = await watcher.wait_for("healthy", mark, timeout=30, connections=2)
                     assert len(healthy["connectors"][0]["connections"]) == 2
                     metrics = urllib.request.urlopen(  # noqa: S310
                         f"{second.url}/login/", timeout=5
